@@ -1,0 +1,92 @@
+"""DuckDB over a lake: one view per Delta table (its current snapshot) and the derived views."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from lake.catalog.tables import empty_arrow, snapshot_files, table_version
+from lake.config import LakePaths
+from lake.headers.schema import TableSchema, load_table_schema, table_names
+
+VIEWS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "views"
+_VIEW_NAME = re.compile(r"^--\s*view:\s*(\w+)", re.M)
+_VIEW_DESC = re.compile(r"^--\s*description:\s*(.+)$", re.M)
+
+
+@dataclass(frozen=True)
+class ViewDefinition:
+    name: str
+    description: str
+    sql: str
+
+
+@cache
+def view_definitions() -> tuple[ViewDefinition, ...]:
+    """Derived views from ``schemas/views/NN_name.sql`` in file-name order (later may use earlier)."""
+    out = []
+    for path in sorted(VIEWS_DIR.glob("*.sql")):
+        text = path.read_text()
+        name = _VIEW_NAME.search(text)
+        desc = _VIEW_DESC.search(text)
+        out.append(ViewDefinition(name.group(1) if name else path.stem.split("_", 1)[-1], desc.group(1) if desc else "", text))
+    return tuple(out)
+
+
+def _quote(path: str) -> str:
+    return "'" + path.replace("'", "''") + "'"
+
+
+def snapshot_versions(paths: LakePaths) -> dict[str, int | None]:
+    return {name: table_version(paths.table(name)) for name in table_names()}
+
+
+def _select_list(schema: TableSchema) -> str:
+    """``*`` with TIME columns (stored as microseconds) presented as DuckDB TIME."""
+    if not schema.time_columns:
+        return "*"
+    replaced = ", ".join(f"TIME '00:00:00' + to_microseconds({c}) AS {c}" for c in schema.time_columns)
+    return f"* REPLACE ({replaced})"
+
+
+def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view per table and derived view.
+
+    No extension is loaded or installed: the views read the snapshot's Parquet files directly.
+    """
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    for name in table_names():
+        schema = load_table_schema(name)
+        files = snapshot_files(paths.table(name))
+        if files:
+            file_list = ", ".join(_quote(f) for f in files)
+            source = f"read_parquet([{file_list}], union_by_name = true)"
+        else:
+            con.register(f"_empty_{name}", empty_arrow(schema))
+            source = f"_empty_{name}"
+        con.execute(f"CREATE VIEW {name} AS SELECT {_select_list(schema)} FROM {source}")
+    for view in view_definitions():
+        con.execute(f"CREATE VIEW {view.name} AS {view.sql}")
+    return con
+
+
+def fetch_arrow(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> pa.Table:
+    """Run ``query`` and return the whole result as Arrow (DuckDB 1.x and 2.x spell this differently)."""
+    relation = con.sql(query, params=params or None)
+    if relation is None:  # a statement without a result (DDL)
+        return pa.table({})
+    fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+    return fetch()
+
+
+def fetch_rows(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Run ``query`` and fetch every row (leaving no unfinished result on the connection)."""
+    return con.execute(query, params or []).fetchall()

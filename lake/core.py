@@ -1,0 +1,212 @@
+"""The :class:`Lake`: create, open, query and read pixels."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from lake.catalog.query import connect, fetch_arrow, fetch_rows, snapshot_versions, view_definitions
+from lake.catalog.tables import snapshot_files
+from lake.config import DeidSettings, LakeConfig, LakePaths, default_key_path, read_config, write_config
+from lake.deid.pixels import PixelPolicy
+from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption, parse_options
+from lake.errors import KeyFileError, KeyMismatchError, LakeExistsError, NotInLakeError
+from lake.headers.schema import load_table_schema, table_names
+from lake.keys import LakeKey, generate_key, read_key, write_key
+from lake.pixels.store import PixelStore
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def init(
+    path: str | os.PathLike[str],
+    key_file: str | os.PathLike[str] | None = None,
+    options: Iterable[str | ProfileOption] = DEFAULT_RESEARCH_OPTIONS,
+    date_offset_days: tuple[int, int] = (30, 1095),
+    burned_in_policy: str | PixelPolicy = PixelPolicy.MASK_OR_QUARANTINE,
+    keep_crosswalk: bool = False,
+) -> Lake:
+    """Create a lake at ``path`` and its key (or adopt an existing key file, to link lakes).
+
+    Raises :class:`LakeExistsError` if ``path`` already holds a lake, :class:`KeyFileError` if
+    the key would sit inside the lake.
+    """
+    paths = LakePaths(path)
+    if paths.exists():
+        raise LakeExistsError(f"{paths.root} is already a lake; open it with lake.open({str(paths.root)!r})")
+    deid = DeidSettings(
+        options=sorted(o.value for o in parse_options(options)),
+        date_offset_days=(int(date_offset_days[0]), int(date_offset_days[1])),
+        burned_in_policy=PixelPolicy(burned_in_policy).value,
+        keep_crosswalk=keep_crosswalk,
+    )
+    key_path = Path(key_file) if key_file else None
+    if key_path is not None and key_path.exists():
+        key = read_key(key_path)
+    else:
+        key = generate_key()
+    config = LakeConfig.new(key.fingerprint, deid)
+    key_path = key_path or default_key_path(config.lake_id)
+    if _inside(key_path, paths.root):
+        raise KeyFileError(f"the key file {key_path} must not be inside the lake {paths.root}")
+    if not key_path.exists():
+        write_key(key, key_path)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    for folder in (paths.tables, paths.pixels, paths.reports):
+        folder.mkdir(exist_ok=True)
+    write_config(paths, config)
+    return Lake(paths.root, key_file=key_path)
+
+
+def open(path: str | os.PathLike[str], key_file: str | os.PathLike[str] | None = None) -> Lake:  # noqa: A001
+    """Open an existing lake for reading (the key is only needed to write)."""
+    return Lake(path, key_file=key_file)
+
+
+class Lake:
+    """A lake on local disk. Queries see the tables' current snapshots; ``refresh`` is automatic."""
+
+    def __init__(self, path: str | os.PathLike[str], key_file: str | os.PathLike[str] | None = None) -> None:
+        self.paths = LakePaths(path)
+        self.config: LakeConfig = read_config(self.paths)
+        self._key_file = Path(key_file) if key_file else None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._versions: dict[str, int | None] = {}
+        self.pixel_store = PixelStore(self.paths.pixels, self.config.pixels.shard_frames, self.config.pixels.codec)
+
+    def __repr__(self) -> str:
+        return f"Lake({str(self.paths.root)!r})"
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    # -- keys ------------------------------------------------------------------------------------
+    @property
+    def key_path(self) -> Path:
+        return self._key_file or default_key_path(self.config.lake_id)
+
+    def key(self) -> LakeKey:
+        """Load the key and check it is this lake's; raises :class:`KeyMismatchError` otherwise."""
+        try:
+            key = read_key(self.key_path)
+        except KeyFileError:
+            raise
+        if key.fingerprint != self.config.key_fingerprint:
+            raise KeyMismatchError(
+                f"the key in {self.key_path} (fingerprint {key.fingerprint}) is not this lake's key "
+                f"(fingerprint {self.config.key_fingerprint}); pass the lake's own --key-file"
+            )
+        return key
+
+    def save_config(self) -> None:
+        write_config(self.paths, self.config)
+
+    # -- queries ---------------------------------------------------------------------------------
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection whose views match the tables' latest committed versions."""
+        versions = snapshot_versions(self.paths)
+        if self._con is None or versions != self._versions:
+            if self._con is not None:
+                self._con.close()
+            self._con = connect(self.paths)
+            self._versions = versions
+        return self._con
+
+    def sql(self, query: str, params: list[Any] | None = None) -> pl.DataFrame:
+        """Run DuckDB SQL over the lake's tables and views; returns a polars DataFrame."""
+        result = pl.from_arrow(fetch_arrow(self.connection(), query, params))
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    def tables(self) -> list[str]:
+        return table_names() + [v.name for v in view_definitions()]
+
+    def table(self, name: str) -> pl.LazyFrame:
+        """A lazy polars frame over a table (Parquet scan of its snapshot) or a derived view."""
+        if name in table_names():
+            files = snapshot_files(self.paths.table(name))
+            if files:
+                frame = pl.scan_parquet(files, missing_columns="insert")
+                times = load_table_schema(name).time_columns
+                return frame.with_columns([(pl.col(c) * 1000).cast(pl.Time) for c in times]) if times else frame
+            return self.sql(f"SELECT * FROM {name}").lazy()
+        if name in {v.name for v in view_definitions()}:
+            return self.sql(f"SELECT * FROM {name}").lazy()
+        raise NotInLakeError(f"no table {name!r}; tables: {', '.join(self.tables())}")
+
+    # -- pixels ----------------------------------------------------------------------------------
+    def _pixel_location(self, sop_instance_uid: str) -> tuple[str, int, int, str]:
+        rows = fetch_rows(
+            self.connection(),
+            "SELECT pixel_array, pixel_frame_start, frame_count, pixel_status FROM instances "
+            "WHERE SOPInstanceUID = ? LIMIT 1",
+            [sop_instance_uid],
+        )
+        found = rows[0] if rows else None
+        if found is None:
+            raise NotInLakeError(f"no instance with SOPInstanceUID {sop_instance_uid} in this lake")
+        array, start, count, status = found
+        if array is None:
+            raise NotInLakeError(f"instance {sop_instance_uid} has no stored pixels (pixel_status {status})")
+        return array, int(start), int(count), status
+
+    def pixels(self, sop_instance_uid: str, frame: int | None = None) -> np.ndarray:
+        """Stored pixel values (before rescale): (frames, rows, cols[, samples]), or one frame."""
+        array, start, count, _ = self._pixel_location(sop_instance_uid)
+        if frame is None:
+            return self.pixel_store.read(array, start, count)
+        if not 0 <= frame < count:
+            raise NotInLakeError(f"instance {sop_instance_uid} has frames 0..{count - 1}, not {frame}")
+        return self.pixel_store.read(array, start + frame, 1)[0]
+
+    # -- summary ---------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Counts of patients, studies, series, instances, rejects, and bytes on disk."""
+        con = self.connection()
+        counts = fetch_rows(
+            con,
+            "SELECT count(DISTINCT PatientID), count(DISTINCT StudyInstanceUID), "
+            "count(DISTINCT SeriesInstanceUID), count(*), "
+            "count(*) FILTER (WHERE pixel_status = 'stored'), coalesce(sum(frame_count), 0) FROM instances",
+        )[0]
+        rejected = fetch_rows(con, "SELECT count(*) FROM rejects")[0]
+        size = {"tables": _du(self.paths.tables), "pixels": _du(self.paths.pixels), "other": 0}
+        size["other"] = _du(self.paths.root) - size["tables"] - size["pixels"]
+        return {
+            "patients": counts[0],
+            "studies": counts[1],
+            "series": counts[2],
+            "instances": counts[3],
+            "instances_with_pixels": counts[4],
+            "frames": int(counts[5]),
+            "rejected": rejected[0],
+            "bytes_on_disk": sum(size.values()),
+            "bytes_tables": size["tables"],
+            "bytes_pixels": size["pixels"],
+            "key_fingerprint": self.config.key_fingerprint,
+            "deid_options": list(self.config.deid.options),
+        }
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total

@@ -1,0 +1,96 @@
+"""Pixels that may carry burned-in identifiers: detection and the per-lake policy.
+
+An instance is *at risk* when it says ``BurnedInAnnotation YES``, or is of a SOP class whose
+pixels routinely carry text (ultrasound, secondary capture, screenshots, dose reports). The policy
+decides what the lake stores:
+
+- ``mask``: blank the regions a rule knows (see :mod:`lake.deid.burned_in`), keep the rest;
+- ``quarantine``: store the header row (marked) but not the pixels;
+- ``keep-flagged``: store the pixels unchanged, flagged in ``instances.pixel_reason``;
+- ``mask-or-quarantine`` (default): mask where a rule knows the region, quarantine otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+
+import numpy as np
+from pydicom import Dataset
+
+from lake.pixels.decode import DecodedPixels
+
+AT_RISK_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.6.1": "ultrasound",
+    "1.2.840.10008.5.1.4.1.1.6.2": "ultrasound",
+    "1.2.840.10008.5.1.4.1.1.3.1": "ultrasound",
+    "1.2.840.10008.5.1.4.1.1.7": "secondary_capture",
+    "1.2.840.10008.5.1.4.1.1.7.1": "secondary_capture",
+    "1.2.840.10008.5.1.4.1.1.7.2": "secondary_capture",
+    "1.2.840.10008.5.1.4.1.1.7.3": "secondary_capture",
+    "1.2.840.10008.5.1.4.1.1.7.4": "secondary_capture",
+    "1.2.840.10008.5.1.4.1.1.104.1": "encapsulated_pdf",
+    "1.2.840.10008.5.1.4.1.1.88.67": "dose_report",
+}
+
+
+class PixelPolicy(StrEnum):
+    MASK = "mask"
+    QUARANTINE = "quarantine"
+    KEEP_FLAGGED = "keep-flagged"
+    MASK_OR_QUARANTINE = "mask-or-quarantine"
+
+
+#: Finds regions to blank: returns (reason, [(x0, y0, x1, y1), ...]) or None when no rule knows
+#: this instance. Set by :mod:`lake.deid.burned_in`, which wraps the ``deid`` package's rules.
+RegionFinder = Callable[[Dataset], tuple[str, list[tuple[int, int, int, int]]] | None]
+_region_finder: RegionFinder | None = None
+
+
+def set_region_finder(finder: RegionFinder | None) -> None:
+    global _region_finder
+    _region_finder = finder
+
+
+def risk_reason(ds: Dataset) -> str | None:
+    """Why this instance's pixels may carry burned-in identifiers, or None."""
+    if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
+        return "burned_in_annotation_yes"
+    kind = AT_RISK_SOP_CLASSES.get(str(ds.get("SOPClassUID", "") or ""))
+    if kind:
+        return f"at_risk_sop_class:{kind}"
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if "SCREEN SAVE" in image_type or "SCREENSHOT" in image_type:
+        return "at_risk_image_type:screen_save"
+    return None
+
+
+def mask_regions(frames: np.ndarray, regions: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """Copy of ``frames`` with each (x0, y0, x1, y1) box (exclusive ends) set to 0 in every frame."""
+    out = frames.copy()
+    for x0, y0, x1, y1 in regions:
+        out[:, max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0), ...] = 0
+    return out
+
+
+def apply_pixel_policy(
+    ds: Dataset, pixels: DecodedPixels, policy: PixelPolicy | str
+) -> tuple[np.ndarray | None, str, str | None]:
+    """(frames to store or None, pixel_status, pixel_reason) for a decoded instance."""
+    policy = PixelPolicy(policy)
+    if pixels.frames is None:
+        return None, pixels.status, pixels.reason
+    reason = risk_reason(ds)
+    if reason is None:
+        return pixels.frames, "stored", None
+    if policy is PixelPolicy.KEEP_FLAGGED:
+        return pixels.frames, "stored", f"flagged:{reason}"
+    if policy is PixelPolicy.QUARANTINE:
+        return None, "quarantined", reason
+    found = _region_finder(ds) if _region_finder is not None else None
+    if found is not None:
+        rule, regions = found
+        return mask_regions(pixels.frames, regions), "stored", f"masked:{rule}"
+    if policy is PixelPolicy.MASK:
+        return pixels.frames, "stored", f"unmasked_no_rule:{reason}"
+    return None, "quarantined", reason

@@ -1,0 +1,77 @@
+"""One error hierarchy for the whole package.
+
+Every error subclasses :class:`LakeError` and, where one fits, the built-in it specialises, so
+callers can catch ``FileNotFoundError`` or ``ValueError`` as they already do. Messages name the
+offending value (never a patient's data) and say how to fix the problem.
+"""
+
+from __future__ import annotations
+
+
+class LakeError(Exception):
+    """Base of every error raised by ``lake``."""
+
+
+class LakeNotFoundError(LakeError, FileNotFoundError):
+    """The folder is not a lake (no ``lake.json``)."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(
+            f"no lake at {path!s}: create one with `lake init {path!s}` or `lake ingest ... --lake {path!s}`"
+        )
+
+
+class LakeExistsError(LakeError, FileExistsError):
+    """``init`` was asked to create a lake where one already is."""
+
+
+class KeyFileError(LakeError, OSError):
+    """The secret key file is missing, unreadable, malformed or too widely readable."""
+
+
+class KeyMismatchError(LakeError, PermissionError):
+    """The key given does not belong to this lake (its fingerprint differs)."""
+
+
+class LockTimeoutError(LakeError, TimeoutError):
+    """Another process holds the lake's write lock for longer than we were willing to wait."""
+
+
+class ConfigError(LakeError, ValueError):
+    """A lake option, profile or schema file is invalid."""
+
+
+class SchemaError(ConfigError):
+    """A table schema in ``schemas/`` is inconsistent."""
+
+
+class SourceError(LakeError, OSError):
+    """A source path given on the command line cannot be read at all."""
+
+
+class RejectedInput(LakeError, ValueError):
+    """One input file is rejected; carries a PHI-free reason code and stage.
+
+    ``detail`` may contain PHI (it can quote the file) and goes only to the vault's run log.
+    """
+
+    def __init__(self, stage: str, reason: str, detail: str = "") -> None:
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+        self.detail = detail
+
+
+class NotInLakeError(LakeError, KeyError):
+    """A UID or table name asked for is not in the lake."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain sentence
+        return str(self.args[0]) if self.args else ""
+
+
+class PixelDataError(LakeError, ValueError):
+    """Pixel data cannot be decoded or stored."""
+
+
+class IntegrityError(LakeError, RuntimeError):
+    """A write could not be verified (e.g. a codec round trip mismatch that has no fallback)."""

@@ -1,0 +1,83 @@
+"""A de-identified Dataset to one table row: typed promoted columns plus the full DICOM JSON header."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydicom import Dataset
+from pydicom.dataelem import DataElement
+
+from lake.headers.schema import Column, TableSchema
+from lake.headers.values import CONVERTERS
+
+BULK_OMITTED = "lake:bulkdata-omitted"
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+
+def resolve(ds: Dataset, path: str) -> Any:
+    """Value at ``"A.B.C"`` (first item of each sequence on the way), or None."""
+    node: Any = ds
+    parts = path.split(".")
+    for i, keyword in enumerate(parts):
+        if not isinstance(node, Dataset):
+            return None
+        elem = node.get(keyword)
+        if elem is None:
+            return None
+        value = elem.value if isinstance(elem, DataElement) else elem
+        if i == len(parts) - 1:
+            return value
+        if not value:
+            return None
+        node = value[0]
+    return None
+
+
+def column_value(ds: Dataset, column: Column) -> Any:
+    convert = CONVERTERS[column.type]
+    for path in column.sources:
+        try:
+            value = convert(resolve(ds, path))
+        except Exception:  # a malformed value is a null, never a rejected instance
+            value = None
+        if value is not None:
+            return value
+    return None
+
+
+def age_in_years(age: str | None) -> float | None:
+    """``045Y`` -> 45.0, ``006M`` -> 0.5, ``010W`` and ``003D`` likewise."""
+    if not age or len(age) < 2 or not age[:-1].strip().isdigit():
+        return None
+    n = int(age[:-1])
+    return {"Y": n, "M": n / 12, "W": n * 7 / 365.25, "D": n / 365.25}.get(age[-1].upper())
+
+
+def promoted_row(ds: Dataset, schema: TableSchema) -> dict[str, Any]:
+    """Values of every non-derived column of ``schema`` taken from ``ds``."""
+    row = {c.name: column_value(ds, c) for c in schema.columns if not c.derived}
+    row["SOPInstanceUID"] = str(ds.get("SOPInstanceUID", "") or "") or None
+    row["PatientID"] = str(ds.get("PatientID", "") or "") or None
+    if "PatientAgeYears" in {c.name for c in schema.columns}:
+        row["PatientAgeYears"] = age_in_years(row.get("PatientAge"))
+    return row
+
+
+def _bulk_handler(_elem: DataElement) -> str:
+    return BULK_OMITTED
+
+
+def header_json(ds: Dataset) -> str:
+    """The dataset (without pixel data) in the DICOM JSON model; binary values over 1 KiB omitted."""
+    removed = {tag: ds[tag] for tag in PIXEL_TAGS if tag in ds}
+    for tag in removed:
+        del ds[tag]
+    try:
+        model = ds.to_json_dict(
+            bulk_data_threshold=1024, bulk_data_element_handler=_bulk_handler, suppress_invalid_tags=True
+        )
+    finally:
+        for tag, elem in removed.items():
+            ds[tag] = elem
+    return json.dumps(model, separators=(",", ":"), ensure_ascii=False)

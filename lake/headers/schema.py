@@ -1,0 +1,105 @@
+"""Table schemas, read from ``schemas/tables/*.toml`` (the one source of truth for columns)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pyarrow as pa
+
+from lake.errors import SchemaError
+
+TABLES_DIR = Path(__file__).resolve().parents[2] / "schemas" / "tables"
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "VARCHAR": pa.string(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    # Delta Lake has no TIME type: TM values are stored as microseconds since midnight and every
+    # reader the lake builds (DuckDB views, lk.table) presents them as TIME again.
+    "TIME": pa.int64(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "DOUBLE[]": pa.list_(pa.float64()),
+    "BIGINT[]": pa.list_(pa.int64()),
+    "VARCHAR[]": pa.list_(pa.string()),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    description: str
+    sources: tuple[str, ...]  # DICOM keyword paths, tried in order; empty for derived columns
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return ARROW_TYPES[self.type]
+
+    @property
+    def is_time(self) -> bool:
+        return self.type == "TIME"
+
+    @property
+    def derived(self) -> bool:
+        return not self.sources
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    description: str
+    key: tuple[str, ...]
+    sort_by: tuple[str, ...]
+    columns: tuple[Column, ...]
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
+
+    @property
+    def time_columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.is_time)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise SchemaError(f"table {self.name} has no column {name!r}")
+
+
+@cache
+def load_table_schema(name: str, directory: Path = TABLES_DIR) -> TableSchema:
+    path = directory / f"{name}.toml"
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SchemaError(f"cannot read table schema {path}: {exc}") from exc
+    columns = []
+    seen = set()
+    for raw in doc.get("columns", []):
+        col_type = raw.get("type", "")
+        if col_type not in ARROW_TYPES:
+            raise SchemaError(f"{path}: column {raw.get('name')!r} has unknown type {col_type!r}")
+        if raw["name"] in seen:
+            raise SchemaError(f"{path}: column {raw['name']!r} is defined twice")
+        seen.add(raw["name"])
+        source = raw.get("source", raw["name"] if not raw.get("derived") else None)
+        sources = () if raw.get("derived") else tuple(source if isinstance(source, list) else [source])
+        columns.append(Column(raw["name"], col_type, raw.get("description", ""), sources))
+    table = doc.get("table", {})
+    return TableSchema(
+        name=table.get("name", name),
+        description=table.get("description", ""),
+        key=tuple(table.get("key", [])),
+        sort_by=tuple(table.get("sort_by", [])),
+        columns=tuple(columns),
+    )
+
+
+def table_names(directory: Path = TABLES_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.toml"))

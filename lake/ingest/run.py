@@ -1,0 +1,352 @@
+"""An ingest run: sources -> workers (parse, de-identify, decode) -> batches -> pixels, then rows.
+
+Order of writes per batch: pixel frames first (verified), then the ``rejects`` commit, then the
+``instances`` commit. A crash anywhere leaves the lake as it was after the last committed batch
+plus invisible frames, which the next run overwrites; re-running the same command completes it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lake import __version__
+from lake.catalog.tables import append, to_arrow
+from lake.config import DeidSettings, LakePaths, vault_dir
+from lake.core import Lake, init
+from lake.deid import build_deidentifier
+from lake.deid.engine import Deidentifier
+from lake.errors import RejectedInput
+from lake.headers.schema import load_table_schema
+from lake.ingest.state import LakeState
+from lake.ingest.worker import Processed, content_digest, process
+from lake.keys import LakeKey
+from lake.lock import write_lock
+from lake.pixels.store import array_key
+from lake.sources import SourceItem, SourceLimits, iter_sources
+
+logger = logging.getLogger(__name__)
+
+Outcome = Processed | tuple[str, str, str]  # a Processed instance, or ("reject", stage, reason)
+
+
+@dataclass
+class IngestSummary:
+    """What a run did. ``seen == ingested + duplicates + rejected`` always holds."""
+
+    run_id: str
+    seen: int = 0
+    ingested: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    pixel_status: Counter[str] = field(default_factory=Counter)
+    reject_reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def outcome(self) -> str:
+        return "ok" if self.rejected == 0 else "partial"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["pixel_status"] = dict(self.pixel_status)
+        out["reject_reasons"] = dict(self.reject_reasons)
+        out["outcome"] = self.outcome
+        return out
+
+
+# -- worker processes -----------------------------------------------------------------------------
+_worker_deid: Deidentifier | None = None
+_worker_policy: str = ""
+
+
+def _init_worker(secret: bytes, settings: DeidSettings) -> None:
+    global _worker_deid, _worker_policy
+    _worker_deid = build_deidentifier(LakeKey(secret), settings)
+    _worker_policy = settings.burned_in_policy
+
+
+def _work(data: bytes) -> Outcome:
+    assert _worker_deid is not None
+    try:
+        return process(data, _worker_deid, _worker_policy)
+    except RejectedInput as exc:
+        return ("reject", exc.stage, exc.reason)
+    except Exception as exc:  # one bad file must never end the run
+        return ("reject", "process", f"unexpected:{type(exc).__name__}")
+
+
+def _run_id() -> str:
+    return datetime.now(UTC).strftime("R%Y%m%dT%H%M%S-") + secrets.token_hex(3)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+class _Run:
+    def __init__(self, lk: Lake, key: LakeKey, run_id: str, batch_size: int, batch_bytes: int) -> None:
+        self.lk = lk
+        self.key = key
+        self.paths: LakePaths = lk.paths
+        self.run_id = run_id
+        self.summary = IngestSummary(run_id)
+        self.state = LakeState.load(lk.paths)
+        self.instances_schema = load_table_schema("instances")
+        self.rejects_schema = load_table_schema("rejects")
+        self.batch: list[tuple[Processed, str, int]] = []
+        self.batch_sops: set[str] = set()
+        self.rejects: list[dict[str, Any]] = []
+        self.batch_bytes = 0
+        self.max_batch = batch_size
+        self.max_batch_bytes = batch_bytes
+        self.deid_counts: Counter[tuple[str, str]] = Counter()
+        vault = vault_dir(lk.key_path)
+        (vault / "runs").mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.vault = vault
+        self.log = open(vault / "runs" / f"{run_id}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self.crosswalk: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.log.close()
+
+    def record(self, item: SourceItem, ref: str, outcome: str, reason: str = "", detail: str = "") -> None:
+        """The vault's run log: real paths and details, never written into the lake."""
+        self.log.write(json.dumps({"path": item.label, "source_ref": ref, "outcome": outcome,
+                                   "reason": reason, "detail": detail[:500]}) + "\n")
+
+    def reject(self, item: SourceItem, ref: str, stage: str, reason: str, size: int | None, detail: str = "") -> None:
+        self.summary.rejected += 1
+        self.summary.reject_reasons[reason] += 1
+        self.record(item, ref, "rejected", f"{stage}:{reason}", detail)
+        if ref in self.state.reject_sources:
+            return  # already recorded by an earlier run
+        self.state.reject_sources.add(ref)
+        self.rejects.append({"source_ref": ref, "stage": stage, "reason": reason, "source_bytes": size,
+                             "ingest_run": self.run_id, "rejected_at": _now()})
+
+    def accept(self, item: SourceItem, ref: str, size: int, result: Processed) -> None:
+        sop = result.row["SOPInstanceUID"]
+        if sop in self.state.sop_uids or sop in self.batch_sops:
+            self.summary.duplicates += 1
+            self.record(item, ref, "duplicate")
+            return
+        self.batch_sops.add(sop)
+        self.batch.append((result, ref, size))
+        self.batch_bytes += result.frames.nbytes if result.frames is not None else 0
+        self.deid_counts.update(result.counts)
+        self.record(item, ref, "ingested")
+        if self.lk.config.deid.keep_crosswalk:
+            self.crosswalk[result.original_patient_id] = result.patient_pseudonym
+        if len(self.batch) >= self.max_batch or self.batch_bytes >= self.max_batch_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch and not self.rejects:
+            return
+        rows = []
+        pending: dict[str, list[tuple[int, np.ndarray, dict[str, Any]]]] = {}
+        for result, ref, size in self.batch:
+            row = dict(result.row)
+            row.update(source_ref=ref, source_bytes=size, ingest_run=self.run_id, ingested_at=_now())
+            if result.frames is not None:
+                key = array_key(row["SeriesInstanceUID"] or "no-series", row["SOPInstanceUID"], result.frames)
+                start = self.state.next_frame.get(key, 0)
+                self.state.next_frame[key] = start + result.frames.shape[0]
+                row["pixel_array"] = key
+                row["pixel_frame_start"] = start
+                pending.setdefault(key, []).append((start, result.frames, result.array_attributes))
+            rows.append(row)
+        for key, parts in pending.items():
+            parts.sort(key=lambda p: p[0])
+            # Consecutive allocations: one write per array.
+            frames = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+            self.lk.pixel_store.write(key, parts[0][0], frames, parts[0][2])
+        if self.rejects:
+            append(self.paths.table("rejects"), to_arrow(self.rejects, self.rejects_schema))
+        if rows:
+            append(self.paths.table("instances"), to_arrow(rows, self.instances_schema))
+        for result, ref, _size in self.batch:
+            self.state.sop_uids.add(result.row["SOPInstanceUID"])
+            self.state.instance_sources.add(ref)
+            self.summary.ingested += 1
+            self.summary.pixel_status[result.row["pixel_status"]] += 1
+        self.batch, self.batch_sops, self.rejects, self.batch_bytes = [], set(), [], 0
+        self._write_crosswalk()
+
+    def _write_crosswalk(self) -> None:
+        if not self.crosswalk:
+            return
+        path = self.vault / "crosswalk.jsonl"
+        with open(path, "a", encoding="utf-8") as f:
+            for original, pseudonym in sorted(self.crosswalk.items()):
+                f.write(json.dumps({"original_patient_id": original, "pseudonym": pseudonym}) + "\n")
+        os.chmod(path, 0o600)
+        self.crosswalk.clear()
+
+
+def _read_items(
+    items: Iterator[SourceItem], run: _Run, on_file: Callable[[int], None] | None
+) -> Iterator[tuple[SourceItem, str, int, bytes]]:
+    """Read each item; yield those that need processing, account for the rest right here."""
+    for item in items:
+        run.summary.seen += 1
+        try:
+            data = item.read()
+        except RejectedInput as exc:
+            ref = run.key.digest("source-label", item.label)[:16].hex()
+            run.reject(item, ref, exc.stage, exc.reason, item.size, exc.detail)
+            if on_file:
+                on_file(0)
+            continue
+        size = len(data)
+        run.summary.bytes_read += size
+        ref = run.key.source_ref(content_digest(data))
+        if ref in run.state.instance_sources:
+            run.summary.duplicates += 1
+            run.record(item, ref, "duplicate")
+        elif ref in run.state.reject_sources:
+            run.summary.rejected += 1
+            run.record(item, ref, "rejected", "known")
+        else:
+            yield item, ref, size, data
+            continue
+        if on_file:
+            on_file(size)
+
+
+def _handle(run: _Run, item: SourceItem, ref: str, size: int, outcome: Outcome) -> None:
+    if isinstance(outcome, Processed):
+        run.accept(item, ref, size, outcome)
+    else:
+        _, stage, reason = outcome
+        run.reject(item, ref, stage, reason, size)
+
+
+def ingest(
+    lake_path: str | os.PathLike[str],
+    sources: Iterable[str | os.PathLike[str]],
+    key_file: str | os.PathLike[str] | None = None,
+    workers: int = 1,
+    batch_size: int = 500,
+    batch_bytes: int = 512 * 1024**2,
+    limits: SourceLimits | None = None,
+    on_file: Callable[[int], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+) -> IngestSummary:
+    """Ingest every file under ``sources`` into the lake (created if missing).
+
+    ``on_file(nbytes)`` is called once per input file for progress display. Returns the summary;
+    raises only for problems with the lake itself (key, lock), never for a bad input file.
+    """
+    paths = LakePaths(lake_path)
+    lk = Lake(lake_path, key_file) if paths.exists() else init(lake_path, key_file)
+    key = lk.key()
+    sources = list(sources)
+    items = iter_sources(sources, limits)
+    started = _now()
+    t0 = time.monotonic()
+    with write_lock(paths.lock, on_wait=on_message):
+        run = _Run(lk, key, _run_id(), batch_size, batch_bytes)
+        try:
+            todo = _read_items(items, run, on_file)
+            if workers <= 1:
+                deid = build_deidentifier(key, lk.config.deid)
+                for item, ref, size, data in todo:
+                    try:
+                        outcome: Outcome = process(data, deid, lk.config.deid.burned_in_policy)
+                    except RejectedInput as exc:
+                        outcome = ("reject", exc.stage, exc.reason)
+                    except Exception as exc:
+                        outcome = ("reject", "process", f"unexpected:{type(exc).__name__}")
+                    _handle(run, item, ref, size, outcome)
+                    if on_file:
+                        on_file(size)
+            else:
+                _parallel(run, todo, workers, key, lk.config.deid, on_file)
+            run.flush()
+        finally:
+            run.close()
+        run.summary.seconds = time.monotonic() - t0
+        _finish(lk, run, started)
+    return run.summary
+
+
+def _parallel(
+    run: _Run, todo: Iterator[tuple[SourceItem, str, int, bytes]], workers: int, key: LakeKey,
+    settings: DeidSettings, on_file: Callable[[int], None] | None,
+) -> None:
+    """Process in worker processes; results are handled in input order, so runs are deterministic."""
+    window: deque[tuple[SourceItem, str, int, Future[Outcome]]] = deque()
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(key.secret, settings)) as pool:
+        def drain(limit: int) -> None:
+            while len(window) > limit:
+                item, ref, size, fut = window.popleft()
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # a worker died (e.g. out of memory on one file)
+                    outcome = ("reject", "process", f"worker_failed:{type(exc).__name__}")
+                _handle(run, item, ref, size, outcome)
+                if on_file:
+                    on_file(size)
+
+        for item, ref, size, data in todo:
+            window.append((item, ref, size, pool.submit(_work, data)))
+            drain(workers * 4)
+        drain(0)
+
+
+def _finish(lk: Lake, run: _Run, started: datetime) -> None:
+    """The run's audit row and its de-identification report (counts only, no values)."""
+    from lake.deid.profile import Profile
+
+    profile = Profile(lk.config.deid.options)
+    report = {
+        "run_id": run.run_id,
+        "profile": "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile",
+        "profile_edition": profile.edition,
+        "options": list(lk.config.deid.options),
+        "date_offset_days": list(lk.config.deid.date_offset_days),
+        "burned_in_policy": lk.config.deid.burned_in_policy,
+        "summary": run.summary.to_dict(),
+        "actions": [
+            {"attribute": attr, "action": action, "count": n}
+            for (attr, action), n in sorted(run.deid_counts.items())
+        ],
+    }
+    lk.paths.reports.mkdir(exist_ok=True)
+    (lk.paths.reports / f"deid-{run.run_id}.json").write_text(json.dumps(report, indent=1) + "\n")
+    params = {"options": list(lk.config.deid.options), "burned_in_policy": lk.config.deid.burned_in_policy}
+    append_run(lk.paths, run.run_id, "ingest", started, params, run.summary.to_dict(), run.summary.outcome)
+
+
+def append_run(paths: LakePaths, run_id: str, operation: str, started: datetime, parameters: dict[str, Any],
+               counts: dict[str, Any], outcome: str) -> None:
+    """One row in the append-only ``runs`` table."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    row = {"run_id": run_id, "operation": operation, "started_at": started, "finished_at": _now(),
+           "os_user": user, "lake_version": __version__, "parameters": json.dumps(parameters, sort_keys=True),
+           "counts": json.dumps(counts, sort_keys=True, default=str), "outcome": outcome}
+    append(paths.table("runs"), to_arrow([row], load_table_schema("runs")))
+
+
+def vault_log_path(key_path: Path, run_id: str) -> Path:
+    return vault_dir(key_path) / "runs" / f"{run_id}.jsonl"

@@ -1,0 +1,159 @@
+"""Turning one input file's bytes into a de-identified instance row and its frames, or a rejection.
+
+This runs in worker processes: it holds the key in memory only and touches no lake files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom import Dataset
+from pydicom.errors import InvalidDicomError
+
+from lake.deid.engine import Deidentifier
+from lake.deid.pixels import PixelPolicy, apply_pixel_policy
+from lake.errors import RejectedInput
+from lake.headers.flatten import header_json, promoted_row
+from lake.headers.schema import TableSchema, load_table_schema
+from lake.pixels.decode import decode
+
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+
+
+@dataclass
+class Processed:
+    """A de-identified instance ready to store."""
+
+    row: dict[str, Any]
+    frames: np.ndarray | None
+    counts: Counter[tuple[str, str]]
+    patient_pseudonym: str
+    original_patient_id: str = field(repr=False)  # for the optional crosswalk in the vault only
+    array_attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def content_digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def parse(data: bytes) -> Dataset:
+    """Parse DICOM Part 10 bytes (or a preamble-less dataset with SOP UIDs); reject anything else.
+
+    pydicom returns what it could read from a truncated file with only a warning; a truncated
+    file is rejected here so that no instance is stored with half a header.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data))
+        except InvalidDicomError:
+            try:
+                ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            except Exception as exc:
+                raise RejectedInput("parse", "not_dicom", repr(exc)) from exc
+            if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+                raise RejectedInput("parse", "not_dicom")
+        except Exception as exc:
+            raise RejectedInput("parse", f"malformed:{type(exc).__name__}", repr(exc)) from exc
+        _check_complete(ds, len(data))
+        try:
+            # Touch every element so a truncated or corrupt value is found now, not in a writer.
+            for _ in ds.iterall():
+                pass
+        except Exception as exc:
+            raise RejectedInput("parse", f"malformed:{type(exc).__name__}", repr(exc)) from exc
+    for warning in caught:
+        text = str(warning.message).lower()
+        if "end of file" in text or "truncat" in text:
+            raise RejectedInput("parse", "truncated", str(warning.message))
+    return ds
+
+
+def _check_complete(ds: Dataset, size: int) -> None:
+    """Reject a file whose last element's value runs past its end, or that ends in a partial header."""
+    end = 0
+    undefined_last = False
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        tell = getattr(raw, "value_tell", None)
+        length = getattr(raw, "length", None)
+        if tell is None or length is None:
+            continue
+        if length == 0xFFFFFFFF:
+            undefined_last = tell >= end
+            end = max(end, tell)
+            continue
+        if tell + length >= end:
+            undefined_last = False
+        end = max(end, tell + length)
+    if undefined_last:
+        return  # the reader found the delimiters of the last element, or warned of EOF
+    if end > size or 0 < size - end < 8:
+        raise RejectedInput("parse", "truncated")
+
+
+def validate(ds: Dataset) -> None:
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS:
+        raise RejectedInput("validate", "dicomdir_not_an_instance")
+    if "DirectoryRecordSequence" in ds:
+        raise RejectedInput("validate", "dicomdir_not_an_instance")
+    uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+    if not uid:
+        raise RejectedInput("validate", "missing_sop_instance_uid")
+    if not str(ds.get("SOPClassUID", "") or "").strip():
+        raise RejectedInput("validate", "missing_sop_class_uid")
+
+
+def _array_attributes(ds: Dataset, row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("PhotometricInterpretation", "BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept",
+            "RescaleType", "WindowCenter", "WindowWidth", "PixelSpacing", "ImageOrientationPatient",
+            "FrameOfReferenceUID", "SeriesInstanceUID", "Modality", "SamplesPerPixel")
+    return {k: row.get(k) for k in keys if row.get(k) is not None}
+
+
+def process(data: bytes, deidentifier: Deidentifier, policy: PixelPolicy, schema: TableSchema | None = None) -> Processed:
+    """Parse, validate, decode, de-identify and flatten one file. Raises :class:`RejectedInput`."""
+    schema = schema or load_table_schema("instances")
+    ds = parse(data)
+    validate(ds)
+    meta = getattr(ds, "file_meta", None)
+    transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pixels = decode(ds)
+        try:
+            result = deidentifier.deidentify(ds)
+        except RejectedInput:
+            raise
+        except Exception as exc:
+            raise RejectedInput("deidentify", f"deidentify_failed:{type(exc).__name__}", repr(exc)) from exc
+        frames, pixel_status, pixel_reason = apply_pixel_policy(ds, pixels, policy)
+        try:
+            row = promoted_row(ds, schema)
+            row["header_json"] = header_json(ds)
+        except Exception as exc:
+            raise RejectedInput("flatten", f"flatten_failed:{type(exc).__name__}", repr(exc)) from exc
+    row["TransferSyntaxUID"] = transfer_syntax or None
+    row["pixel_status"] = pixel_status
+    row["pixel_reason"] = pixel_reason
+    row["frame_count"] = int(frames.shape[0]) if frames is not None else 0
+    if frames is not None:
+        row["pixel_dtype"] = frames.dtype.name
+        row["pixel_bytes"] = int(frames.nbytes)
+        row["pixel_sha256"] = hashlib.sha256(frames.tobytes()).hexdigest()
+    return Processed(
+        row=row,
+        frames=frames,
+        counts=result.counts,
+        patient_pseudonym=result.patient_pseudonym,
+        original_patient_id=result.original_patient_id,
+        array_attributes=_array_attributes(ds, row),
+    )

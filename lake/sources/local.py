@@ -1,0 +1,149 @@
+"""Local folders, files and zip archives."""
+
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lake.errors import RejectedInput, SourceError
+
+
+@dataclass(frozen=True)
+class SourceLimits:
+    """Guards against hostile inputs: oversized files, zip bombs."""
+
+    max_file_bytes: int = 4 * 1024**3
+    max_zip_member_bytes: int = 2 * 1024**3
+    max_zip_ratio: float = 200.0  # uncompressed/compressed above this is treated as a bomb
+    max_zip_total_bytes: int = 64 * 1024**3
+
+
+@dataclass
+class SourceItem:
+    """One input file. ``read()`` returns its bytes or raises :class:`RejectedInput`."""
+
+    label: str
+    size: int | None
+    _reader: Callable[[], bytes] = field(repr=False)
+    error: RejectedInput | None = None
+
+    def read(self) -> bytes:
+        if self.error is not None:
+            raise self.error
+        return self._reader()
+
+
+def _file_reader(path: Path) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except PermissionError as exc:
+            raise RejectedInput("read", "unreadable_permission", str(exc)) from exc
+        except OSError as exc:
+            raise RejectedInput("read", f"unreadable_{type(exc).__name__}", str(exc)) from exc
+
+    return read
+
+
+def _zip_items(path: Path, limits: SourceLimits) -> Iterator[SourceItem]:
+    label = str(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        yield SourceItem(label, None, bytes, RejectedInput("read", "bad_zip", str(exc)))
+        return
+    with archive:
+        total = 0
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            member_label = f"{label}!{info.filename}"
+            total += info.file_size
+            ratio = info.file_size / max(info.compress_size, 1)
+            if info.file_size > limits.max_zip_member_bytes or (info.file_size > 1024**2 and ratio > limits.max_zip_ratio):
+                yield SourceItem(member_label, info.file_size, bytes, RejectedInput("limits", "zip_member_too_large_or_bomb"))
+                continue
+            if total > limits.max_zip_total_bytes:
+                yield SourceItem(member_label, info.file_size, bytes, RejectedInput("limits", "zip_total_too_large"))
+                continue
+            # Members are read in memory, never extracted: a path like ../../etc cannot escape.
+            yield SourceItem(member_label, info.file_size, _zip_member_reader(path, info.filename, info.file_size))
+
+
+def _zip_member_reader(path: Path, name: str, size: int) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            with zipfile.ZipFile(path) as archive, archive.open(name) as f:
+                data = f.read(size + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+            raise RejectedInput("read", f"bad_zip_member_{type(exc).__name__}", str(exc)) from exc
+        if len(data) > size:  # a header lying about its size
+            raise RejectedInput("limits", "zip_member_size_mismatch")
+        return data
+
+    return read
+
+
+def _file_item(path: Path, limits: SourceLimits) -> Iterator[SourceItem]:
+    label = str(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        yield SourceItem(label, None, bytes, RejectedInput("read", f"unreadable_{type(exc).__name__}", str(exc)))
+        return
+    if not stat.S_ISREG(st.st_mode):
+        yield SourceItem(label, None, bytes, RejectedInput("read", "not_a_regular_file"))
+        return
+    if st.st_size > limits.max_file_bytes:
+        yield SourceItem(label, st.st_size, bytes, RejectedInput("limits", "file_too_large"))
+        return
+    if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
+        yield from _zip_items(path, limits)
+        return
+    yield SourceItem(label, st.st_size, _file_reader(path))
+
+
+def _walk(root: Path, limits: SourceLimits) -> Iterator[SourceItem]:
+    """Depth-first, sorted, not following symlinked folders (no loops); symlinked files are read."""
+    def onerror(exc: OSError) -> None:
+        raise exc
+
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            yield SourceItem(str(folder), None, bytes, RejectedInput("read", f"unreadable_folder_{type(exc).__name__}", str(exc)))
+            continue
+        subfolders = []
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(Path(entry.path))
+                elif entry.is_symlink() and Path(entry.path).is_dir():
+                    continue  # symlinked folders are skipped: they can loop or leave the source
+                else:
+                    yield from _file_item(Path(entry.path), limits)
+            except OSError as exc:
+                yield SourceItem(entry.path, None, bytes, RejectedInput("read", f"unreadable_{type(exc).__name__}", str(exc)))
+        stack.extend(reversed(subfolders))
+
+
+def iter_sources(sources: Iterable[str | os.PathLike[str]], limits: SourceLimits | None = None) -> Iterator[SourceItem]:
+    """Every file under the given sources, in a stable order. Raises :class:`SourceError` for a
+    source that does not exist at all (a typo on the command line should stop the run)."""
+    limits = limits or SourceLimits()
+    for source in sources:
+        path = Path(source)
+        if not path.exists() and not path.is_symlink():
+            raise SourceError(f"source {path} does not exist")
+        if path.is_dir():
+            yield from _walk(path, limits)
+        else:
+            yield from _file_item(path, limits)

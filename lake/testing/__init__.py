@@ -1,0 +1,1 @@
+"""Synthetic DICOM for tests and benchmarks (no real patient data)."""
