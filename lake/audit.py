@@ -31,7 +31,10 @@ def _parquet_texts(path: Path) -> Iterator[tuple[str, str]]:
     pf = pq.ParquetFile(path)
     meta = pf.metadata
     kv = meta.metadata or {}
-    yield "parquet metadata", " ".join(k.decode("utf-8", "replace") + "=" + v.decode("utf-8", "replace") for k, v in kv.items())
+    yield (
+        "parquet metadata",
+        " ".join(k.decode("utf-8", "replace") + "=" + v.decode("utf-8", "replace") for k, v in kv.items()),
+    )
     for rg in range(meta.num_row_groups):
         group = meta.row_group(rg)
         for c in range(group.num_columns):

@@ -53,10 +53,7 @@ def init(
         keep_crosswalk=keep_crosswalk,
     )
     key_path = Path(key_file) if key_file else None
-    if key_path is not None and key_path.exists():
-        key = read_key(key_path)
-    else:
-        key = generate_key()
+    key = read_key(key_path) if key_path is not None and key_path.exists() else generate_key()
     config = LakeConfig.new(key.fingerprint, deid)
     key_path = key_path or default_key_path(config.lake_id)
     if _inside(key_path, paths.root):
@@ -70,7 +67,7 @@ def init(
     return Lake(paths.root, key_file=key_path)
 
 
-def open(path: str | os.PathLike[str], key_file: str | os.PathLike[str] | None = None) -> Lake:  # noqa: A001
+def open(path: str | os.PathLike[str], key_file: str | os.PathLike[str] | None = None) -> Lake:
     """Open an existing lake for reading (the key is only needed to write)."""
     return Lake(path, key_file=key_file)
 

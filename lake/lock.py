@@ -16,7 +16,9 @@ logger = logging.getLogger(__name__)
 
 
 @contextmanager
-def write_lock(path: Path, timeout: float | None = None, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+def write_lock(
+    path: Path, timeout: float | None = None, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (released by the OS if the process dies)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -34,7 +36,9 @@ def write_lock(path: Path, timeout: float | None = None, on_wait: Callable[[str]
                     break
                 except BlockingIOError:
                     if deadline is not None and time.monotonic() > deadline:
-                        raise LockTimeoutError(f"gave up after {timeout:.0f} s waiting for the lake's write lock {path}") from None
+                        raise LockTimeoutError(
+                            f"gave up after {timeout:.0f} s waiting for the lake's write lock {path}"
+                        ) from None
                     time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -43,4 +43,3 @@ def shared_dicom(sub: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is absent")
     return path
-

@@ -79,7 +79,11 @@ def test_pixels_equal_pydicom_bit_for_bit(pydicom_files_dir: Path, pydicom_data_
     lk = lake.open(root)
     deid = build_deidentifier(lk.key(), lk.config.deid)
     expected = {}
-    for path in [*sorted(pydicom_data_dir.glob("*.dcm")), pydicom_files_dir / "CT_small.dcm", pydicom_files_dir / "MR_small.dcm"]:
+    for path in [
+        *sorted(pydicom_data_dir.glob("*.dcm")),
+        pydicom_files_dir / "CT_small.dcm",
+        pydicom_files_dir / "MR_small.dcm",
+    ]:
         try:
             ds = pydicom.dcmread(path)
             arr = ds.pixel_array

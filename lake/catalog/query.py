@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -35,7 +35,9 @@ def view_definitions() -> tuple[ViewDefinition, ...]:
         text = path.read_text()
         name = _VIEW_NAME.search(text)
         desc = _VIEW_DESC.search(text)
-        out.append(ViewDefinition(name.group(1) if name else path.stem.split("_", 1)[-1], desc.group(1) if desc else "", text))
+        out.append(
+            ViewDefinition(name.group(1) if name else path.stem.split("_", 1)[-1], desc.group(1) if desc else "", text)
+        )
     return tuple(out)
 
 

@@ -89,7 +89,7 @@ def arrow_schema_of(path: Path, fallback: TableSchema) -> pa.Schema:
     dt = open_table(path)
     if dt is None:
         return fallback.arrow_schema
-    return pa.schema(dt.schema().to_arrow())  # type: ignore[arg-type]
+    return pa.schema(dt.schema().to_arrow())
 
 
 def delete_where(path: Path, predicate: str) -> int:

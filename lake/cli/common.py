@@ -18,7 +18,8 @@ def add_lake_option(parser: argparse.ArgumentParser, required: bool = True) -> N
 
 def add_key_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--key-file", metavar="KEY",
+        "--key-file",
+        metavar="KEY",
         help="the lake's secret key (default: $LAKE_HOME/keys/<lake id>.key, LAKE_HOME defaulting to ~/.config/lake)",
     )
 

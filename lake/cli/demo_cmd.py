@@ -13,7 +13,7 @@ from lake.errors import SourceError
 from lake.ingest import ingest
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build a demo lake from the DICOM files pydicom and pydicom-data ship")
     p.add_argument("--lake", default="demo-lake", help="where to build it (default ./demo-lake)")
     add_key_option(p)

@@ -8,7 +8,7 @@ import lake
 from lake.cli.common import add_lake_option, print_mapping
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="counts of patients, studies, series, instances, rejects, bytes")
     add_lake_option(p)
     p.set_defaults(func=run)

@@ -10,13 +10,17 @@ from lake.cli.common import FileProgress, add_key_option, add_lake_option
 from lake.ingest import IngestSummary, ingest
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="de-identify and add DICOM files, folders or zips to a lake")
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="folder (recursive), file or .zip")
     add_lake_option(p)
     add_key_option(p)
-    p.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)),
-                   help="worker processes (default: number of cores, at most 8)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, min(os.cpu_count() or 1, 8)),
+        help="worker processes (default: number of cores, at most 8)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 if any file was rejected")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -40,8 +44,12 @@ def run(args: argparse.Namespace) -> int:
     progress = FileProgress("ingest", enabled=not args.no_progress)
     try:
         summary = ingest(
-            args.lake, args.sources, key_file=args.key_file, workers=args.workers,
-            on_file=progress, on_message=lambda m: print(m, file=sys.stderr),
+            args.lake,
+            args.sources,
+            key_file=args.key_file,
+            workers=args.workers,
+            on_file=progress,
+            on_message=lambda m: print(m, file=sys.stderr),
         )
     finally:
         progress.close()

@@ -15,7 +15,7 @@ class QueryError(LakeError, ValueError):
     pass
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sql", help="run DuckDB SQL over the lake's tables and views")
     add_lake_option(p)
     p.add_argument("query", metavar="SQL")

@@ -14,7 +14,10 @@ from datetime import date
 
 REDACTED = "*"
 
-_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|january|february|march|april|june|july|august|september|october|november|december"
+_MONTHS = (
+    "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|"
+    "january|february|march|april|june|july|august|september|october|november|december"
+)
 _GENERIC = [
     # dates: 2020-03-14, 2020/3/14, 14.03.2020, 03/14/20, 20200314, 14 Mar 2020, March 14, 2020
     r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b",

@@ -382,8 +382,13 @@ class Deidentifier:
         meta = getattr(ds, "file_meta", None)
         if meta is None:
             return
-        for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
-                        "ReceivingApplicationEntityTitle", "PrivateInformationCreatorUID", "PrivateInformation"):
+        for keyword in (
+            "SourceApplicationEntityTitle",
+            "SendingApplicationEntityTitle",
+            "ReceivingApplicationEntityTitle",
+            "PrivateInformationCreatorUID",
+            "PrivateInformation",
+        ):
             if keyword in meta:
                 delattr(meta, keyword)
         if "SOPInstanceUID" in ds:

@@ -1,4 +1,4 @@
-"""The safelist of private elements kept under the Retain Safe Private option (``schemas/deid/private-safelist.toml``)."""
+"""Private elements kept under the Retain Safe Private option (``schemas/deid/private-safelist.toml``)."""
 
 from __future__ import annotations
 

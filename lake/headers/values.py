@@ -45,9 +45,8 @@ def as_int(value: Any) -> int | None:
         return None
     try:
         number = float(value) if isinstance(value, str) else value
-        if isinstance(number, float):
-            if not math.isfinite(number) or number != int(number):
-                return None
+        if isinstance(number, float) and (not math.isfinite(number) or number != int(number)):
+            return None
         out = int(number)
     except (TypeError, ValueError, OverflowError):
         return None
@@ -130,7 +129,12 @@ def as_timestamp(value: Any) -> datetime | None:
     y, mo, d, hh, mi, ss, frac, _offset = m.groups()
     try:
         return datetime(
-            int(y), int(mo or 1), int(d or 1), int(hh or 0), int(mi or 0), min(int(ss or 0), 59),
+            int(y),
+            int(mo or 1),
+            int(d or 1),
+            int(hh or 0),
+            int(mi or 0),
+            min(int(ss or 0), 59),
             int((frac or "0").ljust(6, "0")),
         )
     except ValueError:

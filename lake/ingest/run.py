@@ -127,8 +127,12 @@ class _Run:
 
     def record(self, item: SourceItem, ref: str, outcome: str, reason: str = "", detail: str = "") -> None:
         """The vault's run log: real paths and details, never written into the lake."""
-        self.log.write(json.dumps({"path": item.label, "source_ref": ref, "outcome": outcome,
-                                   "reason": reason, "detail": detail[:500]}) + "\n")
+        self.log.write(
+            json.dumps(
+                {"path": item.label, "source_ref": ref, "outcome": outcome, "reason": reason, "detail": detail[:500]}
+            )
+            + "\n"
+        )
 
     def reject(self, item: SourceItem, ref: str, stage: str, reason: str, size: int | None, detail: str = "") -> None:
         self.summary.rejected += 1
@@ -137,8 +141,16 @@ class _Run:
         if ref in self.state.reject_sources:
             return  # already recorded by an earlier run
         self.state.reject_sources.add(ref)
-        self.rejects.append({"source_ref": ref, "stage": stage, "reason": reason, "source_bytes": size,
-                             "ingest_run": self.run_id, "rejected_at": _now()})
+        self.rejects.append(
+            {
+                "source_ref": ref,
+                "stage": stage,
+                "reason": reason,
+                "source_bytes": size,
+                "ingest_run": self.run_id,
+                "rejected_at": _now(),
+            }
+        )
 
     def accept(self, item: SourceItem, ref: str, size: int, result: Processed) -> None:
         sop = result.row["SOPInstanceUID"]
@@ -288,12 +300,17 @@ def ingest(
 
 
 def _parallel(
-    run: _Run, todo: Iterator[tuple[SourceItem, str, int, bytes]], workers: int, key: LakeKey,
-    settings: DeidSettings, on_file: Callable[[int], None] | None,
+    run: _Run,
+    todo: Iterator[tuple[SourceItem, str, int, bytes]],
+    workers: int,
+    key: LakeKey,
+    settings: DeidSettings,
+    on_file: Callable[[int], None] | None,
 ) -> None:
     """Process in worker processes; results are handled in input order, so runs are deterministic."""
     window: deque[tuple[SourceItem, str, int, Future[Outcome]]] = deque()
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(key.secret, settings)) as pool:
+
         def drain(limit: int) -> None:
             while len(window) > limit:
                 item, ref, size, fut = window.popleft()
@@ -325,8 +342,7 @@ def _finish(lk: Lake, run: _Run, started: datetime) -> None:
         "burned_in_policy": lk.config.deid.burned_in_policy,
         "summary": run.summary.to_dict(),
         "actions": [
-            {"attribute": attr, "action": action, "count": n}
-            for (attr, action), n in sorted(run.deid_counts.items())
+            {"attribute": attr, "action": action, "count": n} for (attr, action), n in sorted(run.deid_counts.items())
         ],
     }
     lk.paths.reports.mkdir(exist_ok=True)
@@ -335,16 +351,31 @@ def _finish(lk: Lake, run: _Run, started: datetime) -> None:
     append_run(lk.paths, run.run_id, "ingest", started, params, run.summary.to_dict(), run.summary.outcome)
 
 
-def append_run(paths: LakePaths, run_id: str, operation: str, started: datetime, parameters: dict[str, Any],
-               counts: dict[str, Any], outcome: str) -> None:
+def append_run(
+    paths: LakePaths,
+    run_id: str,
+    operation: str,
+    started: datetime,
+    parameters: dict[str, Any],
+    counts: dict[str, Any],
+    outcome: str,
+) -> None:
     """One row in the append-only ``runs`` table."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    row = {"run_id": run_id, "operation": operation, "started_at": started, "finished_at": _now(),
-           "os_user": user, "lake_version": __version__, "parameters": json.dumps(parameters, sort_keys=True),
-           "counts": json.dumps(counts, sort_keys=True, default=str), "outcome": outcome}
+    row = {
+        "run_id": run_id,
+        "operation": operation,
+        "started_at": started,
+        "finished_at": _now(),
+        "os_user": user,
+        "lake_version": __version__,
+        "parameters": json.dumps(parameters, sort_keys=True),
+        "counts": json.dumps(counts, sort_keys=True, default=str),
+        "outcome": outcome,
+    }
     append(paths.table("runs"), to_arrow([row], load_table_schema("runs")))
 
 

@@ -59,7 +59,7 @@ def parse(data: bytes) -> Dataset:
             except Exception as exc:
                 raise RejectedInput("parse", "not_dicom", repr(exc)) from exc
             if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
-                raise RejectedInput("parse", "not_dicom")
+                raise RejectedInput("parse", "not_dicom") from None
         except Exception as exc:
             raise RejectedInput("parse", f"malformed:{type(exc).__name__}", repr(exc)) from exc
         _check_complete(ds, len(data))
@@ -80,7 +80,7 @@ def _check_complete(ds: Dataset, size: int) -> None:
     """Reject a file whose last element's value runs past its end, or that ends in a partial header."""
     end = 0
     undefined_last = False
-    for tag in ds.keys():
+    for tag in list(ds.keys()):  # keys, not elements: iterating would convert the raw elements
         raw = ds.get_item(tag)
         tell = getattr(raw, "value_tell", None)
         length = getattr(raw, "length", None)
@@ -113,13 +113,28 @@ def validate(ds: Dataset) -> None:
 
 
 def _array_attributes(ds: Dataset, row: dict[str, Any]) -> dict[str, Any]:
-    keys = ("PhotometricInterpretation", "BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept",
-            "RescaleType", "WindowCenter", "WindowWidth", "PixelSpacing", "ImageOrientationPatient",
-            "FrameOfReferenceUID", "SeriesInstanceUID", "Modality", "SamplesPerPixel")
+    keys = (
+        "PhotometricInterpretation",
+        "BitsStored",
+        "PixelRepresentation",
+        "RescaleSlope",
+        "RescaleIntercept",
+        "RescaleType",
+        "WindowCenter",
+        "WindowWidth",
+        "PixelSpacing",
+        "ImageOrientationPatient",
+        "FrameOfReferenceUID",
+        "SeriesInstanceUID",
+        "Modality",
+        "SamplesPerPixel",
+    )
     return {k: row.get(k) for k in keys if row.get(k) is not None}
 
 
-def process(data: bytes, deidentifier: Deidentifier, policy: PixelPolicy, schema: TableSchema | None = None) -> Processed:
+def process(
+    data: bytes, deidentifier: Deidentifier, policy: PixelPolicy | str, schema: TableSchema | None = None
+) -> Processed:
     """Parse, validate, decode, de-identify and flatten one file. Raises :class:`RejectedInput`."""
     schema = schema or load_table_schema("instances")
     ds = parse(data)

@@ -67,7 +67,9 @@ class PixelStore:
         if self.exists(key):
             arr = zarr.open_array(store=str(self._path(key)), mode="r+")
             if arr.shape[1:] != frame_shape or arr.dtype != frames.dtype:
-                raise IntegrityError(f"pixel array {key} holds {arr.shape[1:]} {arr.dtype}, not {frame_shape} {frames.dtype}")
+                raise IntegrityError(
+                    f"pixel array {key} holds {arr.shape[1:]} {arr.dtype}, not {frame_shape} {frames.dtype}"
+                )
             needed = start + frames.shape[0]
             if arr.shape[0] < needed:
                 arr.resize((needed, *frame_shape))

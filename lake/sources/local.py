@@ -65,8 +65,12 @@ def _zip_items(path: Path, limits: SourceLimits) -> Iterator[SourceItem]:
             member_label = f"{label}!{info.filename}"
             total += info.file_size
             ratio = info.file_size / max(info.compress_size, 1)
-            if info.file_size > limits.max_zip_member_bytes or (info.file_size > 1024**2 and ratio > limits.max_zip_ratio):
-                yield SourceItem(member_label, info.file_size, bytes, RejectedInput("limits", "zip_member_too_large_or_bomb"))
+            if info.file_size > limits.max_zip_member_bytes or (
+                info.file_size > 1024**2 and ratio > limits.max_zip_ratio
+            ):
+                yield SourceItem(
+                    member_label, info.file_size, bytes, RejectedInput("limits", "zip_member_too_large_or_bomb")
+                )
                 continue
             if total > limits.max_zip_total_bytes:
                 yield SourceItem(member_label, info.file_size, bytes, RejectedInput("limits", "zip_total_too_large"))
@@ -110,6 +114,7 @@ def _file_item(path: Path, limits: SourceLimits) -> Iterator[SourceItem]:
 
 def _walk(root: Path, limits: SourceLimits) -> Iterator[SourceItem]:
     """Depth-first, sorted, not following symlinked folders (no loops); symlinked files are read."""
+
     def onerror(exc: OSError) -> None:
         raise exc
 
@@ -119,7 +124,9 @@ def _walk(root: Path, limits: SourceLimits) -> Iterator[SourceItem]:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            yield SourceItem(str(folder), None, bytes, RejectedInput("read", f"unreadable_folder_{type(exc).__name__}", str(exc)))
+            yield SourceItem(
+                str(folder), None, bytes, RejectedInput("read", f"unreadable_folder_{type(exc).__name__}", str(exc))
+            )
             continue
         subfolders = []
         for entry in entries:
@@ -131,7 +138,9 @@ def _walk(root: Path, limits: SourceLimits) -> Iterator[SourceItem]:
                 else:
                     yield from _file_item(Path(entry.path), limits)
             except OSError as exc:
-                yield SourceItem(entry.path, None, bytes, RejectedInput("read", f"unreadable_{type(exc).__name__}", str(exc)))
+                yield SourceItem(
+                    entry.path, None, bytes, RejectedInput("read", f"unreadable_{type(exc).__name__}", str(exc))
+                )
         stack.extend(reversed(subfolders))
 
 

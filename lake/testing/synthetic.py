@@ -14,7 +14,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
 #: A UID root for synthetic originals (not a registered UID: every value under it must be replaced).
 SYNTHETIC_ROOT = "1.2.826.0.1.3680043.9.7777."
@@ -34,8 +34,17 @@ class PatientSpec:
 
     def identifiers(self) -> list[str]:
         family, given = self.name.split("^")[:2]
-        return [family, given, self.patient_id, self.accession_prefix, self.birth_date, self.institution,
-                self.physician.split("^")[0], self.address.split(",")[0], *self.uids]
+        return [
+            family,
+            given,
+            self.patient_id,
+            self.accession_prefix,
+            self.birth_date,
+            self.institution,
+            self.physician.split("^")[0],
+            self.address.split(",")[0],
+            *self.uids,
+        ]
 
 
 def _uid(counter: list[int], spec: PatientSpec) -> str:
@@ -46,14 +55,24 @@ def _uid(counter: list[int], spec: PatientSpec) -> str:
 
 
 def make_instance(
-    spec: PatientSpec, study_uid: str, series_uid: str, sop_uid: str, frame_uid: str, study_date: date,
-    index: int, modality: str = "CT", rows: int = 32, cols: int = 32, accession: str = "", seed: int = 0,
+    spec: PatientSpec,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str,
+    frame_uid: str,
+    study_date: date,
+    index: int,
+    modality: str = "CT",
+    rows: int = 32,
+    cols: int = 32,
+    accession: str = "",
+    seed: int = 0,
 ) -> Dataset:
     """One single-frame image with identifiers in standard, nested, private and free-text places."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = CTImageStorage if modality == "CT" else MRImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.file_meta.SourceApplicationEntityTitle = "HOSP_PACS_7"
@@ -151,8 +170,9 @@ def write_study(
     paths = []
     for i in range(n_images):
         sop_uid = _uid(counter, spec)
-        ds = make_instance(spec, study_uid, series_uid, sop_uid, frame_uid, study_date, i, modality,
-                           accession=accession, seed=seed)
+        ds = make_instance(
+            spec, study_uid, series_uid, sop_uid, frame_uid, study_date, i, modality, accession=accession, seed=seed
+        )
         path = folder / f"{spec.name.split('^')[0]}_{spec.patient_id}_{i:03d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
