@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pydicom  # noqa: E402
+import pydicom
+from _corpus import corpus_files
 
-from _corpus import corpus_files  # noqa: E402
-from lake.ingest import ingest  # noqa: E402
+from lake.ingest import ingest
 
 
 def bare_pydicom(files: list[Path]) -> int:

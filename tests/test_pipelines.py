@@ -8,7 +8,7 @@ from lake.testing.synthetic import make_cohort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
 
-import archive_to_lake  # noqa: E402
+import archive_to_lake
 
 
 def test_job_file_builds_lake_with_its_options(tmp_path: Path) -> None:
