@@ -8,7 +8,7 @@ from pydicom.data import get_testdata_file
 
 DEMO_QUERY = """
 SELECT Modality, count(DISTINCT PatientID) AS patients, count(DISTINCT StudyInstanceUID) AS studies,
-       count(*) AS instances, sum(frame_count) AS frames
+       count(*) AS instances, sum(frame_count)::BIGINT AS frames
 FROM instances GROUP BY Modality ORDER BY instances DESC, Modality
 """.strip()
 
