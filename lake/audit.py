@@ -71,19 +71,64 @@ def lake_texts(root: Path) -> Iterator[tuple[str, str, str]]:
 
 def identifier_pattern(identifier: str) -> re.Pattern[str]:
     """Case-insensitive; identifiers under 6 characters must stand alone ("ADA" is not in "metadata")."""
+    return re.compile(_identifier_regex(identifier), re.IGNORECASE)
+
+
+def _identifier_regex(identifier: str) -> str:
     escaped = re.escape(identifier.strip())
     if len(identifier.strip()) < SUBSTRING_MIN_LENGTH:
         escaped = rf"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])"
-    return re.compile(escaped, re.IGNORECASE)
+    return escaped
+
+
+#: Generic PHI patterns: (name reported instead of the value, regex). Chosen so that what a lake
+#: legitimately holds (UIDs, numbers, ISO dates, pseudonyms) does not match.
+PHI_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("email-like", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")),
+    ("ssn-like", re.compile(r"(?<![\d.-])\d{3}-\d{2}-\d{4}(?![\d.-])")),
+    (
+        "phone-like",
+        re.compile(
+            r"(?<![\w.])(?:\(\d{3}\)\s?\d{3}[-.\s]\d{4}|\d{3}-\d{3}-\d{4}"
+            r"|\+\d{1,3}[ -]\d{1,4}[ -]\d{3,4}[ -]\d{3,4})(?![\w.])"
+        ),
+    ),
+)
 
 
 def find_identifiers(root: Path, identifiers: Iterable[str], min_length: int = 3) -> list[Hit]:
     """Every place where one of ``identifiers`` occurs in the lake's files (see ``identifier_pattern``)."""
+    return audit_lake(root, identifiers, min_length=min_length, patterns=())
+
+
+def audit_lake(
+    root: Path,
+    identifiers: Iterable[str] = (),
+    min_length: int = 2,
+    patterns: Iterable[tuple[str, re.Pattern[str]]] = PHI_PATTERNS,
+) -> list[Hit]:
+    """Hits of known ``identifiers`` (case-insensitive) and generic PHI ``patterns`` in every lake file.
+
+    A pattern hit reports the pattern's name, never the matched text.
+    """
     needles = sorted({i.strip() for i in identifiers if len(i.strip()) >= min_length}, key=str.lower)
-    patterns = [(n, identifier_pattern(n)) for n in needles]
+    combined = re.compile("|".join(f"(?:{_identifier_regex(n)})" for n in needles), re.IGNORECASE) if needles else None
+    lowered = {n.lower(): n for n in needles}
+    singles = {n: identifier_pattern(n) for n in needles}
+    patterns = tuple(patterns)
     hits: list[Hit] = []
     for rel, where, text in lake_texts(root):
-        for needle, pattern in patterns:
+        if combined is not None and combined.search(text):
+            # The combined regex says "something"; name each identifier that occurs.
+            found = {lowered[m.group(0).lower()] for m in combined.finditer(text) if m.group(0).lower() in lowered}
+            found |= {n for n, pat in singles.items() if n not in found and pat.search(text)}
+            hits.extend(Hit(rel, where, n) for n in sorted(found, key=str.lower))
+        for name, pattern in patterns:
             if pattern.search(text):
-                hits.append(Hit(rel, where, needle))
+                hits.append(Hit(rel, where, f"<{name}>"))
     return hits
+
+
+def read_identifiers(path: Path) -> list[str]:
+    """An identifiers file: plain text, one identifier per line; blank lines are ignored."""
+    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]

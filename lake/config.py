@@ -57,7 +57,7 @@ class DeidSettings:
 
 @dataclass
 class PixelSettings:
-    codec: str = "blosc-zstd-bitshuffle"
+    codec: str = "auto"  # lake.pixels.codecs.PixelCodec; auto = chosen per array by measurement
     shard_frames: int = 64
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import dask.array
 import duckdb
 import numpy as np
 import polars as pl
@@ -19,7 +20,9 @@ from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption, parse_opt
 from lake.errors import KeyFileError, KeyMismatchError, LakeExistsError, NotInLakeError
 from lake.headers.schema import load_table_schema, table_names
 from lake.keys import LakeKey, generate_key, read_key, write_key
+from lake.pixels import api as pixel_api
 from lake.pixels.store import PixelStore
+from lake.pixels.volume import Volume
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -144,6 +147,21 @@ class Lake:
             return self.sql(f"SELECT * FROM {name}").lazy()
         raise NotInLakeError(f"no table {name!r}; tables: {', '.join(self.tables())}")
 
+    def header(self, sop_instance_uid: str) -> dict[str, Any]:
+        """The whole de-identified header of one instance (DICOM JSON model, pixel data omitted).
+
+        Raises :class:`NotInLakeError` when absent, :class:`InvalidUIDError` for a malformed UID.
+        """
+        from lake.catalog.lookup import header
+
+        return header(self.connection(), sop_instance_uid)
+
+    def optimize(self, force: bool = False) -> dict[str, Any]:
+        """Compact and sort the tables (see :mod:`lake.catalog.optimize`); per-table file counts."""
+        from lake.catalog.optimize import optimize
+
+        return optimize(self.paths.root, force=force).to_dict()
+
     # -- pixels ----------------------------------------------------------------------------------
     def _pixel_location(self, sop_instance_uid: str) -> tuple[str, int, int, str]:
         rows = fetch_rows(
@@ -160,14 +178,28 @@ class Lake:
             raise NotInLakeError(f"instance {sop_instance_uid} has no stored pixels (pixel_status {status})")
         return array, int(start), int(count), status
 
-    def pixels(self, sop_instance_uid: str, frame: int | None = None) -> np.ndarray:
-        """Stored pixel values (before rescale): (frames, rows, cols[, samples]), or one frame."""
-        array, start, count, _ = self._pixel_location(sop_instance_uid)
-        if frame is None:
-            return self.pixel_store.read(array, start, count)
-        if not 0 <= frame < count:
-            raise NotInLakeError(f"instance {sop_instance_uid} has frames 0..{count - 1}, not {frame}")
-        return self.pixel_store.read(array, start + frame, 1)[0]
+    def pixels(self, sop_instance_uid: str, frame: int | None = None, rgb: bool = False) -> np.ndarray:
+        """Stored pixel values (before rescale): (frames, rows, cols[, samples]), or one frame.
+
+        ``rgb=True`` converts colour (RGB, YBR, palette) to RGB; raises ``PixelDataError`` for grey.
+        """
+        return pixel_api.instance_pixels(self, sop_instance_uid, frame, rgb)
+
+    def series_array(self, series_instance_uid: str) -> dask.array.Array:
+        """A lazy dask array of the series' stored values, frames in slice order."""
+        return pixel_api.series_array(self, series_instance_uid)
+
+    def volume(self, series_instance_uid: str, stack: int | None = None, strict: bool = False) -> Volume:
+        """The series in patient space (LPS); see :mod:`lake.pixels.volume`. Raises ``GeometryError``."""
+        return pixel_api.volume(self, series_instance_uid, stack=stack, strict=strict)
+
+    def thumbnail(self, uid: str, max_size: int = 256) -> bytes:
+        """PNG bytes of a series' windowed middle slice or an instance's middle frame."""
+        return pixel_api.thumbnail(self, uid, max_size)
+
+    def montage(self, uid: str, count: int = 16, max_size: int = 128, columns: int | None = None) -> np.ndarray:
+        """A uint8 grid image of evenly spaced windowed slices of a series (or frames of an instance)."""
+        return pixel_api.montage(self, uid, count, max_size, columns)
 
     # -- summary ---------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -75,3 +75,27 @@ class PixelDataError(LakeError, ValueError):
 
 class IntegrityError(LakeError, RuntimeError):
     """A write could not be verified (e.g. a codec round trip mismatch that has no fallback)."""
+
+
+class CodecMismatchError(IntegrityError):
+    """An encoded pixel chunk did not decode back to its input (the store falls back to a generic codec)."""
+
+
+class GeometryError(LakeError, ValueError):
+    """A series cannot be stacked into one volume (mixed orientations, several stacks, no positions)."""
+
+
+class GeometryWarning(UserWarning):
+    """A volume was built from a series with irregular spacing, gantry tilt or missing slices."""
+
+
+class RecipeError(ConfigError):
+    """A site de-identification recipe is invalid or would re-admit what the profile removes."""
+
+
+class InvalidUIDError(LakeError, ValueError):
+    """A value given as a DICOM UID is not one (UIDs are digits and dots, at most 64 characters)."""
+
+
+class ReplicaError(LakeError, ValueError):
+    """The destination of a replica is unusable (inside the lake, or holds another lake)."""

@@ -15,6 +15,15 @@ from lake.errors import LockTimeoutError
 logger = logging.getLogger(__name__)
 
 
+def _holder(fd: int) -> str:
+    """The pid the lock's holder wrote into the file ('' if unknown)."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return text if text.isdigit() else ""
+
+
 @contextmanager
 def write_lock(
     path: Path, timeout: float | None = None, on_wait: Callable[[str], None] | None = None
@@ -25,7 +34,9 @@ def write_lock(
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            message = f"another process is writing to this lake (lock {path}); waiting for it to finish"
+            holder = _holder(fd)
+            who = f"process {holder}" if holder else "another process"
+            message = f"{who} is writing to this lake (lock {path}); waiting for it to finish"
             logger.info(message)
             if on_wait:
                 on_wait(message)

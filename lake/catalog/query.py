@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from lake.catalog.macros import install as install_macros
 from lake.catalog.tables import empty_arrow, snapshot_files, table_version
 from lake.config import LakePaths
 from lake.headers.schema import TableSchema, load_table_schema, table_names
@@ -18,6 +19,7 @@ from lake.headers.schema import TableSchema, load_table_schema, table_names
 VIEWS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "views"
 _VIEW_NAME = re.compile(r"^--\s*view:\s*(\w+)", re.M)
 _VIEW_DESC = re.compile(r"^--\s*description:\s*(.+)$", re.M)
+_VIEW_COLUMN = re.compile(r"^--\s*column:\s*(\w+):\s*(.+)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class ViewDefinition:
     name: str
     description: str
     sql: str
+    columns: tuple[tuple[str, str], ...] = ()  # (name, description) from ``-- column: name: text``
 
 
 @cache
@@ -36,7 +39,12 @@ def view_definitions() -> tuple[ViewDefinition, ...]:
         name = _VIEW_NAME.search(text)
         desc = _VIEW_DESC.search(text)
         out.append(
-            ViewDefinition(name.group(1) if name else path.stem.split("_", 1)[-1], desc.group(1) if desc else "", text)
+            ViewDefinition(
+                name.group(1) if name else path.stem.split("_", 1)[-1],
+                desc.group(1) if desc else "",
+                text,
+                tuple((m.group(1), m.group(2).strip()) for m in _VIEW_COLUMN.finditer(text)),
+            )
         )
     return tuple(out)
 
@@ -61,10 +69,14 @@ def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConn
     """An in-memory DuckDB connection with a view per table and derived view.
 
     No extension is loaded or installed: the views read the snapshot's Parquet files directly.
+    The ``dicom_*`` macros (:mod:`lake.catalog.macros`) reach any attribute in ``header_json``.
     """
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    # footers (statistics, bloom filter offsets) are parsed once per connection, not per query
+    con.execute("SET parquet_metadata_cache = true")
+    install_macros(con)
     for name in table_names():
         schema = load_table_schema(name)
         files = snapshot_files(paths.table(name))

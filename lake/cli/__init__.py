@@ -21,6 +21,10 @@ COMMAND_MODULES = (
     "sql_cmd",
     "info_cmd",
     "demo_cmd",
+    "optimize_cmd",
+    "docs_cmd",
+    "audit_phi_cmd",
+    "verify_cmd", "replicate_cmd", "restore_cmd", "forget_cmd", "vacuum_cmd",
 )
 
 

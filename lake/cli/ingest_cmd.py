@@ -22,7 +22,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="worker processes (default: number of cores, at most 8)",
     )
     p.add_argument("--strict", action="store_true", help="exit 1 if any file was rejected")
+    p.add_argument(
+        "--recipe",
+        metavar="FILE",
+        help="site rules in the deid recipe format applied on top of the profile (stricter only; see lake.deid.recipe)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--file-timeout", type=float, default=300.0, metavar="S", help="seconds per file before it is rejected"
+    )
+    p.add_argument(
+        "--worker-memory-mb", type=int, default=4096, metavar="MB", help="memory a worker may add per file"
+    )
+    p.add_argument("--batch-size", type=int, default=500, metavar="N", help="instances per commit")
     p.set_defaults(func=run)
 
 
@@ -50,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             on_file=progress,
             on_message=lambda m: print(m, file=sys.stderr),
+            recipe=args.recipe,
+            file_timeout=args.file_timeout or None,
+            worker_memory_bytes=args.worker_memory_mb * 1024**2 if args.worker_memory_mb else None,
+            batch_size=args.batch_size,
         )
     finally:
         progress.close()

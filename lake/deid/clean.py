@@ -63,9 +63,14 @@ class TextCleaner:
         specific = rf"(?<![A-Za-z0-9])(?:{'|'.join(patterns)})(?![A-Za-z0-9])" if patterns else None
         alternatives = ([specific] if specific else []) + _GENERIC
         self._regex = re.compile("|".join(f"(?:{p})" for p in alternatives), re.IGNORECASE)
+        self._known = re.compile(specific, re.IGNORECASE) if specific else None
 
     def clean(self, text: str) -> str:
         return self._regex.sub(REDACTED, text)
+
+    def remove_known(self, text: str) -> str:
+        """Only this patient's own identifiers (for kept values: no generic patterns)."""
+        return self._known.sub(REDACTED, text) if self._known is not None else text
 
     def contains_identifier(self, text: str) -> bool:
         return self._regex.search(text) is not None

@@ -10,26 +10,30 @@ site recipes (``lake.deid.recipe``) and supplies the burned-in pixel rules.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pydicom import Dataset
 from pydicom._uid_dict import UID_dictionary
-from pydicom.datadict import dictionary_has_tag, keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, get_entry, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
+from lake.deid.attribute_types import concrete_action
 from lake.deid.clean import TextCleaner, date_forms
 from lake.deid.dates import shift_da, shift_dt
 from lake.deid.profile import Action, Profile, ProfileOption
+from lake.deid.recipe import Recipe, RecipeApplier
 from lake.keys import LakeKey
 
 logger = logging.getLogger(__name__)
 
 METHOD = "lake PS3.15 E.1-1 de-identification"
+DICOM_ROOT = "1.2.840.10008."
 TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "AE", "CS"})
 FREE_TEXT_VRS = frozenset({"ST", "LT", "UT", "UC"})
 _PATIENT_ID = 0x00100020
@@ -55,7 +59,24 @@ _IDENTITY_TAGS = {
     0x00080081: "InstitutionAddress",
     0x00380010: "AdmissionID",
     0x00401001: "RequestedProcedureID",
+    0x00080092: "ReferringPhysicianAddress",
+    0x00080094: "ReferringPhysicianTelephoneNumbers",
+    0x00081040: "InstitutionalDepartmentName",
+    0x00321032: "RequestingPhysician",
+    0x00321033: "RequestingService",
+    0x00400006: "ScheduledPerformingPhysicianName",
+    0x00102152: "RegionOfResidence",
+    0x00380400: "PatientInstitutionResidence",
+    0x00102180: "Occupation",
+    0x0040A123: "PersonName",
 }
+_NAME_LIKE = re.compile(r"[^\W\d_][\w\s'.,^=-]*", re.UNICODE)
+_HONORIFICS = frozenset({"dr", "md", "phd", "mr", "mrs", "ms", "miss", "prof", "jr", "sr", "ii", "iii", "iv", "rn"})
+_STREET_WORDS = frozenset(
+    {"lane", "road", "street", "avenue", "drive", "court", "place", "suite", "floor", "north", "south", "east"}
+    | {"west", "apartment", "building"}
+)
+_ADDRESS_TAGS = frozenset({0x00101040, 0x00080081, 0x00080092, 0x00321033})
 _DATE_IDENTIFIERS = (0x00100030, 0x00080020, 0x00080021, 0x00080022, 0x00080023)
 
 DUMMIES: dict[str, object] = {
@@ -74,7 +95,7 @@ DUMMIES: dict[str, object] = {
     "UT": "ANONYMIZED",
     "UC": "ANONYMIZED",
     "PN": "ANONYMIZED",
-    "UR": "",
+    "UR": "urn:x-lake:removed",
     "US": 0,
     "SS": 0,
     "UL": 0,
@@ -84,6 +105,32 @@ DUMMIES: dict[str, object] = {
     "FL": 0.0,
     "FD": 0.0,
 }
+
+
+def _name_parts(pn: str) -> list[str]:
+    """Components and words of a person name, to be removed wherever else they are written.
+
+    Words are taken only from values that look like names (letters, spaces, ``-'.,``), without
+    honorifics, so that junk in a PN element ("X; CT HEAD") does not make "HEAD" an identifier
+    and over-clean technical values.
+    """
+    components = [c.strip() for c in pn.replace("=", "^").split("^")[:5] if c.strip()]
+    words: list[str] = []
+    if _NAME_LIKE.fullmatch(pn):
+        words = [w.strip(".,") for c in components for w in c.split()]
+        words = [w for w in words if len(w) >= 2 and w.lower() not in _HONORIFICS]
+    return components + words
+
+
+def _known(tag: BaseTag) -> bool:
+    """In the data dictionary, including repeating groups such as (60xx,0010)."""
+    if dictionary_has_tag(tag):
+        return True
+    try:
+        get_entry(tag)
+    except KeyError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -113,14 +160,21 @@ class Deidentifier:
         key: LakeKey,
         profile: Profile | None = None,
         date_offset_days: tuple[int, int] = (30, 1095),
-        private_safelist: Iterable[PrivateRule] = (),
+        private_safelist: Iterable[PrivateRule] | None = None,
         post_processors: Iterable[Callable[[Dataset, DeidResult], None]] = (),
+        recipe: Recipe | None = None,
     ) -> None:
         self.key = key
         self.profile = profile or Profile()
         self.date_offset_days = date_offset_days
+        if private_safelist is None:  # the project's safelist (schemas/deid/private-safelist.toml)
+            from lake.deid.private import load_safelist
+
+            private_safelist = load_safelist()
         self._safe_private = {(r.group, r.creator.strip().upper(), r.element) for r in private_safelist}
         self._post = list(post_processors)
+        self.recipe = recipe
+        self._recipe = RecipeApplier(recipe, self.profile) if recipe is not None else None
         opts = self.profile.options
         self.full_dates = ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES in opts
         self.modified_dates = ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in opts
@@ -151,8 +205,18 @@ class Deidentifier:
                 text = str(v)
                 found.append(text)
                 if elem.VR == "PN":
-                    found.extend(p for p in text.replace("=", "^").split("^")[:3] for p in p.split())
-                    found.extend(text.replace("=", "^").split("^")[:3])
+                    found.extend(_name_parts(text))
+                elif tag in _ADDRESS_TAGS:
+                    # addresses are written in pieces elsewhere ("12 Imaginary Lane", "Nowhere")
+                    parts = [p.strip() for p in re.split(r"[,^\n;]", text) if len(p.strip()) >= 4]
+                    # single words only when long and alphabetic: place names, not "HEAD" or "12"
+                    words = {
+                        w
+                        for p in parts
+                        for w in p.split()
+                        if len(w) >= 5 and w.isalpha() and w.lower() not in _STREET_WORDS
+                    }
+                    found.extend([*parts, *words])
         for tag in _DATE_IDENTIFIERS:
             value = ds.get(tag)
             if value is not None and isinstance(value.value, str):
@@ -175,6 +239,8 @@ class Deidentifier:
         cleaner = TextCleaner(self._identifiers(ds))
         self._walk(ds, result, cleaner, cleaning=False)
         self._file_meta(ds)
+        if self._recipe is not None:
+            self._recipe.apply(ds, result.counts)
         self._mark(ds, result)
         for post in self._post:
             post(ds, result)
@@ -182,10 +248,13 @@ class Deidentifier:
 
     # -- walking --------------------------------------------------------------------------------
     def _walk(self, ds: Dataset, result: DeidResult, cleaner: TextCleaner, cleaning: bool) -> None:
-        for tag in list(ds.keys()):
+        # Creators are read first: they are removed as the walk meets them, before their elements.
+        tags = list(ds.keys())  # a Dataset iterates its elements; keys() gives tags without converting raw values
+        creators = {int(t): str(ds[t].value or "") for t in tags if t.is_private and t.is_private_creator}
+        for tag in tags:
             elem = ds[tag]
             if tag.is_private:
-                self._private(ds, elem, result, cleaner)
+                self._private(ds, elem, result, cleaner, creators)
                 continue
             if tag.element == 0x0000:  # group lengths are retired and would be wrong after edits
                 del ds[tag]
@@ -208,12 +277,14 @@ class Deidentifier:
             elem.value = result.patient_pseudonym
             self._count(result, tag, "pseudonym")
             return
+        # Combined actions resolve to X, Z or D by the attribute's type in the IOD (top level).
+        action = concrete_action(action, int(tag), result.dataset)
         if action is Action.REMOVE:
             del ds[tag]
-        elif action in (Action.ZERO, Action.REMOVE_OR_ZERO):
+        elif action is Action.ZERO:
             self._zero(elem)
-        elif action in (Action.DUMMY, Action.REMOVE_OR_DUMMY, Action.ZERO_OR_DUMMY, Action.REMOVE_OR_ZERO_OR_DUMMY):
-            self._dummy(ds, elem, action, result)
+        elif action is Action.DUMMY:
+            self._dummy(ds, elem, result)
         elif action is Action.UID:
             self._remap_uid(elem)
         elif action is Action.REMOVE_OR_ZERO_OR_UID:
@@ -228,6 +299,11 @@ class Deidentifier:
             if elem.VR == "SQ":
                 for item in elem.value:
                     self._walk(item, result, cleaner, cleaning)
+            elif elem.VR in TEXT_VRS and elem.value not in (None, ""):
+                # K keeps the value, but never this patient's own name or IDs written into it
+                values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
+                out = [cleaner.remove_known(str(v)) for v in values]
+                elem.value = out if len(out) > 1 else out[0]
         elif action is Action.CLEAN:
             self._clean(ds, elem, result, cleaner)
         self._count(result, tag, action.value)
@@ -237,13 +313,12 @@ class Deidentifier:
         if elem.VR in ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"):
             elem.value = None
 
-    def _dummy(self, ds: Dataset, elem: DataElement, action: Action, result: DeidResult) -> None:
-        """D, X/D, Z/D and X/Z/D.
+    def _dummy(self, ds: Dataset, elem: DataElement, result: DeidResult) -> None:
+        """D: a non-empty value valid for the VR that carries no information.
 
-        Without per-IOD attribute types we choose the variant that keeps every IOD valid and
-        carries no information: dates become the shifted original (modified-dates lakes) or a fixed
-        dummy, UIDs are remapped, sequences emptied, and everything else gets the VR's dummy
-        (for X/Z/D and Z/D a zero-length value where the element was already empty).
+        UIDs are remapped (a dummy UID would break references); dates in modified-dates lakes are
+        the shifted original (consistent with the patient's other dates); sequences are emptied,
+        as a dummy item could not be made valid for every IOD without inventing content.
         """
         vr = elem.VR
         if vr == "SQ":
@@ -252,8 +327,6 @@ class Deidentifier:
             self._remap_uid(elem)
         elif vr in ("DA", "DT") and self.modified_dates and elem.value:
             self._shift(ds, elem, result)
-        elif action in (Action.ZERO_OR_DUMMY, Action.REMOVE_OR_ZERO_OR_DUMMY) and elem.value in (None, ""):
-            self._zero(elem)
         else:
             elem.value = DUMMIES.get(vr, b"\x00\x00" if vr in ("OB", "OW", "UN") else "")
 
@@ -284,7 +357,7 @@ class Deidentifier:
         """Attributes Table E.1-1 does not name: kept, but made safe by VR."""
         vr = elem.VR
         tag = elem.tag
-        if not dictionary_has_tag(tag):
+        if not _known(tag):
             del ds[tag]  # an unknown public attribute can hold anything
             self._count(result, tag, "X-unknown")
         elif vr == "SQ":
@@ -306,11 +379,15 @@ class Deidentifier:
         elif vr in TEXT_VRS and elem.value not in (None, ""):
             self._clean_text(elem, cleaner, generic=cleaning or vr in FREE_TEXT_VRS)
 
-    def _private(self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner) -> None:
+    def _private(
+        self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner, creators: dict[int, str]
+    ) -> None:
         tag = elem.tag
         keep = False
-        if self.retain_private and not tag.is_private_creator and elem.VR != "UN":
-            creator = (elem.private_creator or "").strip().upper()
+        creator_tag = BaseTag((tag.group << 16) | (tag.element >> 8))
+        creator_value = creators.get(int(creator_tag), "")
+        if self.retain_private and not tag.is_private_creator and elem.VR != "UN" and creator_value:
+            creator = creator_value.strip().upper()
             keep = (tag.group, creator, tag.element & 0xFF) in self._safe_private
         elif tag.is_private_creator:
             keep = False  # creators are re-added below for any kept element of their block
@@ -318,9 +395,8 @@ class Deidentifier:
             del ds[tag]
             self._count(result, tag, "X")
             return
-        creator_tag = BaseTag((tag.group << 16) | (tag.element >> 8))
         if creator_tag not in ds:
-            ds.add_new(creator_tag, "LO", elem.private_creator)
+            ds.add_new(creator_tag, "LO", creator_value)
         vr = elem.VR
         if vr in ("DA", "DT"):
             if self.modified_dates:
@@ -365,7 +441,9 @@ class Deidentifier:
     def map_uid(self, uid: str) -> str:
         """Keyed UID for an instance UID; registered DICOM UIDs (SOP classes, syntaxes) are kept."""
         uid = uid.strip().rstrip("\x00")
-        if not uid or uid in UID_dictionary:
+        # The DICOM root holds only standard UIDs (classes, syntaxes, well-known frames of reference),
+        # including ones newer than pydicom's dictionary.
+        if not uid or uid in UID_dictionary or uid.startswith(DICOM_ROOT):
             return uid
         return self.key.uid(uid)
 

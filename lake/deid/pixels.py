@@ -1,7 +1,8 @@
 """Pixels that may carry burned-in identifiers: detection and the per-lake policy.
 
-An instance is *at risk* when it says ``BurnedInAnnotation YES``, or is of a SOP class whose
-pixels routinely carry text (ultrasound, secondary capture, screenshots, dose reports). The policy
+An instance is *at risk* when it says ``BurnedInAnnotation YES``, is of a SOP class whose
+pixels routinely carry text (ultrasound, secondary capture, screenshots, dose reports), or matches
+a graylist/blacklist rule of the ``deid`` package (:mod:`lake.deid.burned_in`). The policy
 decides what the lake stores:
 
 - ``mask``: blank the regions a rule knows (see :mod:`lake.deid.burned_in`), keep the rest;
@@ -13,11 +14,13 @@ decides what the lake stores:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 from pydicom import Dataset
 
+from lake.deid import burned_in
 from lake.pixels.decode import DecodedPixels
 
 AT_RISK_SOP_CLASSES = {
@@ -44,12 +47,15 @@ class PixelPolicy(StrEnum):
 #: Finds regions to blank: returns (reason, [(x0, y0, x1, y1), ...]) or None when no rule knows
 #: this instance. Set by :mod:`lake.deid.burned_in`, which wraps the ``deid`` package's rules.
 RegionFinder = Callable[[Dataset], tuple[str, list[tuple[int, int, int, int]]] | None]
-_region_finder: RegionFinder | None = None
+_region_finder: RegionFinder | None = burned_in.find_regions
+_use_rules = True
 
 
-def set_region_finder(finder: RegionFinder | None) -> None:
-    global _region_finder
+def set_region_finder(finder: RegionFinder | None, use_rules_for_risk: bool = True) -> None:
+    """Replace the region finder (default: the ``deid`` rules); optionally stop using rules for risk."""
+    global _region_finder, _use_rules
     _region_finder = finder
+    _use_rules = use_rules_for_risk
 
 
 def risk_reason(ds: Dataset) -> str | None:
@@ -62,7 +68,7 @@ def risk_reason(ds: Dataset) -> str | None:
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
     if "SCREEN SAVE" in image_type or "SCREENSHOT" in image_type:
         return "at_risk_image_type:screen_save"
-    return None
+    return burned_in.rule_risk(ds) if _use_rules else None
 
 
 def mask_regions(frames: np.ndarray, regions: list[tuple[int, int, int, int]]) -> np.ndarray:
@@ -73,21 +79,41 @@ def mask_regions(frames: np.ndarray, regions: list[tuple[int, int, int, int]]) -
     return out
 
 
+@dataclass(frozen=True)
+class PixelAssessment:
+    """Risk of burned-in text (None: not at risk) and the regions a rule knows, from one header."""
+
+    reason: str | None
+    found: tuple[str, list[tuple[int, int, int, int]]] | None
+
+
+def assess(ds: Dataset) -> PixelAssessment:
+    """Assess ``ds`` before de-identification: the rules look at the original header (dates,
+    descriptions), which de-identification empties or cleans."""
+    reason = risk_reason(ds)
+    found = _region_finder(ds) if reason is not None and _region_finder is not None else None
+    return PixelAssessment(reason, found)
+
+
 def apply_pixel_policy(
-    ds: Dataset, pixels: DecodedPixels, policy: PixelPolicy | str
+    ds: Dataset, pixels: DecodedPixels, policy: PixelPolicy | str, assessment: PixelAssessment | None = None
 ) -> tuple[np.ndarray | None, str, str | None]:
-    """(frames to store or None, pixel_status, pixel_reason) for a decoded instance."""
+    """(frames to store or None, pixel_status, pixel_reason) for a decoded instance.
+
+    ``assessment`` is :func:`assess` of the original header; without it ``ds`` is assessed now.
+    """
     policy = PixelPolicy(policy)
     if pixels.frames is None:
         return None, pixels.status, pixels.reason
-    reason = risk_reason(ds)
+    assessment = assessment or assess(ds)
+    reason = assessment.reason
     if reason is None:
         return pixels.frames, "stored", None
     if policy is PixelPolicy.KEEP_FLAGGED:
         return pixels.frames, "stored", f"flagged:{reason}"
     if policy is PixelPolicy.QUARANTINE:
         return None, "quarantined", reason
-    found = _region_finder(ds) if _region_finder is not None else None
+    found = assessment.found
     if found is not None:
         rule, regions = found
         return mask_regions(pixels.frames, regions), "stored", f"masked:{rule}"

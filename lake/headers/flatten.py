@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 from pydicom import Dataset
 from pydicom.dataelem import DataElement
 
+from lake.headers.geometry import frame_geometry
 from lake.headers.schema import Column, TableSchema
 from lake.headers.values import CONVERTERS
 
@@ -59,9 +61,34 @@ def promoted_row(ds: Dataset, schema: TableSchema) -> dict[str, Any]:
     row = {c.name: column_value(ds, c) for c in schema.columns if not c.derived}
     row["SOPInstanceUID"] = str(ds.get("SOPInstanceUID", "") or "") or None
     row["PatientID"] = str(ds.get("PatientID", "") or "") or None
-    if "PatientAgeYears" in {c.name for c in schema.columns}:
+    names = {c.name for c in schema.columns}
+    if "PatientAgeYears" in names:
         row["PatientAgeYears"] = age_in_years(row.get("PatientAge"))
+    if "contrast_used" in names:
+        row["contrast_used"] = contrast_used(ds)
+    if "frame_slice_spacing" in names:
+        # malformed per-frame positions leave the measures null, like any bad value
+        with contextlib.suppress(Exception):
+            row.update(frame_geometry(ds))
     return row
+
+
+CONTRAST_KEYWORDS = (
+    "ContrastBolusAgent",
+    "ContrastBolusRoute",
+    "ContrastBolusVolume",
+    "ContrastBolusIngredient",
+    "ContrastBolusAgentSequence",
+    "ContrastBolusUsageSequence",
+)
+
+
+def contrast_used(ds: Dataset) -> bool:
+    """True when the header records any contrast (classic attributes or enhanced usage sequence)."""
+    # an empty value (type 2 attribute present but blank) does not mean contrast was given
+    if any(bool(ds.get(k)) for k in CONTRAST_KEYWORDS):
+        return True
+    return bool(resolve(ds, "SharedFunctionalGroupsSequence.ContrastBolusUsageSequence"))
 
 
 def _bulk_handler(_elem: DataElement) -> str:

@@ -13,9 +13,8 @@ import logging
 import os
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,16 +24,21 @@ import numpy as np
 
 from lake import __version__
 from lake.catalog.tables import append, to_arrow
-from lake.config import DeidSettings, LakePaths, vault_dir
+from lake.config import DeidSettings, LakePaths, read_config, vault_dir
 from lake.core import Lake, init
 from lake.deid import build_deidentifier
 from lake.deid.engine import Deidentifier
+from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile
+from lake.deid.recipe import Recipe, check_recipe, load_recipe
 from lake.errors import RejectedInput
+from lake.fixity import record_table_fixity
 from lake.headers.schema import load_table_schema
+from lake.ingest.pool import TimedPool, WorkerFailure
 from lake.ingest.state import LakeState
 from lake.ingest.worker import Processed, content_digest, process
 from lake.keys import LakeKey
 from lake.lock import write_lock
+from lake.maintenance.orphans import remove_orphans
 from lake.pixels.store import array_key
 from lake.sources import SourceItem, SourceLimits, iter_sources
 
@@ -74,9 +78,9 @@ _worker_deid: Deidentifier | None = None
 _worker_policy: str = ""
 
 
-def _init_worker(secret: bytes, settings: DeidSettings) -> None:
+def _init_worker(secret: bytes, settings: DeidSettings, recipe: Recipe | None = None) -> None:
     global _worker_deid, _worker_policy
-    _worker_deid = build_deidentifier(LakeKey(secret), settings)
+    _worker_deid = build_deidentifier(LakeKey(secret), settings, recipe)
     _worker_policy = settings.burned_in_policy
 
 
@@ -121,6 +125,7 @@ class _Run:
         self.vault = vault
         self.log = open(vault / "runs" / f"{run_id}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self.crosswalk: dict[str, str] = {}
+        self.recipe: Recipe | None = None
 
     def close(self) -> None:
         self.log.close()
@@ -188,11 +193,12 @@ class _Run:
             parts.sort(key=lambda p: p[0])
             # Consecutive allocations: one write per array.
             frames = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-            self.lk.pixel_store.write(key, parts[0][0], frames, parts[0][2])
+            self.lk.pixel_store.write(key, parts[0][0], frames, parts[0][2], run=self.run_id)
         if self.rejects:
             append(self.paths.table("rejects"), to_arrow(self.rejects, self.rejects_schema))
         if rows:
             append(self.paths.table("instances"), to_arrow(rows, self.instances_schema))
+        record_table_fixity(self.paths, self.run_id)
         for result, ref, _size in self.batch:
             self.state.sop_uids.add(result.row["SOPInstanceUID"])
             self.state.instance_sources.add(ref)
@@ -260,13 +266,23 @@ def ingest(
     limits: SourceLimits | None = None,
     on_file: Callable[[int], None] | None = None,
     on_message: Callable[[str], None] | None = None,
+    recipe: str | os.PathLike[str] | Recipe | None = None,
+    file_timeout: float | None = None,
+    worker_memory_bytes: int | None = None,
 ) -> IngestSummary:
     """Ingest every file under ``sources`` into the lake (created if missing).
 
-    ``on_file(nbytes)`` is called once per input file for progress display. Returns the summary;
+    ``on_file(nbytes)`` is called once per input file for progress display. With ``file_timeout``
+    (seconds) or ``worker_memory_bytes`` files are processed in worker processes that are replaced
+    when one hangs or dies (see :mod:`lake.ingest.pool`). Returns the summary;
     raises only for problems with the lake itself (key, lock), never for a bad input file.
     """
     paths = LakePaths(lake_path)
+    # A bad recipe, or one the lake's profile refuses, fails before the lake is touched.
+    site_recipe = recipe if isinstance(recipe, Recipe) or recipe is None else load_recipe(recipe)
+    if site_recipe is not None:
+        options = read_config(paths).deid.options if paths.exists() else DEFAULT_RESEARCH_OPTIONS
+        check_recipe(site_recipe, Profile(options))
     lk = Lake(lake_path, key_file) if paths.exists() else init(lake_path, key_file)
     key = lk.key()
     sources = list(sources)
@@ -274,11 +290,17 @@ def ingest(
     started = _now()
     t0 = time.monotonic()
     with write_lock(paths.lock, on_wait=on_message):
+        # Again under the lock: two first ingests may both have created the lake (the last
+        # lake.json wins), or a restore may have replaced it; never write with a stale key.
+        lk = Lake(lake_path, key_file)
+        key = lk.key()
         run = _Run(lk, key, _run_id(), batch_size, batch_bytes)
+        run.recipe = site_recipe
+        remove_orphans(paths, run.state.next_frame)  # arrays a crashed run wrote but never committed
         try:
             todo = _read_items(items, run, on_file)
-            if workers <= 1:
-                deid = build_deidentifier(key, lk.config.deid)
+            if workers <= 1 and file_timeout is None and worker_memory_bytes is None:
+                deid = build_deidentifier(key, lk.config.deid, site_recipe)
                 for item, ref, size, data in todo:
                     try:
                         outcome: Outcome = process(data, deid, lk.config.deid.burned_in_policy)
@@ -290,7 +312,8 @@ def ingest(
                     if on_file:
                         on_file(size)
             else:
-                _parallel(run, todo, workers, key, lk.config.deid, on_file)
+                limits_ = (file_timeout, worker_memory_bytes)
+                _parallel(run, todo, workers, key, lk.config.deid, on_file, site_recipe, limits_)
             run.flush()
         finally:
             run.close()
@@ -306,26 +329,17 @@ def _parallel(
     key: LakeKey,
     settings: DeidSettings,
     on_file: Callable[[int], None] | None,
+    recipe: Recipe | None = None,
+    limits: tuple[float | None, int | None] = (None, None),
 ) -> None:
     """Process in worker processes; results are handled in input order, so runs are deterministic."""
-    window: deque[tuple[SourceItem, str, int, Future[Outcome]]] = deque()
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(key.secret, settings)) as pool:
-
-        def drain(limit: int) -> None:
-            while len(window) > limit:
-                item, ref, size, fut = window.popleft()
-                try:
-                    outcome = fut.result()
-                except Exception as exc:  # a worker died (e.g. out of memory on one file)
-                    outcome = ("reject", "process", f"worker_failed:{type(exc).__name__}")
-                _handle(run, item, ref, size, outcome)
-                if on_file:
-                    on_file(size)
-
-        for item, ref, size, data in todo:
-            window.append((item, ref, size, pool.submit(_work, data)))
-            drain(workers * 4)
-        drain(0)
+    pool = TimedPool(_work, workers, _init_worker, (key.secret, settings, recipe), limits[0], limits[1])
+    tagged = (((item, ref, size), data) for item, ref, size, data in todo)
+    for (item, ref, size), result in pool.run(tagged):
+        outcome = ("reject", "process", result.reason) if isinstance(result, WorkerFailure) else result
+        _handle(run, item, ref, size, outcome)
+        if on_file:
+            on_file(size)
 
 
 def _finish(lk: Lake, run: _Run, started: datetime) -> None:
@@ -340,6 +354,7 @@ def _finish(lk: Lake, run: _Run, started: datetime) -> None:
         "options": list(lk.config.deid.options),
         "date_offset_days": list(lk.config.deid.date_offset_days),
         "burned_in_policy": lk.config.deid.burned_in_policy,
+        "recipe_sha256": run.recipe.sha256 if run.recipe is not None else None,
         "summary": run.summary.to_dict(),
         "actions": [
             {"attribute": attr, "action": action, "count": n} for (attr, action), n in sorted(run.deid_counts.items())
@@ -348,6 +363,8 @@ def _finish(lk: Lake, run: _Run, started: datetime) -> None:
     lk.paths.reports.mkdir(exist_ok=True)
     (lk.paths.reports / f"deid-{run.run_id}.json").write_text(json.dumps(report, indent=1) + "\n")
     params = {"options": list(lk.config.deid.options), "burned_in_policy": lk.config.deid.burned_in_policy}
+    if run.recipe is not None:
+        params["recipe_sha256"] = run.recipe.sha256
     append_run(lk.paths, run.run_id, "ingest", started, params, run.summary.to_dict(), run.summary.outcome)
 
 
@@ -377,6 +394,7 @@ def append_run(
         "outcome": outcome,
     }
     append(paths.table("runs"), to_arrow([row], load_table_schema("runs")))
+    record_table_fixity(paths, run_id)
 
 
 def vault_log_path(key_path: Path, run_id: str) -> Path:

@@ -18,11 +18,11 @@ from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
 from lake.deid.engine import Deidentifier
-from lake.deid.pixels import PixelPolicy, apply_pixel_policy
+from lake.deid.pixels import PixelPolicy, apply_pixel_policy, assess
 from lake.errors import RejectedInput
 from lake.headers.flatten import header_json, promoted_row
 from lake.headers.schema import TableSchema, load_table_schema
-from lake.pixels.decode import decode
+from lake.pixels.decode import decode, stored_value_attributes
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 
@@ -95,7 +95,7 @@ def _check_complete(ds: Dataset, size: int) -> None:
         end = max(end, tell + length)
     if undefined_last:
         return  # the reader found the delimiters of the last element, or warned of EOF
-    if end > size or 0 < size - end < 8:
+    if end > size or 0 < size - end < 12:  # 12: the longest element header (explicit VR, long length)
         raise RejectedInput("parse", "truncated")
 
 
@@ -128,8 +128,16 @@ def _array_attributes(ds: Dataset, row: dict[str, Any]) -> dict[str, Any]:
         "SeriesInstanceUID",
         "Modality",
         "SamplesPerPixel",
+        "BitsAllocated",
+        "HighBit",
+        "PlanarConfiguration",
+        "SliceThickness",
+        "SpacingBetweenSlices",
+        "ImagePositionPatient",  # of the array's first instance; per-frame positions: the instances table
     )
-    return {k: row.get(k) for k in keys if row.get(k) is not None}
+    attrs = {k: row.get(k) for k in keys if row.get(k) is not None}
+    attrs.update(stored_value_attributes(ds))
+    return attrs
 
 
 def process(
@@ -144,13 +152,14 @@ def process(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pixels = decode(ds)
+        assessment = assess(ds)  # burned-in rules read the original header
         try:
             result = deidentifier.deidentify(ds)
         except RejectedInput:
             raise
         except Exception as exc:
             raise RejectedInput("deidentify", f"deidentify_failed:{type(exc).__name__}", repr(exc)) from exc
-        frames, pixel_status, pixel_reason = apply_pixel_policy(ds, pixels, policy)
+        frames, pixel_status, pixel_reason = apply_pixel_policy(ds, pixels, policy, assessment)
         try:
             row = promoted_row(ds, schema)
             row["header_json"] = header_json(ds)

@@ -1,9 +1,22 @@
 -- view: studies
 -- description: One row per study: modalities in study, counts, date, description, days from the patient's first study.
+-- column: StudyInstanceUID: De-identified Study Instance UID.
+-- column: PatientID: Patient pseudonym.
+-- column: StudyDate: Study date (shifted by the patient's offset; intervals are exact).
+-- column: StudyTime: Study time of day.
+-- column: StudyDescription: Study description (cleaned).
+-- column: PatientAge: Patient's age at the study as recorded (AS).
+-- column: PatientSex: Patient's sex.
+-- column: modalities: Sorted distinct modalities in the study.
+-- column: series_count: Series in the study.
+-- column: instance_count: Instances in the study.
+-- column: frame_count: Frames in the study.
+-- column: pixel_bytes: Bytes of stored pixel values (uncompressed).
+-- column: days_from_first_study: Days since the patient's first study in the lake (0 for the first).
 WITH s AS (
     SELECT
         StudyInstanceUID,
-        any_value(PatientID) AS PatientID,
+        PatientID,
         min(StudyDate) AS StudyDate,
         min(StudyTime) AS StudyTime,
         any_value(StudyDescription) AS StudyDescription,
@@ -15,7 +28,8 @@ WITH s AS (
         sum(frame_count)::BIGINT AS frame_count,
         sum(pixel_bytes)::BIGINT AS pixel_bytes
     FROM instances
-    GROUP BY StudyInstanceUID
+    -- a study has one patient; grouping by it lets a filter on PatientID reach the scan
+    GROUP BY StudyInstanceUID, PatientID
 )
 SELECT
     *,

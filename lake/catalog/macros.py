@@ -1,0 +1,127 @@
+"""SQL access to every retained attribute: DuckDB macros over ``instances.header_json``.
+
+``header_json`` holds each instance's full de-identified header in the DICOM JSON model (PS3.18
+F.2): an object keyed by 8-hex-digit tags, each element ``{"vr": ..., "Value": [...]}``, sequence
+items nested the same way. The macros turn a keyword or tag path into a JSON path once per query
+(keyword and tag lists held in session variables, which DuckDB folds into a constant while
+binding) and extract with DuckDB's built-in JSON functions: with a literal path the
+filter runs exactly as fast as a hand-written JSON path, and no extension or Python code runs per row.
+
+Paths: ``Keyword``, ``(0029,1010)``, ``00291010`` or ``0029,1010``, joined with ``.`` through
+sequences; a sequence step takes its first item unless it names one (``Seq[2]``, 0-based).
+
+Why macros and not an ``elements`` table: see ``docs/tables.md`` (measured by
+``benchmarks/headers.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import duckdb
+import pyarrow as pa
+from pydicom.datadict import DicomDictionary, keyword_dict
+
+
+@dataclass(frozen=True)
+class Macro:
+    name: str
+    parameters: str
+    body: str
+    description: str
+    example: str
+
+
+MACROS: tuple[Macro, ...] = (
+    Macro(
+        "dicom_tag",
+        "attribute",
+        "coalesce(getvariable('dicom_tag_list')[list_position(getvariable('dicom_keyword_list'), attribute)], "
+        "upper(regexp_replace(attribute, '[(), ]', '', 'g')))",
+        "The 8-hex-digit tag of a keyword; a tag in any usual spelling is normalised.",
+        "dicom_tag('PatientAge') = '00101010'",
+    ),
+    Macro(
+        "dicom_json_path",
+        "path",
+        "'$' || array_to_string(list_transform(string_split(trim(path), '.'), lambda step, i: "
+        "'.\"' || dicom_tag(regexp_extract(step, '^[^\\[]+')) || '\"' "
+        "|| CASE WHEN i < len(string_split(trim(path), '.')) "
+        "THEN '.Value' || coalesce(nullif(regexp_extract(step, '\\[[0-9]+\\]$'), ''), '[0]') "
+        "ELSE '' END), '')",
+        "The JSON path of an element in ``header_json`` for a keyword/tag path.",
+        "dicom_json_path('ReferencedImageSequence.ReferencedSOPInstanceUID')",
+    ),
+    Macro(
+        "dicom_element",
+        "header, path",
+        "json_extract(header, dicom_json_path(path))",
+        'The element as DICOM JSON (``{"vr": ..., "Value": [...]}``), or NULL when absent.',
+        "dicom_element(header_json, '(0029,1010)')",
+    ),
+    Macro(
+        "dicom_value",
+        "header, path",
+        "json_extract_string(header, dicom_json_path(path) || '.Value[0]')",
+        "The first value as text (a person name or sequence item comes back as its JSON object), or NULL.",
+        "dicom_value(header_json, 'RequestAttributesSequence.RequestedProcedureID')",
+    ),
+    Macro(
+        "dicom_number",
+        "header, path",
+        "TRY_CAST(json_extract_string(header, dicom_json_path(path) || '.Value[0]') AS DOUBLE)",
+        "The first value as a DOUBLE (NULL when absent or not a number).",
+        "dicom_number(header_json, 'SharedFunctionalGroupsSequence.PixelMeasuresSequence.SliceThickness')",
+    ),
+    Macro(
+        "dicom_values",
+        "header, path",
+        "from_json(json_extract(header, dicom_json_path(path) || '.Value'), '[\"VARCHAR\"]')",
+        "All values as a VARCHAR list, or NULL when absent.",
+        "dicom_values(header_json, 'ImageType')",
+    ),
+    Macro(
+        "dicom_vr",
+        "header, path",
+        "json_extract_string(header, dicom_json_path(path) || '.vr')",
+        "The element's value representation, or NULL when absent.",
+        "dicom_vr(header_json, '00291010')",
+    ),
+    Macro(
+        "dicom_has",
+        "header, attribute",
+        "contains(header, '\"' || dicom_tag(attribute) || '\":{')",
+        "True when the element occurs at any depth of the header (a substring test: fast, no parsing).",
+        "dicom_has(header_json, 'ContrastBolusAgent')",
+    ),
+)
+
+
+@cache
+def dictionary_arrow() -> pa.Table:
+    """The public DICOM data dictionary (from pydicom): keyword, tag, VR, name, retired."""
+    with_keyword = set(keyword_dict.values())
+    tags = sorted(t for t in DicomDictionary if t in with_keyword)
+    entries = [DicomDictionary[t] for t in tags]
+    return pa.table(
+        {
+            "tag": [f"{t:08X}" for t in tags],
+            "keyword": [e[4] for e in entries],
+            "vr": [e[0] for e in entries],
+            "name": [e[2] for e in entries],
+            "retired": [bool(e[3]) for e in entries],
+        }
+    )
+
+
+def install(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the ``dicom_dictionary`` table and the ``dicom_*`` macros on ``con``."""
+    con.register("_dicom_dictionary_arrow", dictionary_arrow())
+    con.execute("CREATE OR REPLACE TABLE dicom_dictionary AS SELECT * FROM _dicom_dictionary_arrow")
+    con.unregister("_dicom_dictionary_arrow")
+    # two parallel lists, not a MAP: building a 5,000-entry MAP costs ~0.2 s per connection
+    con.execute("SET VARIABLE dicom_keyword_list = (SELECT list(keyword ORDER BY tag) FROM dicom_dictionary)")
+    con.execute("SET VARIABLE dicom_tag_list = (SELECT list(tag ORDER BY tag) FROM dicom_dictionary)")
+    for macro in MACROS:
+        con.execute(f"CREATE OR REPLACE MACRO {macro.name}({macro.parameters}) AS {macro.body}")

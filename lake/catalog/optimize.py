@@ -1,0 +1,170 @@
+"""``lake optimize``: rewrite each table's snapshot as few large, sorted, well-indexed Parquet files.
+
+Ingest appends one small file per batch and never rewrites old data. Optimize reads the current
+snapshot, sorts it by the table's ``sort_by`` (patient, study, series, instance: one patient's rows
+sit together, so DuckDB prunes row groups by min/max statistics), and writes it back in one Delta
+``overwrite`` commit with zstd, page statistics and a bloom filter on the table's key (so a lookup
+by SOPInstanceUID reads one row group). The old files stay on disk (readers holding the previous
+snapshot keep working; a Delta vacuum removes them later) and the run is recorded in ``runs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from deltalake import BloomFilterProperties, ColumnProperties, WriterProperties, write_deltalake
+
+from lake.catalog.tables import TARGET_FILE_SIZE, arrow_schema_of, open_table
+from lake.config import LakePaths
+from lake.headers.schema import TableSchema, load_table_schema, table_names
+from lake.lock import write_lock
+
+logger = logging.getLogger(__name__)
+
+#: Rows per row group after optimize: small enough that a lookup by key decompresses little of
+#: ``header_json``, large enough that scans stay fast (measured in ``benchmarks/headers.py``).
+OPTIMIZED_ROW_GROUP_ROWS = 16 * 1024
+BLOOM_FPP = 0.01
+ZSTD_LEVEL = 6
+
+
+@dataclass
+class TableCompaction:
+    table: str
+    files_before: int
+    files_after: int
+    rows: int
+    bytes_before: int
+    bytes_after: int
+    skipped: bool = False
+
+
+@dataclass
+class OptimizeSummary:
+    run_id: str
+    tables: list[TableCompaction] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {t.table: {k: v for k, v in vars(t).items() if k != "table"} for t in self.tables}
+
+
+def writer_properties(schema: TableSchema, rows: int) -> WriterProperties:
+    """zstd, page-level statistics, and a bloom filter on each key column.
+
+    Each row group has its own filter, so it is sized for one row group's keys, not the table's.
+    """
+    # keys are unique: a dictionary would only grow the file
+    bloom = ColumnProperties(
+        dictionary_enabled=False,
+        statistics_enabled="PAGE",
+        bloom_filter_properties=BloomFilterProperties(
+            True, fpp=BLOOM_FPP, ndv=max(min(rows, OPTIMIZED_ROW_GROUP_ROWS), 1)
+        ),
+    )
+    return WriterProperties(
+        compression="ZSTD",
+        compression_level=ZSTD_LEVEL,
+        max_row_group_size=OPTIMIZED_ROW_GROUP_ROWS,
+        default_column_properties=ColumnProperties(statistics_enabled="PAGE"),
+        column_properties={name: bloom for name in schema.key},
+    )
+
+
+def _file_sizes(files: list[str]) -> int:
+    return sum(os.path.getsize(f) for f in files if os.path.exists(f))
+
+
+def _is_compact(path: Any) -> bool:
+    """True when the latest commit already is an optimize of a single file (nothing to gain)."""
+    dt = open_table(path)
+    if dt is None:
+        return True
+    files = dt.file_uris()
+    if len(files) > 1:
+        return False
+    history = dt.history(1)
+    return bool(history) and "lake optimize" in str(history[0].get("userMetadata", "") or "")
+
+
+def compact_table(paths: LakePaths, name: str, force: bool = False) -> TableCompaction:
+    """Rewrite one table's snapshot sorted and compacted (no-op when already one optimized file)."""
+    schema = load_table_schema(name)
+    path = paths.table(name)
+    dt = open_table(path)
+    files = [u.removeprefix("file://") for u in dt.file_uris()] if dt is not None else []
+    before = _file_sizes(files)
+    if not files or (not force and _is_compact(path)):
+        return TableCompaction(name, len(files), len(files), 0, before, before, skipped=True)
+    target = arrow_schema_of(path, schema)
+    spill = tempfile.mkdtemp(prefix="lake-optimize-")  # DuckDB spills the sort here, never into the repo or lake
+    con = duckdb.connect(
+        ":memory:",
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "temp_directory": spill},
+    )
+    try:
+        file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        source = f"read_parquet([{file_list}], union_by_name = true)"
+        rows = int(con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0])
+        present = set(target.names)
+        order = ", ".join(f'"{c}" NULLS LAST' for c in schema.sort_by if c in present)
+        select = ", ".join(f'"{f.name}"' for f in target)
+        query = f"SELECT {select} FROM {source}" + (f" ORDER BY {order}" if order else "")
+        reader = con.sql(query).to_arrow_reader(OPTIMIZED_ROW_GROUP_ROWS)
+        # DuckDB's Arrow types can differ in width (e.g. string views); the Delta schema is the contract
+        batches = pa.RecordBatchReader.from_batches(target, (b.cast(target) for b in reader))
+        write_deltalake(
+            str(path),
+            batches,
+            mode="overwrite",
+            writer_properties=writer_properties(schema, rows),
+            target_file_size=TARGET_FILE_SIZE,
+            description=None,
+            commit_properties=_commit_properties(),
+        )
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+    after_dt = open_table(path)
+    after_files = [u.removeprefix("file://") for u in after_dt.file_uris()] if after_dt is not None else []
+    return TableCompaction(name, len(files), len(after_files), rows, before, _file_sizes(after_files))
+
+
+def _commit_properties() -> Any:
+    from deltalake import CommitProperties
+
+    return CommitProperties(custom_metadata={"userMetadata": "lake optimize"})
+
+
+def optimize(root: str | os.PathLike[str], tables: list[str] | None = None, force: bool = False) -> OptimizeSummary:
+    """Compact and sort every table (or ``tables``) of the lake at ``root`` under its write lock.
+
+    Records one ``runs`` row (operation ``optimize``) with the per-table file counts.
+    """
+    from lake.ingest.run import append_run
+
+    paths = LakePaths(root)
+    started = datetime.now(UTC).replace(tzinfo=None)
+    summary = OptimizeSummary(run_id=datetime.now(UTC).strftime("O%Y%m%dT%H%M%S-") + secrets.token_hex(3))
+    with write_lock(paths.lock):
+        for name in tables or [t for t in table_names() if t != "runs"]:
+            summary.tables.append(compact_table(paths, name, force=force))
+            logger.info("optimized %s", name)
+        append_run(
+            paths,
+            summary.run_id,
+            "optimize",
+            started,
+            {"tables": tables or "all", "force": force, "row_group_rows": OPTIMIZED_ROW_GROUP_ROWS},
+            summary.to_dict(),
+            "ok",
+        )
+    return summary

@@ -1,0 +1,35 @@
+"""``lake optimize --lake LAKE [--force]``: compact and sort the tables (see lake.catalog.optimize)."""
+
+from __future__ import annotations
+
+import argparse
+
+from lake.catalog.optimize import optimize
+from lake.cli.common import add_lake_option
+from lake.config import LakePaths
+from lake.errors import LakeNotFoundError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "optimize", help="compact small files into sorted zstd Parquet with statistics and a bloom filter on the key"
+    )
+    add_lake_option(p)
+    p.add_argument("--force", action="store_true", help="rewrite even a table that is already one optimized file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not LakePaths(args.lake).exists():
+        raise LakeNotFoundError(args.lake)
+    summary = optimize(args.lake, force=args.force)
+    for t in summary.tables:
+        if t.skipped:
+            print(f"{t.table}: already compact ({t.files_before} file(s))")
+        else:
+            print(
+                f"{t.table}: {t.files_before} -> {t.files_after} file(s), {t.rows} rows, "
+                f"{t.bytes_before / 1e6:.1f} -> {t.bytes_after / 1e6:.1f} MB"
+            )
+    print(f"run {summary.run_id} recorded in the runs table")
+    return 0

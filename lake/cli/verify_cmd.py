@@ -1,0 +1,27 @@
+"""``lake verify --lake LAKE``: exit 0 when every checksum and every row/array pair checks, else 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lake.cli.common import add_lake_option
+from lake.maintenance.verify import verify
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="recompute the checksums of every table file and pixel shard and check rows against arrays",
+    )
+    add_lake_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = verify(args.lake)
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
+    print(f"{'ok' if report.ok else f'FAILED: {len(report.problems)} problems'} ({counts}); run {report.run_id}")
+    return 0 if report.ok else 1

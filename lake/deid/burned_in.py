@@ -1,0 +1,163 @@
+"""The ``deid`` package's curated pixel filter rules: which instances carry burned-in text, and where.
+
+``deid`` ships ``deid.dicom``, a recipe whose ``%filter`` sections (graylist, blacklist, whitelist)
+describe known scanner/workstation outputs with burned-in annotations, many with the regions to
+blank (``coordinates x0,y0,x1,y1`` or CTP's ``ctpcoordinates x,y,w,h``). The rules are parsed by
+``deid``; evaluation happens here, per element with ``deid.dicom.filter.apply_filter``, because
+``deid``'s own loop needs a file on disk, rewrites ``from:`` coordinates in place and ANDs the
+``||`` lines of a rule. Here ``+`` means and, ``||`` means or, evaluated left to right.
+
+- graylist and blacklist matches put an instance at risk;
+- a matched rule with remove-coordinates (mask value 0) gives the regions to blank; keep-regions
+  (mask value 1) are ignored, which only blanks more;
+- whitelist rules never lower a risk found otherwise;
+- rules made only of ``missing``/``empty`` tests (e.g. "Missing ImageType") are not evidence of
+  burned-in text but of an incomplete header, and do not put an instance at risk on their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache, partial
+from typing import Any
+
+from pydicom import Dataset
+
+Box = tuple[int, int, int, int]
+RISK_GROUPS = ("graylist", "blacklist")
+FULL_IMAGE = "all"
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    group: str  # graylist, blacklist, whitelist
+    label: str  # the rule's LABEL, without comments
+    regions: tuple[Box | str, ...]  # boxes to blank, or "all"
+    evidence: bool = True  # the rule tests a value (contains/equals), not only absence
+
+
+@contextlib.contextmanager
+def quiet_deid() -> Iterator[None]:
+    """Keep ``deid``'s logger (which writes to the streams it saw at import) off our output."""
+    from deid.logger import bot
+
+    streams = bot.errorStream, bot.outputStream
+    bot.errorStream = bot.outputStream = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        bot.errorStream, bot.outputStream = streams
+
+
+@cache
+def _filters() -> dict[str, list[dict[str, Any]]]:
+    from deid.config import DeidRecipe
+
+    with quiet_deid():
+        recipe = DeidRecipe("dicom")
+        return dict(recipe.get_filters() or {})
+
+
+def _lazy(terms: list[tuple[str | None, Callable[[], bool]]]) -> bool:
+    """Left-to-right and/or as ``deid``'s ``evaluate_group`` does, skipping terms that cannot matter."""
+    flagged = False
+    for i, (operator, term) in enumerate(terms):
+        if i == 0:
+            flagged = term()
+        elif operator == "or":
+            flagged = flagged or term()
+        else:  # "and", or no operator (deid treats it as and)
+            flagged = flagged and term()
+    return flagged
+
+
+def _filter(ds: Dataset, action: str, field: str, value: str | None) -> bool:
+    from deid.dicom.filter import apply_filter
+
+    try:
+        return bool(apply_filter(dicom=ds, field=field, filter_name=action, value=value or None))
+    except Exception:  # a value deid cannot compare (binary, odd VR) does not match
+        return False
+
+
+def _group_flag(ds: Dataset, group: dict[str, Any]) -> bool:
+    terms: list[tuple[str | None, Callable[[], bool]]] = []
+    inner = group["InnerOperators"]
+    for i, action in enumerate(group["action"]):
+        value = group["value"][i] if len(group["value"]) > i else None
+        operator = inner[i - 1] if i > 0 and len(inner) >= i else None
+        terms.append((operator, partial(_filter, ds, action, group["field"][i], value)))
+    return _lazy(terms)
+
+
+def _item_flag(ds: Dataset, item: dict[str, Any]) -> bool:
+    groups = item.get("filters") or []
+    if not groups:
+        return bool(item.get("coordinates"))
+    return _lazy([(g.get("operator"), partial(_group_flag, ds, g)) for g in groups])
+
+
+def _evidence(item: dict[str, Any]) -> bool:
+    actions = {a.lower() for g in item.get("filters") or [] for a in g["action"]}
+    return bool(actions & {"contains", "equals"}) or not item.get("filters")
+
+
+def _regions(item: dict[str, Any]) -> tuple[Box | str, ...]:
+    out: list[Box | str] = []
+    for mask_value, coordinate in item.get("coordinates", []):
+        if int(mask_value) != 0 or not isinstance(coordinate, str) or coordinate.startswith("from:"):
+            continue
+        if coordinate.strip().lower() == FULL_IMAGE:
+            out.append(FULL_IMAGE)
+            continue
+        try:
+            x0, y0, x1, y1 = (int(v) for v in coordinate.split(","))
+        except ValueError:
+            continue
+        out.append((x0, y0, x1, y1))
+    return tuple(out)
+
+
+def match_rules(ds: Dataset) -> list[RuleMatch]:
+    """Every ``deid`` pixel filter rule that matches ``ds`` (its header, as de-identified)."""
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for group, items in _filters().items():
+            for item in items:
+                if _item_flag(ds, item):
+                    label = str(item.get("name", "")).removeprefix("LABEL").split("#")[0].strip()
+                    out.append(RuleMatch(group, label, _regions(item), _evidence(item)))
+    return out
+
+
+def rule_risk(ds: Dataset) -> str | None:
+    """``deid_rule:<group>:<label>`` of the first graylist/blacklist rule matching ``ds``, or None."""
+    for m in match_rules(ds):
+        if m.group in RISK_GROUPS and m.evidence:
+            return f"deid_rule:{m.group}:{m.label}"
+    return None
+
+
+def find_regions(ds: Dataset) -> tuple[str, list[Box]] | None:
+    """(reason, boxes to blank) from the matching rules that know the regions, or None.
+
+    A rule region of ``all`` becomes the whole image (``Rows`` x ``Columns``).
+    """
+    boxes: list[Box] = []
+    labels: list[str] = []
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    for m in match_rules(ds):
+        if m.group not in RISK_GROUPS or not m.regions:
+            continue
+        labels.append(m.label)
+        for region in m.regions:
+            boxes.append((0, 0, cols, rows) if region == FULL_IMAGE else region)  # type: ignore[arg-type]
+    if not boxes:
+        return None
+    return "deid_rule:" + "+".join(dict.fromkeys(labels)), boxes

@@ -1,0 +1,156 @@
+"""``lake verify``: recompute every recorded checksum and check that tables and pixel arrays agree.
+
+Checked: each Parquet file of each table's snapshot against the size in the Delta log and the
+SHA-256 recorded at commit time (:mod:`lake.fixity`); each pixel shard and ``zarr.json`` against
+its sidecar (:mod:`lake.pixels.fixity`); each instance row with pixels against its array (the
+frames exist, read, and hash to the row's ``pixel_sha256``); each array on disk against the rows
+(an array no row points to is an orphan, removed by ``lake vacuum``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from lake.catalog.tables import snapshot_files
+from lake.config import LakePaths, read_config
+from lake.fixity import verify_table_fixity
+from lake.lock import write_lock
+from lake.maintenance.orphans import orphan_arrays
+from lake.pixels.fixity import verify_fixity
+from lake.pixels.store import PixelStore
+
+
+class ProblemKind(StrEnum):
+    TABLE_FILE = "table_file"  # a Parquet file changed, is missing or was never checksummed
+    PIXEL_FILE = "pixel_file"  # a shard or zarr.json changed, is missing or was never checksummed
+    MISSING_ARRAY = "missing_array"  # a row points to an array that is not there
+    MISSING_FRAMES = "missing_frames"  # the array is shorter than the row's frames
+    UNREADABLE_FRAMES = "unreadable_frames"  # the frames cannot be decoded
+    FRAME_MISMATCH = "frame_mismatch"  # the frames do not hash to the row's pixel_sha256
+    ORPHAN_ARRAY = "orphan_array"  # an array no row points to
+    UNREADABLE_TABLE = "unreadable_table"  # the instances snapshot cannot be read: rows not checked
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: ProblemKind
+    where: str  # lake-relative file path, or a pixel array key
+    detail: str = ""  # a status or error class name; never data
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.where}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass
+class VerifyReport:
+    run_id: str
+    problems: list[Problem] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "ok": self.ok,
+            "counts": dict(self.counts),
+            "problems": Counter(p.kind.value for p in self.problems),
+        }
+
+
+def _quote_list(files: list[str]) -> str:
+    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+
+
+def _instance_pixels(paths: LakePaths) -> list[tuple[str, int, int, str | None]]:
+    files = snapshot_files(paths.table("instances"))
+    if not files:
+        return []
+    con = duckdb.connect(":memory:")
+    try:
+        rows = con.execute(
+            f"SELECT pixel_array, pixel_frame_start, frame_count, pixel_sha256 FROM "
+            f"read_parquet({_quote_list(files)}, union_by_name = true) "
+            "WHERE pixel_array IS NOT NULL ORDER BY pixel_array, pixel_frame_start"
+        ).fetchall()
+    finally:
+        con.close()
+    return [(str(a), int(s), int(n), h) for a, s, n, h in rows]
+
+
+def check_consistency(paths: LakePaths, store: PixelStore, report: VerifyReport) -> None:
+    """Rows against arrays and arrays against rows; appends problems to ``report``."""
+    try:
+        rows = _instance_pixels(paths)
+    except duckdb.Error as exc:  # a damaged Parquet file (also reported by its checksum)
+        report.problems.append(Problem(ProblemKind.UNREADABLE_TABLE, "tables/instances", type(exc).__name__))
+        return
+    arrays: dict[str, Any] = {}
+    for key, start, count, sha in rows:
+        report.counts["instances_with_pixels"] += 1
+        if key not in arrays:
+            arrays[key] = store.open(key) if store.exists(key) else None
+            if arrays[key] is None:
+                report.problems.append(Problem(ProblemKind.MISSING_ARRAY, f"pixels/{key}"))
+        arr = arrays[key]
+        if arr is None:
+            continue
+        if start + count > arr.shape[0]:
+            report.problems.append(Problem(ProblemKind.MISSING_FRAMES, f"pixels/{key}", f"frames {start}+{count}"))
+            continue
+        try:
+            frames = np.ascontiguousarray(arr[start : start + count])
+        except Exception as exc:  # a damaged shard: report it, check the rest
+            report.problems.append(Problem(ProblemKind.UNREADABLE_FRAMES, f"pixels/{key}", type(exc).__name__))
+            continue
+        report.counts["frames_checked"] += count
+        if sha and hashlib.sha256(frames.tobytes()).hexdigest() != sha:
+            report.problems.append(Problem(ProblemKind.FRAME_MISMATCH, f"pixels/{key}", f"frames {start}+{count}"))
+    report.counts["arrays"] = len(arrays)
+    for key in orphan_arrays(paths, arrays):
+        report.problems.append(Problem(ProblemKind.ORPHAN_ARRAY, f"pixels/{key}"))
+
+
+def _verify(paths: LakePaths, run_id: str) -> VerifyReport:
+    config = read_config(paths)
+    report = VerifyReport(run_id)
+    table_problems, checked = verify_table_fixity(paths)
+    report.counts["table_files"] = checked
+    report.problems += [Problem(ProblemKind.TABLE_FILE, p.path, p.status.value) for p in table_problems]
+    pixel_problems = verify_fixity(paths)
+    report.problems += [Problem(ProblemKind.PIXEL_FILE, p.path, p.status.value) for p in pixel_problems]
+    store = PixelStore(paths.pixels, config.pixels.shard_frames, config.pixels.codec)
+    check_consistency(paths, store, report)
+    return report
+
+
+def verify(root: str | os.PathLike[str], record: bool = True) -> VerifyReport:
+    """Check the lake at ``root`` under its write lock; ``record`` adds the ``runs`` audit row.
+
+    Never raises for what it finds: the problems are in the report. Raises
+    :class:`lake.errors.LakeNotFoundError` when ``root`` is not a lake.
+    """
+    from lake.ingest.run import append_run
+
+    paths = LakePaths(root)
+    read_config(paths)  # not a lake: fail before creating a lock file in it
+    started = datetime.now(UTC).replace(tzinfo=None)
+    run_id = datetime.now(UTC).strftime("V%Y%m%dT%H%M%S-") + secrets.token_hex(3)
+    with write_lock(paths.lock):
+        report = _verify(paths, run_id)
+        if record:
+            counts = report.to_dict()
+            append_run(paths, run_id, "verify", started, {}, counts, "ok" if report.ok else "failed")
+    return report

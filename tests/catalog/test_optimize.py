@@ -1,0 +1,95 @@
+"""``lake optimize``: fewer, sorted files with a bloom filter on the key; views and lookups keep working."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import lake
+from lake.catalog.tables import append, snapshot_files
+from lake.cli import main
+from lake.errors import InvalidUIDError, NotInLakeError
+from lake.testing.rows import synthetic_instances
+
+
+@pytest.fixture()
+def small_lake(tmp_path: Path) -> Path:
+    root = tmp_path / "lk"
+    lk = lake.init(root)
+    for chunk in synthetic_instances(3000, seed=7, chunk_rows=700):
+        append(lk.paths.table("instances"), chunk)
+    return root
+
+
+def test_optimize_compacts_sorts_and_records_a_run(small_lake: Path) -> None:
+    lk = lake.open(small_lake)
+    table = lk.paths.table("instances")
+    before_files = snapshot_files(table)
+    assert len(before_files) > 1
+    before = lk.sql(
+        "SELECT count(*) AS n, count(DISTINCT SOPInstanceUID) AS u, sum(InstanceNumber) AS s FROM instances"
+    )
+    studies_before = lk.sql("SELECT * FROM studies ORDER BY StudyInstanceUID")
+    uid = lk.sql("SELECT SOPInstanceUID FROM instances ORDER BY SOPInstanceUID LIMIT 1 OFFSET 100")[0, 0]
+    header_before = lk.header(uid)
+    old_con = lk.connection()
+
+    summary = lake.open(small_lake).optimize()
+    assert summary["instances"]["files_before"] == len(before_files)
+    assert summary["instances"]["files_after"] == 1
+    assert summary["instances"]["rows"] == before["n"][0]
+
+    after_files = snapshot_files(table)
+    assert len(after_files) == 1 and not set(after_files) & set(before_files)
+    # a connection opened on the previous snapshot still reads it (old files are not deleted)
+    assert old_con.execute("SELECT count(*) FROM instances").fetchall()[0][0] == before["n"][0]
+
+    lk2 = lake.open(small_lake)
+    assert lk2.sql(
+        "SELECT count(*) AS n, count(DISTINCT SOPInstanceUID) AS u, sum(InstanceNumber) AS s FROM instances"
+    ).equals(before)
+    assert lk2.sql("SELECT * FROM studies ORDER BY StudyInstanceUID").equals(studies_before)
+    assert lk2.header(uid) == header_before
+
+    parquet = pq.ParquetFile(after_files[0])
+    meta = parquet.metadata
+    patients = parquet.read(columns=["PatientID"]).column(0).to_pylist()
+    assert patients == sorted(patients), "rows are sorted by patient"
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    key = names.index("SOPInstanceUID")
+    for rg in range(meta.num_row_groups):
+        column = meta.row_group(rg).column(key)
+        assert column.compression == "ZSTD"
+        assert column.statistics is not None and column.statistics.has_min_max
+        assert column.bloom_filter_offset is not None and column.bloom_filter_offset > 0
+
+    runs = lk2.sql("SELECT operation, counts FROM runs WHERE operation = 'optimize'")
+    assert len(runs) == 1
+    assert json.loads(runs["counts"][0])["instances"]["files_after"] == 1
+
+    # a second optimize has nothing to do
+    again = lk2.optimize()
+    assert again["instances"]["skipped"] is True
+    assert snapshot_files(table) == after_files
+
+
+def test_optimize_command_line(small_lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["optimize", "--lake", str(small_lake)]) == 0
+    out = capsys.readouterr().out
+    assert "instances:" in out and "-> 1 file(s)" in out
+    assert main(["optimize", "--lake", str(small_lake.parent / "missing")]) == 2
+
+
+def test_header_lookup(small_lake: Path) -> None:
+    lk = lake.open(small_lake)
+    uid, patient = lk.sql("SELECT SOPInstanceUID, PatientID FROM instances LIMIT 1 OFFSET 42").row(0)
+    header = lk.header(uid)
+    assert header["00080018"]["Value"] == [uid]
+    assert header["00100020"]["Value"] == [patient]
+    with pytest.raises(NotInLakeError):
+        lk.header("2.25.1")
+    with pytest.raises(InvalidUIDError):
+        lk.header("1.2'; DROP TABLE x; --")

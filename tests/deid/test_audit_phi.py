@@ -1,0 +1,82 @@
+"""``lake audit-phi``: every file decoded, known identifiers and PHI patterns found, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lake.audit import PHI_PATTERNS, audit_lake
+from lake.cli import main
+from lake.ingest import ingest
+from lake.testing.synthetic import make_cohort
+
+
+@pytest.fixture(scope="module")
+def clean_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    base = tmp_path_factory.mktemp("audit")
+    src = base / "src"
+    specs = make_cohort(src, n_patients=2, studies_per_patient=1, n_images=2)
+    root = base / "lake"
+    ingest(root, [src])
+    return root, [i for s in specs for i in s.identifiers()]
+
+
+def test_clean_lake_exits_0(clean_lake: tuple[Path, list[str]], tmp_path: Path, capsys) -> None:
+    root, identifiers = clean_lake
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(identifiers) + "\n\n")
+    assert main(["audit-phi", "--lake", str(root), "--identifiers", str(ids)]) == 0
+    assert "clean" in capsys.readouterr().out
+    assert main(["audit-phi", "--lake", str(root)]) == 0  # patterns only
+
+
+def test_a_hit_exits_1_naming_the_place_and_only_the_identifier(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "src"
+    make_cohort(src, n_patients=1, studies_per_patient=1, n_images=1)
+    root = tmp_path / "lake"
+    ingest(root, [src])
+    # plant PHI the way a bug would: in a report, and in a file name
+    (root / "reports" / "note.json").write_text(json.dumps({"x": "seen Quixote today, call (555) 010-4477"}))
+    (root / "reports" / "quixote.txt").write_text("nothing")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("quixote\n")
+    capsys.readouterr()
+    assert main(["audit-phi", "--lake", str(root), "--identifiers", str(ids)]) == 1
+    out = capsys.readouterr().out
+    assert "reports/note.json: content: quixote" in out
+    assert "reports/quixote.txt: name: quixote" in out
+    assert "<phone-like>" in out
+    assert "today" not in out and "010-4477" not in out  # no more PHI than the identifier itself
+
+
+def test_parquet_values_and_statistics_are_decoded(clean_lake: tuple[Path, list[str]], tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root, _ = clean_lake
+    leak = root / "tables" / "instances" / "leak.parquet"
+    pq.write_table(pa.table({"PatientComments": ["jane.doe@example.org", "ssn 123-45-6789"]}), leak)
+    try:
+        hits = audit_lake(root, ["Jane.Doe"])
+        wheres = {(h.where, h.identifier) for h in hits if h.path.endswith("leak.parquet")}
+        assert ("parquet column PatientComments", "Jane.Doe") in wheres
+        assert ("parquet statistics PatientComments", "Jane.Doe") in wheres
+        assert ("parquet column PatientComments", "<email-like>") in wheres
+        assert ("parquet column PatientComments", "<ssn-like>") in wheres
+    finally:
+        leak.unlink()
+
+
+def test_patterns_do_not_fire_on_what_a_lake_legitimately_holds() -> None:
+    legit = (
+        "2.25.161952731844278522754435231967292464486 1.2.840.10008.5.1.4.1.1.2 2024-01-05 19870601 "
+        "P-3F9A1C0B7E2D4A61 0.5\\0.5 -123.4 512 R20261128T004101-a1b2c3 120.0 5.0 1987-06-01T12:00:00"
+    )
+    for name, pattern in PHI_PATTERNS:
+        assert not pattern.search(legit), name
+
+
+def test_missing_lake_is_an_error(tmp_path: Path) -> None:
+    assert main(["audit-phi", "--lake", str(tmp_path / "none")]) == 2
