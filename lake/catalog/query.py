@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -71,7 +73,15 @@ def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConn
     No extension is loaded or installed: the views read the snapshot's Parquet files directly.
     The ``dicom_*`` macros (:mod:`lake.catalog.macros`) reach any attribute in ``header_json``.
     """
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            # DuckDB spills large sorts to ./.tmp by default: never into the user's folder or a lake.
+            "temp_directory": os.path.join(tempfile.gettempdir(), "lake-duckdb-spill"),
+        },
+    )
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     # footers (statistics, bloom filter offsets) are parsed once per connection, not per query

@@ -24,7 +24,11 @@ COMMAND_MODULES = (
     "optimize_cmd",
     "docs_cmd",
     "audit_phi_cmd",
-    "verify_cmd", "replicate_cmd", "restore_cmd", "forget_cmd", "vacuum_cmd",
+    "verify_cmd",
+    "replicate_cmd",
+    "restore_cmd",
+    "forget_cmd",
+    "vacuum_cmd",
 )
 
 

@@ -31,9 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--file-timeout", type=float, default=300.0, metavar="S", help="seconds per file before it is rejected"
     )
-    p.add_argument(
-        "--worker-memory-mb", type=int, default=4096, metavar="MB", help="memory a worker may add per file"
-    )
+    p.add_argument("--worker-memory-mb", type=int, default=4096, metavar="MB", help="memory a worker may add per file")
     p.add_argument("--batch-size", type=int, default=500, metavar="N", help="instances per commit")
     p.set_defaults(func=run)
 
