@@ -41,6 +41,7 @@ from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
 from lake.pixels.store import array_key
 from lake.sources import SourceItem, SourceLimits, iter_sources
+from lake.withdrawals import load_withdrawn
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ class _Run:
         self.log = open(vault / "runs" / f"{run_id}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self.crosswalk: dict[str, str] = {}
         self.recipe: Recipe | None = None
+        self.withdrawn = load_withdrawn(lk.key_path)
 
     def close(self) -> None:
         self.log.close()
@@ -158,6 +160,9 @@ class _Run:
         )
 
     def accept(self, item: SourceItem, ref: str, size: int, result: Processed) -> None:
+        if result.patient_pseudonym in self.withdrawn:
+            self.reject(item, ref, "policy", "patient_withdrawn", size)
+            return
         sop = result.row["SOPInstanceUID"]
         if sop in self.state.sop_uids or sop in self.batch_sops:
             self.summary.duplicates += 1

@@ -32,6 +32,7 @@ from lake.fixity import record_table_fixity, table_dirs
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
 from lake.maintenance.vacuum import purge_history, vacuum_table
+from lake.withdrawals import add_withdrawn
 
 _KEPT_TABLES = {"runs", "rejects"}  # no patient data: operation counts; keyed content hashes
 
@@ -174,6 +175,7 @@ def forget(
             append_run(lk.paths, summary.run_id, "forget", started, _params(patient), summary.to_dict(), "not_found")
             raise NotInLakeError("no instances of that patient in this lake (old files were vacuumed anyway)")
         summary.instances = len(gone)
+        add_withdrawn(lk.key_path, pseudonyms)  # first: a later ingest must never bring them back
         uids: dict[str, list[str]] = defaultdict(list)
         for column in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"):
             uids[column] = sorted({str(r[column]) for r in gone if r[column]})

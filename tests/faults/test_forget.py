@@ -119,3 +119,19 @@ def test_forget_an_unknown_patient_fails_cleanly(tmp_path: Path, corpus: Path) -
     _shared_series_patients(tmp_path / "more")
     assert ingest(root, [tmp_path / "more"], key_file=key).ingested == 4
     assert verify(root, record=False).ok
+
+
+def test_a_forgotten_patient_is_never_ingested_again(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_cohort(src, n_patients=2, studies_per_patient=1, n_images=2)
+    root, key = new_lake(tmp_path)
+    ingest(root, [src], key_file=key)
+    lk = lake.open(root)
+    gone = lk.sql("SELECT min(PatientID) FROM instances")[0, 0]
+    assert main(["forget", "--lake", str(root), "--key-file", str(key), "--patient", gone]) == 0
+    again = ingest(root, [src], key_file=key)  # the same export arrives again
+    assert again.seen == 4 and again.ingested == 0 and again.duplicates == 2 and again.rejected == 2
+    assert again.reject_reasons == {"patient_withdrawn": 2}
+    assert lake.open(root).sql("SELECT count(*) FROM instances WHERE PatientID = ?", [gone])[0, 0] == 0
+    assert find_identifiers(root, [gone]) == []  # the withdrawal list is in the vault, not the lake
+    assert gone in (vault_dir(key) / "withdrawn.jsonl").read_text()
