@@ -336,12 +336,7 @@ class Deidentifier:
             for item in elem.value:
                 self._walk(item, result, cleaner, cleaning=True)
         elif vr in ("DA", "DT"):
-            if self.full_dates:
-                return
-            if self.modified_dates:
-                self._shift(ds, elem, result)
-            else:
-                del ds[elem.tag]
+            self._date(ds, elem, result)
         elif vr == "TM":
             return  # a whole-day shift leaves the time of day as it was
         elif vr in TEXT_VRS:
@@ -350,6 +345,15 @@ class Deidentifier:
             self._zero(elem)
         elif vr == "UI":
             self._remap_uid(elem)
+
+    def _date(self, ds: Dataset, elem: DataElement, result: DeidResult) -> None:
+        """A date or date-time under the lake's temporal option: kept, shifted, or removed."""
+        if self.full_dates:
+            return
+        if self.modified_dates:
+            self._shift(ds, elem, result)
+        else:
+            del ds[elem.tag]
 
     def _unlisted(
         self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner, cleaning: bool
@@ -364,12 +368,7 @@ class Deidentifier:
             for item in elem.value:
                 self._walk(item, result, cleaner, cleaning)
         elif vr in ("DA", "DT"):
-            if self.full_dates:
-                return
-            if self.modified_dates:
-                self._shift(ds, elem, result)
-            else:
-                del ds[tag]
+            self._date(ds, elem, result)
             self._count(result, tag, "date")
         elif vr == "PN":
             self._zero(elem)
@@ -399,10 +398,7 @@ class Deidentifier:
             ds.add_new(creator_tag, "LO", creator_value)
         vr = elem.VR
         if vr in ("DA", "DT"):
-            if self.modified_dates:
-                self._shift(ds, elem, result)
-            elif not self.full_dates:
-                del ds[tag]
+            self._date(ds, elem, result)
         elif vr == "UI":
             self._remap_uid(elem)
         elif vr == "PN":
