@@ -4,7 +4,7 @@ Both run on the same parsed datasets (pydicom's and pydicom-data's files, plus .
 when present), in this process, one after the other; reading files is not timed. ``deid`` runs
 with its default recipe (``deid.dicom``). Prints files/s for each and the ratio; asserts nothing.
 
-    python benchmarks/deid.py [--limit N] [--repeat R]
+    python benchmarks/deidentify.py [--limit N] [--repeat R]
 """
 
 from __future__ import annotations
