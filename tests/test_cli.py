@@ -99,3 +99,17 @@ def test_console_script_runs(tmp_path: Path, corpus: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "files" in proc.stderr and "MB/s" in proc.stderr
     assert "ingested 4" in proc.stdout
+
+
+def test_verify_and_replicate_show_progress_and_a_summary(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lk = str(tmp_path / "lk")
+    assert main(["ingest", str(corpus), "--lake", lk, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--lake", lk]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("ok (") and "verify" in err and "instances" in err
+    assert main(["replicate", "--lake", lk, "--to", str(tmp_path / "replica")]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("copied ") and "replicate" in err and "files" in err

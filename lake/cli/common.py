@@ -27,8 +27,8 @@ def add_key_option(parser: argparse.ArgumentParser) -> None:
 class FileProgress:
     """A progress bar on stderr with files/s and MB/s."""
 
-    def __init__(self, description: str, enabled: bool = True) -> None:
-        self.bar = tqdm(desc=description, unit=" files", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+    def __init__(self, description: str, enabled: bool = True, unit: str = " files") -> None:
+        self.bar = tqdm(desc=description, unit=unit, file=sys.stderr, disable=not enabled, dynamic_ncols=True)
         self.bytes = 0
         self.t0 = time.monotonic()
 
@@ -36,7 +36,8 @@ class FileProgress:
         self.bytes += nbytes
         self.bar.update(1)
         elapsed = max(time.monotonic() - self.t0, 1e-6)
-        self.bar.set_postfix_str(f"{self.bytes / elapsed / 1e6:.1f} MB/s", refresh=False)
+        if self.bytes:
+            self.bar.set_postfix_str(f"{self.bytes / elapsed / 1e6:.1f} MB/s", refresh=False)
 
     def close(self) -> None:
         self.bar.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lake.cli.common import add_lake_option
+from lake.cli.common import FileProgress, add_lake_option
 from lake.maintenance.replicate import replicate
 
 
@@ -13,11 +13,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_lake_option(p)
     p.add_argument("--to", required=True, metavar="DEST", help="the replica folder (created if missing)")
     p.add_argument("--checksum", action="store_true", help="compare files by SHA-256, not size and time")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    s = replicate(args.lake, args.to, checksum=args.checksum)
+    progress = FileProgress("replicate", enabled=not args.no_progress)
+    try:
+        s = replicate(args.lake, args.to, checksum=args.checksum, on_file=progress)
+    finally:
+        progress.close()
     print(
         f"copied {s.copied} files ({s.bytes_copied / 1e6:.1f} MB), unchanged {s.unchanged}, "
         f"deleted {s.deleted}; run {s.run_id}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lake.cli.common import add_lake_option
+from lake.cli.common import FileProgress, add_lake_option
 from lake.maintenance.verify import verify
 
 
@@ -15,11 +15,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="recompute the checksums of every table file and pixel shard and check rows against arrays",
     )
     add_lake_option(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = verify(args.lake)
+    progress = FileProgress("verify", enabled=not args.no_progress, unit=" instances")
+    try:
+        report = verify(args.lake, on_row=progress)
+    finally:
+        progress.close()
     for problem in report.problems:
         print(problem, file=sys.stderr)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))

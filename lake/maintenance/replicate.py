@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,12 +75,20 @@ def _same(src: Path, dst: Path, checksum: bool) -> bool:
     return a.st_mtime_ns == b.st_mtime_ns
 
 
-def mirror(src_root: Path, dst_root: Path, summary: MirrorSummary, checksum: bool = False) -> None:
-    """Make ``dst_root`` a copy of ``src_root`` (see module docstring)."""
+def mirror(
+    src_root: Path,
+    dst_root: Path,
+    summary: MirrorSummary,
+    checksum: bool = False,
+    on_file: Callable[[int], None] | None = None,
+) -> None:
+    """Make ``dst_root`` a copy of ``src_root`` (see module docstring); ``on_file(nbytes)`` per file."""
     src_files = _files(src_root)
     ordered = sorted(src_files, key=lambda rel: (_is_metadata(rel), rel.endswith(CONFIG_NAME), rel))
     for rel in ordered:
         src, dst = src_files[rel], dst_root / rel
+        if on_file:
+            on_file(src.stat().st_size)
         if _same(src, dst, checksum):
             summary.unchanged += 1
             continue
@@ -111,8 +120,15 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def replicate(root: str | os.PathLike[str], dest: str | os.PathLike[str], checksum: bool = False) -> MirrorSummary:
+def replicate(
+    root: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    checksum: bool = False,
+    on_file: Callable[[int], None] | None = None,
+) -> MirrorSummary:
     """Copy the lake at ``root`` to the folder or object storage URL ``dest``, incrementally.
+
+    ``on_file(nbytes)`` is called once per lake file (local replicas) for progress display.
 
     Raises :class:`ReplicaError` when ``dest`` is inside the lake (or the lake inside it) or is
     another lake.
@@ -132,7 +148,7 @@ def replicate(root: str | os.PathLike[str], dest: str | os.PathLike[str], checks
     summary = MirrorSummary(_run_id("C"))
     target.mkdir(parents=True, exist_ok=True)
     with write_lock(paths.lock):
-        mirror(paths.root, target, summary, checksum)
+        mirror(paths.root, target, summary, checksum, on_file)
         params = {"checksum": checksum}
         append_run(paths, summary.run_id, "replicate", started, params, summary.to_dict(), "ok")
     return summary

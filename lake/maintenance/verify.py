@@ -13,6 +13,7 @@ import hashlib
 import os
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -90,8 +91,13 @@ def _instance_pixels(paths: LakePaths) -> list[tuple[str, int, int, str | None]]
     return [(str(a), int(s), int(n), h) for a, s, n, h in rows]
 
 
-def check_consistency(paths: LakePaths, store: PixelStore, report: VerifyReport) -> None:
-    """Rows against arrays and arrays against rows; appends problems to ``report``."""
+def check_consistency(
+    paths: LakePaths, store: PixelStore, report: VerifyReport, on_row: Callable[[int], None] | None = None
+) -> None:
+    """Rows against arrays and arrays against rows; appends problems to ``report``.
+
+    ``on_row(nbytes)`` is called once per instance row checked, for progress display.
+    """
     try:
         rows = _instance_pixels(paths)
     except duckdb.Error as exc:  # a damaged Parquet file (also reported by its checksum)
@@ -99,6 +105,8 @@ def check_consistency(paths: LakePaths, store: PixelStore, report: VerifyReport)
         return
     arrays: dict[str, Any] = {}
     for key, start, count, sha in rows:
+        if on_row:
+            on_row(0)
         report.counts["instances_with_pixels"] += 1
         if key not in arrays:
             arrays[key] = store.open(key) if store.exists(key) else None
@@ -123,7 +131,7 @@ def check_consistency(paths: LakePaths, store: PixelStore, report: VerifyReport)
         report.problems.append(Problem(ProblemKind.ORPHAN_ARRAY, f"pixels/{key}"))
 
 
-def _verify(paths: LakePaths, run_id: str) -> VerifyReport:
+def _verify(paths: LakePaths, run_id: str, on_row: Callable[[int], None] | None = None) -> VerifyReport:
     config = read_config(paths)
     report = VerifyReport(run_id)
     table_problems, checked = verify_table_fixity(paths)
@@ -132,11 +140,13 @@ def _verify(paths: LakePaths, run_id: str) -> VerifyReport:
     pixel_problems = verify_fixity(paths)
     report.problems += [Problem(ProblemKind.PIXEL_FILE, p.path, p.status.value) for p in pixel_problems]
     store = PixelStore(paths.pixels, config.pixels.shard_frames, config.pixels.codec)
-    check_consistency(paths, store, report)
+    check_consistency(paths, store, report, on_row)
     return report
 
 
-def verify(root: str | os.PathLike[str], record: bool = True) -> VerifyReport:
+def verify(
+    root: str | os.PathLike[str], record: bool = True, on_row: Callable[[int], None] | None = None
+) -> VerifyReport:
     """Check the lake at ``root`` under its write lock; ``record`` adds the ``runs`` audit row.
 
     Never raises for what it finds: the problems are in the report. Raises
@@ -149,7 +159,7 @@ def verify(root: str | os.PathLike[str], record: bool = True) -> VerifyReport:
     started = datetime.now(UTC).replace(tzinfo=None)
     run_id = datetime.now(UTC).strftime("V%Y%m%dT%H%M%S-") + secrets.token_hex(3)
     with write_lock(paths.lock):
-        report = _verify(paths, run_id)
+        report = _verify(paths, run_id, on_row)
         if record:
             counts = report.to_dict()
             append_run(paths, run_id, "verify", started, {}, counts, "ok" if report.ok else "failed")
