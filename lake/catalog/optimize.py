@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -27,6 +25,7 @@ from lake.catalog.tables import TARGET_FILE_SIZE, arrow_schema_of, open_table
 from lake.config import LakePaths
 from lake.headers.schema import TableSchema, load_table_schema, table_names
 from lake.lock import write_lock
+from lake.runs import append_run, new_run_id, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -149,11 +148,9 @@ def optimize(root: str | os.PathLike[str], tables: list[str] | None = None, forc
 
     Records one ``runs`` row (operation ``optimize``) with the per-table file counts.
     """
-    from lake.ingest.run import append_run
-
     paths = LakePaths(root)
-    started = datetime.now(UTC).replace(tzinfo=None)
-    summary = OptimizeSummary(run_id=datetime.now(UTC).strftime("O%Y%m%dT%H%M%S-") + secrets.token_hex(3))
+    started = utc_now()
+    summary = OptimizeSummary(run_id=new_run_id("O"))
     with write_lock(paths.lock):
         for name in tables or [t for t in table_names() if t != "runs"]:
             summary.tables.append(compact_table(paths, name, force=force))

@@ -7,22 +7,19 @@ plus invisible frames, which the next run overwrites; re-running the same comman
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lake import __version__
 from lake.catalog.tables import append, to_arrow
 from lake.config import DeidSettings, LakePaths, read_config, vault_dir
 from lake.core import Lake, init
@@ -40,6 +37,7 @@ from lake.keys import LakeKey
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
 from lake.pixels.store import array_key
+from lake.runs import append_run, new_run_id, utc_now
 from lake.sources import SourceItem, SourceLimits, iter_sources
 from lake.withdrawals import load_withdrawn
 
@@ -95,14 +93,6 @@ def _work(data: bytes) -> Outcome:
         return ("reject", "process", f"unexpected:{type(exc).__name__}")
 
 
-def _run_id() -> str:
-    return datetime.now(UTC).strftime("R%Y%m%dT%H%M%S-") + secrets.token_hex(3)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 # -- the run ---------------------------------------------------------------------------------------
 class _Run:
     def __init__(self, lk: Lake, key: LakeKey, run_id: str, batch_size: int, batch_bytes: int) -> None:
@@ -155,7 +145,7 @@ class _Run:
                 "reason": reason,
                 "source_bytes": size,
                 "ingest_run": self.run_id,
-                "rejected_at": _now(),
+                "rejected_at": utc_now(),
             }
         )
 
@@ -185,7 +175,7 @@ class _Run:
         pending: dict[str, list[tuple[int, np.ndarray, dict[str, Any]]]] = {}
         for result, ref, size in self.batch:
             row = dict(result.row)
-            row.update(source_ref=ref, source_bytes=size, ingest_run=self.run_id, ingested_at=_now())
+            row.update(source_ref=ref, source_bytes=size, ingest_run=self.run_id, ingested_at=utc_now())
             if result.frames is not None:
                 key = array_key(row["SeriesInstanceUID"] or "no-series", row["SOPInstanceUID"], result.frames)
                 start = self.state.next_frame.get(key, 0)
@@ -292,14 +282,14 @@ def ingest(
     key = lk.key()
     sources = list(sources)
     items = iter_sources(sources, limits)
-    started = _now()
+    started = utc_now()
     t0 = time.monotonic()
     with write_lock(paths.lock, on_wait=on_message):
         # Again under the lock: two first ingests may both have created the lake (the last
         # lake.json wins), or a restore may have replaced it; never write with a stale key.
         lk = Lake(lake_path, key_file)
         key = lk.key()
-        run = _Run(lk, key, _run_id(), batch_size, batch_bytes)
+        run = _Run(lk, key, new_run_id("R"), batch_size, batch_bytes)
         run.recipe = site_recipe
         remove_orphans(paths, run.state.next_frame)  # arrays a crashed run wrote but never committed
         try:
@@ -371,35 +361,6 @@ def _finish(lk: Lake, run: _Run, started: datetime) -> None:
     if run.recipe is not None:
         params["recipe_sha256"] = run.recipe.sha256
     append_run(lk.paths, run.run_id, "ingest", started, params, run.summary.to_dict(), run.summary.outcome)
-
-
-def append_run(
-    paths: LakePaths,
-    run_id: str,
-    operation: str,
-    started: datetime,
-    parameters: dict[str, Any],
-    counts: dict[str, Any],
-    outcome: str,
-) -> None:
-    """One row in the append-only ``runs`` table."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    row = {
-        "run_id": run_id,
-        "operation": operation,
-        "started_at": started,
-        "finished_at": _now(),
-        "os_user": user,
-        "lake_version": __version__,
-        "parameters": json.dumps(parameters, sort_keys=True),
-        "counts": json.dumps(counts, sort_keys=True, default=str),
-        "outcome": outcome,
-    }
-    append(paths.table("runs"), to_arrow([row], load_table_schema("runs")))
-    record_table_fixity(paths, run_id)
 
 
 def vault_log_path(key_path: Path, run_id: str) -> Path:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from lake.fixity import record_table_fixity, table_dirs
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
 from lake.maintenance.vacuum import purge_history, vacuum_table
+from lake.runs import append_run, new_run_id, utc_now
 from lake.withdrawals import add_withdrawn
 
 _KEPT_TABLES = {"runs", "rejects"}  # no patient data: operation counts; keyed content hashes
@@ -158,14 +157,12 @@ def forget(
 
     Raises :class:`NotInLakeError` when the patient has no instances in the lake.
     """
-    from lake.ingest.run import append_run
-
     if (patient is None) == (original_id is None):
         raise ConfigError("give exactly one of patient (the pseudonym) or original_id")
     lk = Lake(root, key_file)
     pseudonyms = [patient] if patient is not None else pseudonyms_for(lk, str(original_id))
-    started = datetime.now(UTC).replace(tzinfo=None)
-    summary = ForgetSummary(datetime.now(UTC).strftime("F%Y%m%dT%H%M%S-") + secrets.token_hex(3))
+    started = utc_now()
+    summary = ForgetSummary(new_run_id("F"))
     with write_lock(lk.paths.lock):
         rows = _instances(lk.paths)
         gone = [r for r in rows if r["PatientID"] in pseudonyms]

@@ -10,12 +10,10 @@ previous snapshot. Unchanged files (same size and modification time, or same SHA
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from lake.fixity import record_table_fixity
 from lake.lock import write_lock
 from lake.maintenance import remote
 from lake.pixels.fixity import sha256_file
+from lake.runs import append_run, new_run_id, utc_now
 
 _NEVER_COPIED = {".lock"}
 _TMP_SUFFIX = ".lake-copy-tmp"
@@ -111,10 +110,6 @@ def mirror(
                     os.unlink(os.path.join(dirpath, name))
 
 
-def _run_id(prefix: str) -> str:
-    return datetime.now(UTC).strftime(f"{prefix}%Y%m%dT%H%M%S-") + secrets.token_hex(3)
-
-
 def _inside(child: Path, parent: Path) -> bool:
     child, parent = child.resolve(), parent.resolve()
     return child == parent or parent in child.parents
@@ -133,8 +128,6 @@ def replicate(
     Raises :class:`ReplicaError` when ``dest`` is inside the lake (or the lake inside it) or is
     another lake.
     """
-    from lake.ingest.run import append_run
-
     paths = LakePaths(root)
     config = read_config(paths)
     if remote.is_url(dest):
@@ -144,8 +137,8 @@ def replicate(
         raise ReplicaError(f"the replica {target} must be outside the lake {paths.root} and not contain it")
     if LakePaths(target).exists() and read_config(LakePaths(target)).lake_id != config.lake_id:
         raise ReplicaError(f"{target} holds another lake; replicate to an empty folder or this lake's replica")
-    started = datetime.now(UTC).replace(tzinfo=None)
-    summary = MirrorSummary(_run_id("C"))
+    started = utc_now()
+    summary = MirrorSummary(new_run_id("C"))
     target.mkdir(parents=True, exist_ok=True)
     with write_lock(paths.lock):
         mirror(paths.root, target, summary, checksum, on_file)
@@ -155,10 +148,8 @@ def replicate(
 
 
 def _replicate_remote(paths: LakePaths, url: str) -> MirrorSummary:
-    from lake.ingest.run import append_run
-
-    started = datetime.now(UTC).replace(tzinfo=None)
-    summary = MirrorSummary(_run_id("C"))
+    started = utc_now()
+    summary = MirrorSummary(new_run_id("C"))
     counts: Counter[str] = Counter()
     with write_lock(paths.lock):
         files = _files(paths.root)
@@ -186,7 +177,6 @@ def restore(root: str | os.PathLike[str], source: str | os.PathLike[str]) -> Mir
             return restore(root, local)
         finally:
             shutil.rmtree(local, ignore_errors=True)
-    from lake.ingest.run import append_run
     from lake.maintenance.verify import verify
 
     src = LakePaths(source)
@@ -200,8 +190,8 @@ def restore(root: str | os.PathLike[str], source: str | os.PathLike[str]) -> Mir
             f"the replica {src.root} fails verification ({len(report.problems)} problems, first: "
             f"{report.problems[0]}); restore from another replica"
         )
-    started = datetime.now(UTC).replace(tzinfo=None)
-    summary = MirrorSummary(_run_id("S"))
+    started = utc_now()
+    summary = MirrorSummary(new_run_id("S"))
     paths.root.mkdir(parents=True, exist_ok=True)
     with write_lock(paths.lock), write_lock(src.lock):
         history = _audit_rows(paths)

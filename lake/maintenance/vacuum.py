@@ -9,9 +9,7 @@ values of deleted rows.
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from lake.fixity import record_table_fixity, table_dirs
 from lake.ingest.state import LakeState
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
+from lake.runs import append_run, new_run_id, utc_now
 
 DEFAULT_RETENTION_HOURS = 7 * 24
 
@@ -69,12 +68,10 @@ def purge_history(table_dir: Path) -> int:
 
 def vacuum(root: str | os.PathLike[str], retention_hours: int = DEFAULT_RETENTION_HOURS) -> VacuumSummary:
     """Remove orphan pixel arrays and table files unreferenced for ``retention_hours``, under the lock."""
-    from lake.ingest.run import append_run
-
     paths = LakePaths(root)
     read_config(paths)
-    started = datetime.now(UTC).replace(tzinfo=None)
-    summary = VacuumSummary(datetime.now(UTC).strftime("M%Y%m%dT%H%M%S-") + secrets.token_hex(3))
+    started = utc_now()
+    summary = VacuumSummary(new_run_id("M"))
     with write_lock(paths.lock):
         state = LakeState.load(paths)
         summary.orphan_arrays = len(remove_orphans(paths, state.next_frame))

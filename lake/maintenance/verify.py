@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +27,7 @@ from lake.lock import write_lock
 from lake.maintenance.orphans import orphan_arrays
 from lake.pixels.fixity import verify_fixity
 from lake.pixels.store import PixelStore
+from lake.runs import append_run, new_run_id, utc_now
 
 
 class ProblemKind(StrEnum):
@@ -152,12 +151,10 @@ def verify(
     Never raises for what it finds: the problems are in the report. Raises
     :class:`lake.errors.LakeNotFoundError` when ``root`` is not a lake.
     """
-    from lake.ingest.run import append_run
-
     paths = LakePaths(root)
     read_config(paths)  # not a lake: fail before creating a lock file in it
-    started = datetime.now(UTC).replace(tzinfo=None)
-    run_id = datetime.now(UTC).strftime("V%Y%m%dT%H%M%S-") + secrets.token_hex(3)
+    started = utc_now()
+    run_id = new_run_id("V")
     with write_lock(paths.lock):
         report = _verify(paths, run_id, on_row)
         if record:
