@@ -23,8 +23,39 @@ if TYPE_CHECKING:
 _COLOUR = frozenset({"RGB", "PALETTE COLOR", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420"})
 
 
+_SERIES_CACHED = 256
+
+
+class _SeriesFrames:
+    """Frame references of recently read series, valid for one set of table versions.
+
+    Reading the same volume again (a training loop, a notebook re-running a cell) then skips the
+    query, which costs as much as decoding a small series.
+    """
+
+    def __init__(self) -> None:
+        self.versions: dict[str, int | None] = {}
+        self.by_series: dict[str, list[FrameRef]] = {}
+
+    def get(self, lk: Lake, series_uid: str) -> list[FrameRef]:
+        versions = snapshot_versions(lk.paths)
+        if versions != self.versions or len(self.by_series) >= _SERIES_CACHED:
+            self.versions, self.by_series = versions, {}
+        refs = self.by_series.get(series_uid)
+        if refs is None:
+            refs = self.by_series[series_uid] = _query_series_frames(lk, series_uid)
+        return list(refs)
+
+
+_series_frames: weakref.WeakKeyDictionary[Lake, _SeriesFrames] = weakref.WeakKeyDictionary()
+
+
 def series_frames(lk: Lake, series_uid: str) -> list[FrameRef]:
     """Every stored frame of a series with its geometry; raises :class:`NotInLakeError`."""
+    return _series_frames.setdefault(lk, _SeriesFrames()).get(lk, series_uid)
+
+
+def _query_series_frames(lk: Lake, series_uid: str) -> list[FrameRef]:
     con = lk.connection()
     cursor = con.execute(SERIES_FRAMES_SQL, [series_uid])
     names = [d[0] for d in cursor.description or []]
@@ -113,7 +144,6 @@ _LOCATIONS_SQL = (
     "WHERE pixel_array IS NOT NULL AND SeriesInstanceUID = "
     "(SELECT SeriesInstanceUID FROM instances WHERE SOPInstanceUID = ? LIMIT 1)"
 )
-_SERIES_CACHED = 256
 
 
 class _Locations:

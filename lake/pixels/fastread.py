@@ -24,7 +24,7 @@ import numcodecs
 import numpy as np
 
 from lake.errors import IntegrityError
-from lake.pixels.codecs import IMAGE_CODEC_CLASSES, ImageCodec
+from lake.pixels.codecs import IMAGE_CODEC_CLASSES
 
 _MISSING = 2**64 - 1
 _pool: ThreadPoolExecutor | None = None
@@ -52,33 +52,29 @@ class Layout:
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
     shard_frames: int
-    decode: Callable[[bytes], np.ndarray]  # one chunk's bytes -> flat or frame-shaped values
+    decode_into: Callable[[bytes, np.ndarray], None]  # one chunk's bytes -> into one frame of the output
     fill_value: int | float
 
     def shard_path(self, root: Path, shard: int) -> Path:
         return root.joinpath("c", str(shard), *(["0"] * (len(self.shape) - 1)))
 
 
-def _decoder(codecs: list[dict[str, Any]], dtype: np.dtype[Any]) -> Callable[[bytes], np.ndarray] | None:
+def _decoder(codecs: list[dict[str, Any]], dtype: np.dtype[Any]) -> Callable[[bytes, np.ndarray], None] | None:
+    """A function decoding one chunk straight into its frame of the output (no temporary copy)."""
     names = [c.get("name") for c in codecs]
     image = {cls.codec_name: cls for cls in IMAGE_CODEC_CLASSES.values()}
     if len(codecs) == 1 and names[0] in image:
-        codec: ImageCodec = image[str(names[0])].from_dict(codecs[0])
-
-        def decode_image(data: bytes) -> np.ndarray:
-            return codec.from_codec_values(codec.decode_frame(data), dtype)
-
-        return decode_image
+        return image[str(names[0])].from_dict(codecs[0]).decode_into
     if len(codecs) != 2 or names[0] != "bytes":
         return None
     endian = (codecs[0].get("configuration") or {}).get("endian", "little")
     if dtype.itemsize > 1 and endian != "little":
         return None
     if names[1] == "blosc":
-        return lambda data: np.frombuffer(numcodecs.blosc.decompress(data), dtype=dtype)
+        return lambda data, out: numcodecs.blosc.decompress(data, dest=out)
     if names[1] == "zstd":
         zstd = numcodecs.Zstd()
-        return lambda data: np.frombuffer(zstd.decode(data), dtype=dtype)
+        return lambda data, out: zstd.decode(data, out=out)
     return None
 
 
@@ -178,7 +174,7 @@ def read(root: Path, lay: Layout, frames: Sequence[int]) -> np.ndarray:
                 jobs.append((n, f.read(length)))
 
     def decode(job: tuple[int, bytes]) -> None:
-        out[job[0]] = lay.decode(job[1]).reshape(frame_shape)
+        lay.decode_into(job[1], out[job[0]])
 
     if len(jobs) == 1:
         decode(jobs[0])
