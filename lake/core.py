@@ -154,7 +154,7 @@ class Lake:
         """
         from lake.catalog.lookup import header
 
-        return header(self.connection(), sop_instance_uid)
+        return header(self, sop_instance_uid)
 
     def optimize(self, force: bool = False) -> dict[str, Any]:
         """Compact and sort the tables (see :mod:`lake.catalog.optimize`); per-table file counts."""

@@ -1,19 +1,24 @@
 """One instance's whole header by SOP Instance UID, without scanning the table.
 
-The filter is a literal equality on ``SOPInstanceUID`` so DuckDB pushes it into the Parquet scan:
-row groups are skipped by min/max statistics and, after ``lake optimize``, by the bloom filter on
-the key; only the matching row group's ``header_json`` pages are read.
+After ``lake optimize`` the UID-sorted ``header_index`` answers (see :mod:`lake.catalog.header_index`),
+then the instances files ingested since. Without an index, the filter is a literal equality on
+``SOPInstanceUID`` so DuckDB pushes it into the Parquet scan of ``instances``: row groups are
+skipped by min/max statistics and bloom filters; only matching row groups' ``header_json`` is read.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from lake.catalog import header_index
 from lake.errors import InvalidUIDError, NotInLakeError
+
+if TYPE_CHECKING:
+    from lake.core import Lake
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -25,19 +30,31 @@ def check_uid(uid: str) -> str:
     return uid
 
 
-def header_text(con: duckdb.DuckDBPyConnection, uid: str) -> str:
-    """The DICOM JSON text of instance ``uid``; raises :class:`NotInLakeError` when absent."""
+def _scan(con: duckdb.DuckDBPyConnection, source: str, uid: str) -> str | None:
     # a validated UID is digits and dots only, so the literal is safe; a literal (unlike a bound
     # parameter) is always pushed into the Parquet reader's statistics and bloom filter checks
-    rows = con.execute(
-        f"SELECT header_json FROM instances WHERE SOPInstanceUID = '{check_uid(uid)}' LIMIT 1"
-    ).fetchall()
-    if not rows or rows[0][0] is None:
+    rows = con.execute(f"SELECT header_json FROM {source} WHERE SOPInstanceUID = '{uid}' LIMIT 1").fetchall()
+    return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def header_text(lk: Lake, uid: str) -> str:
+    """The DICOM JSON text of instance ``uid``; raises :class:`NotInLakeError` when absent."""
+    check_uid(uid)
+    ranges = header_index.range_map(lk.paths)
+    if ranges is None:
+        text = _scan(lk.connection(), "instances", uid)
+    else:
+        text = header_index.find(ranges, uid)
+        newer = header_index.uncovered_instances_files(lk.paths, ranges) if text is None else []
+        if newer:
+            files = ", ".join("'" + f.replace("'", "''") + "'" for f in newer)
+            text = _scan(lk.connection(), f"read_parquet([{files}], union_by_name = true)", uid)
+    if text is None:
         raise NotInLakeError(f"no instance with SOPInstanceUID {uid} in this lake")
-    return str(rows[0][0])
+    return text
 
 
-def header(con: duckdb.DuckDBPyConnection, uid: str) -> dict[str, Any]:
+def header(lk: Lake, uid: str) -> dict[str, Any]:
     """The whole de-identified header of instance ``uid`` as a DICOM JSON model dict."""
-    result: dict[str, Any] = json.loads(header_text(con, uid))
+    result: dict[str, Any] = json.loads(header_text(lk, uid))
     return result

@@ -21,7 +21,8 @@ import duckdb
 import pyarrow as pa
 from deltalake import BloomFilterProperties, ColumnProperties, WriterProperties, write_deltalake
 
-from lake.catalog.tables import TARGET_FILE_SIZE, arrow_schema_of, open_table
+from lake.catalog import header_index
+from lake.catalog.tables import TARGET_FILE_SIZE, arrow_schema_of, open_table, snapshot_files
 from lake.config import LakePaths
 from lake.headers.schema import TableSchema, load_table_schema, table_names
 from lake.lock import write_lock
@@ -137,6 +138,20 @@ def compact_table(paths: LakePaths, name: str, force: bool = False) -> TableComp
     return TableCompaction(name, len(files), len(after_files), rows, before, _file_sizes(after_files))
 
 
+def rebuild_header_index(paths: LakePaths, force: bool = False) -> TableCompaction:
+    """Rebuild ``header_index`` unless it already covers exactly the current instances files."""
+    table = paths.table(header_index.NAME)
+    before = snapshot_files(table)
+    ranges = header_index.range_map(paths)
+    current = {os.path.basename(f) for f in snapshot_files(paths.table("instances"))}
+    if not force and ranges is not None and ranges.covers == current:
+        size = _file_sizes(before)
+        return TableCompaction(header_index.NAME, len(before), len(before), 0, size, size, skipped=True)
+    rows = header_index.build(paths)
+    after = snapshot_files(table)
+    return TableCompaction(header_index.NAME, len(before), len(after), rows, _file_sizes(before), _file_sizes(after))
+
+
 def _commit_properties() -> Any:
     from deltalake import CommitProperties
 
@@ -152,9 +167,12 @@ def optimize(root: str | os.PathLike[str], tables: list[str] | None = None, forc
     started = utc_now()
     summary = OptimizeSummary(run_id=new_run_id("O"))
     with write_lock(paths.lock):
-        for name in tables or [t for t in table_names() if t != "runs"]:
+        written = [t for t in table_names() if t != "runs" and load_table_schema(t).built_by == "ingest"]
+        for name in tables or written:
             summary.tables.append(compact_table(paths, name, force=force))
             logger.info("optimized %s", name)
+        if "instances" in (tables or written):
+            summary.tables.append(rebuild_header_index(paths, force=force))
         append_run(
             paths,
             summary.run_id,

@@ -56,6 +56,7 @@ class TableSchema:
     key: tuple[str, ...]
     sort_by: tuple[str, ...]
     columns: tuple[Column, ...]
+    built_by: str = "ingest"  # "optimize": a derived table rebuilt by lake optimize (header_index)
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -98,6 +99,7 @@ def load_table_schema(name: str, directory: Path = TABLES_DIR) -> TableSchema:
         key=tuple(table.get("key", [])),
         sort_by=tuple(table.get("sort_by", [])),
         columns=tuple(columns),
+        built_by=str(table.get("built_by", "ingest")),
     )
 
 

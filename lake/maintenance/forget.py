@@ -22,6 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 
+from lake.catalog import header_index
 from lake.catalog.tables import delete_where, open_table, snapshot_files
 from lake.config import LakePaths, vault_dir
 from lake.core import Lake
@@ -179,6 +180,7 @@ def forget(
         for table_dir in table_dirs(lk.paths):
             if table_dir.name not in _KEPT_TABLES:
                 summary.rows_deleted += _delete_rows(table_dir, pseudonyms, uids)
+        header_index.discard_ranges(lk.paths)  # it may name their UIDs; the next optimize rebuilds it
         arrays = {r["pixel_array"] for r in gone if r["pixel_array"]}
         compacted: dict[str, str] = {}
         for key in sorted(arrays):

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import lake
-from lake.catalog.tables import append, snapshot_files
+from lake.catalog import header_index, lookup
+from lake.catalog.tables import append, delete_where, snapshot_files
 from lake.cli import main
 from lake.errors import InvalidUIDError, NotInLakeError
 from lake.testing.rows import synthetic_instances
@@ -93,3 +94,48 @@ def test_header_lookup(small_lake: Path) -> None:
         lk.header("2.25.1")
     with pytest.raises(InvalidUIDError):
         lk.header("1.2'; DROP TABLE x; --")
+
+
+def test_header_index_answers_lookups_and_newer_instances_are_still_found(
+    small_lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lk = lake.open(small_lake)
+    lk.optimize()
+    ranges = header_index.range_map(lk.paths)
+    assert ranges is not None and ranges.files
+    index_files = snapshot_files(lk.paths.table("header_index"))
+    uids = pq.read_table(index_files[0], columns=["SOPInstanceUID"]).column(0).to_pylist()
+    assert uids == sorted(uids) and len(uids) == lk.sql("SELECT count(*) FROM instances")[0, 0]
+    meta = pq.read_metadata(index_files[0])
+    assert all(meta.row_group(i).num_rows <= header_index.ROW_GROUP_ROWS for i in range(meta.num_row_groups))
+
+    expected = dict(lk.sql("SELECT SOPInstanceUID, header_json FROM instances WHERE InstanceNumber % 37 = 1").rows())
+    assert expected
+    scans: list[str] = []
+    real_scan = lookup._scan
+    monkeypatch.setattr(lookup, "_scan", lambda con, source, uid: scans.append(source) or real_scan(con, source, uid))
+    for uid, text in expected.items():
+        assert lk.header(uid) == json.loads(text)
+    assert scans == [], "every covered instance came from the index"
+
+    # instances ingested after the optimize: found in the files the index does not cover
+    newer = next(synthetic_instances(50, seed=99, chunk_rows=50))
+    append(lk.paths.table("instances"), newer)
+    new_uid = newer.column("SOPInstanceUID")[0].as_py()
+    assert lk.header(new_uid)["00080018"]["Value"] == [new_uid]
+    assert len(scans) == 1 and "read_parquet" in scans[0] and "instances" not in scans[0].split("[")[0]
+    with pytest.raises(NotInLakeError):
+        lk.header("2.25.12345")
+
+    # a deletion makes the range map stale: lookups fall back to instances and stay right
+    gone = next(iter(expected))
+    delete_where(lk.paths.table("header_index"), f"SOPInstanceUID = '{gone}'")
+    assert header_index.range_map(lk.paths) is None
+    assert lk.header(gone) == json.loads(expected[gone])
+    # the next optimize rebuilds the index over every instance
+    lk.optimize()
+    ranges = header_index.range_map(lk.paths)
+    assert ranges is not None
+    assert header_index.find(ranges, new_uid) is not None and header_index.find(ranges, gone) is not None
+    assert lk.sql("SELECT count(*) FROM header_index")[0, 0] == lk.sql("SELECT count(*) FROM instances")[0, 0]
+    assert not set(snapshot_files(lk.paths.table("header_index"))) & set(index_files)
