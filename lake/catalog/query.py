@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from lake.catalog.macros import install as install_macros
-from lake.catalog.tables import empty_arrow, snapshot_files, table_version
+from lake.catalog.tables import empty_arrow, snapshot, table_version
 from lake.config import LakePaths
 from lake.headers.schema import TableSchema, load_table_schema, table_names
 
@@ -59,12 +59,18 @@ def snapshot_versions(paths: LakePaths) -> dict[str, int | None]:
     return {name: table_version(paths.table(name)) for name in table_names()}
 
 
-def _select_list(schema: TableSchema) -> str:
-    """``*`` with TIME columns (stored as microseconds) presented as DuckDB TIME."""
-    if not schema.time_columns:
-        return "*"
-    replaced = ", ".join(f"TIME '00:00:00' + to_microseconds({c}) AS {c}" for c in schema.time_columns)
-    return f"* REPLACE ({replaced})"
+def _select_list(schema: TableSchema, stored: list[str] | None = None) -> str:
+    """``*`` with TIME columns (stored as microseconds) presented as DuckDB TIME, and a typed NULL
+    for each schema column the table's files do not have yet (a column added to ``schemas/`` after
+    they were written: earlier data is never rewritten, and views and queries can name it)."""
+    present = set(stored) if stored is not None else {c.name for c in schema.columns}
+    times = [c for c in schema.time_columns if c in present]
+    select = "*"
+    if times:
+        replaced = ", ".join(f"TIME '00:00:00' + to_microseconds({c}) AS {c}" for c in times)
+        select = f"* REPLACE ({replaced})"
+    missing = [c for c in schema.columns if c.name not in present]
+    return select + "".join(f", NULL::{c.type} AS {c.name}" for c in missing)
 
 
 def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -89,14 +95,16 @@ def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConn
     install_macros(con)
     for name in table_names():
         schema = load_table_schema(name)
-        files = snapshot_files(paths.table(name))
+        files, stored = snapshot(paths.table(name))
         if files:
             file_list = ", ".join(_quote(f) for f in files)
             source = f"read_parquet([{file_list}], union_by_name = true)"
+            select = _select_list(schema, stored)
         else:
             con.register(f"_empty_{name}", empty_arrow(schema))
             source = f"_empty_{name}"
-        con.execute(f"CREATE VIEW {name} AS SELECT {_select_list(schema)} FROM {source}")
+            select = _select_list(schema)
+        con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM {source}")
     for view in view_definitions():
         con.execute(f"CREATE VIEW {view.name} AS {view.sql}")
     return con

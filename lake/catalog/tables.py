@@ -66,10 +66,16 @@ def append(path: Path, table: pa.Table, description: str = "") -> None:
 
 def snapshot_files(path: Path) -> list[str]:
     """Absolute paths of the Parquet files of the table's current version ([] if no table yet)."""
+    return snapshot(path)[0]
+
+
+def snapshot(path: Path) -> tuple[list[str], list[str]]:
+    """(absolute Parquet file paths, column names) of the table's current version (([], []) if none)."""
     dt = open_table(path)
     if dt is None:
-        return []
-    return [uri.removeprefix("file://") for uri in dt.file_uris()]
+        return [], []
+    files = [uri.removeprefix("file://") for uri in dt.file_uris()]
+    return files, [f.name for f in dt.schema().fields]
 
 
 def table_version(path: Path) -> int | None:

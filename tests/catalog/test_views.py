@@ -163,3 +163,24 @@ def test_longitudinal_question(view_lake: Path) -> None:
         "WHERE list_contains(modalities, 'CT') GROUP BY PatientID HAVING count(*) >= 2 AND span >= 180"
     )
     assert df.rows() == [("P-A", 213)]
+
+
+def test_a_lake_written_before_a_column_was_promoted_still_opens(tmp_path: Path) -> None:
+    """Columns added to ``schemas/`` later read as NULL in the lake's older files; views work."""
+    lk = lake.init(tmp_path / "old")
+    schema = load_table_schema("instances")
+    rows = _series("P-A", "S1", "regular", date(2020, 1, 1), "CT", [[0, 0, 2.5 * i] for i in range(5)], AXIAL)
+    older = to_arrow(rows, schema).drop_columns(["frame_slice_spacing", "StudyTime", "KVP"])
+    append(lk.paths.table("instances"), older)
+    lk = lake.open(tmp_path / "old")
+    got = lk.sql("SELECT frame_slice_spacing, StudyTime, KVP FROM instances")
+    assert got.null_count().row(0) == (5, 5, 5)
+    assert str(lk.sql("SELECT typeof(StudyTime) t FROM instances LIMIT 1")[0, 0]) == "TIME"
+    assert lk.sql("SELECT slice_spacing FROM series")[0, 0] == pytest.approx(2.5)
+    assert lk.sql("SELECT instance_count FROM studies")[0, 0] == 5
+    # a later batch with the column: earlier rows stay NULL, new rows have values
+    append(
+        lk.paths.table("instances"),
+        to_arrow([{**r, "SOPInstanceUID": r["SOPInstanceUID"] + "9", "KVP": 120.0} for r in rows], schema),
+    )
+    assert lake.open(tmp_path / "old").sql("SELECT count(KVP) n FROM instances")[0, 0] == 5
