@@ -23,22 +23,14 @@ import json
 import os
 import shutil
 import tempfile
-import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties
-from deltalake import Schema as DeltaSchema
-from deltalake.transaction import AddAction, create_table_with_add_actions
 
-from lake.catalog.tables import open_table, snapshot_files, table_version
+from lake.catalog import ordered
+from lake.catalog.tables import snapshot_files, table_version
 from lake.config import LakePaths
 from lake.headers.schema import load_table_schema
 
@@ -102,10 +94,12 @@ def find(ranges: RangeMap, uid: str) -> str | None:
             stats = meta.row_group(i).column(0).statistics
             if stats is not None and stats.has_min_max and not stats.min <= uid <= stats.max:
                 continue
-            group = parquet.read_row_group(i, columns=["SOPInstanceUID", "header_json"])
-            hit = group.filter(pc.equal(group["SOPInstanceUID"], uid))
-            if hit.num_rows:
-                return str(hit["header_json"][0].as_py())
+            # one thread: starting pyarrow's pool costs more than decoding 1,024 headers
+            group = parquet.read_row_group(i, columns=["SOPInstanceUID", "header_json"], use_threads=False)
+            # a Python scan of 1,024 UIDs: importing pyarrow.compute alone costs ~100 ms cold
+            uids = group.column(0).to_pylist()
+            if uid in uids:
+                return str(group.column(1)[uids.index(uid)].as_py())
     return None
 
 
@@ -137,89 +131,36 @@ def build(paths: LakePaths) -> int:
             "WHERE SOPInstanceUID IS NOT NULL ORDER BY SOPInstanceUID"
         )
         reader = con.sql(query).to_arrow_reader(ROW_GROUP_ROWS)
-        written = _write_sorted_files(table, schema, (b.cast(schema) for b in reader))
+        written = ordered.write_files(
+            table,
+            schema,
+            (b.cast(schema) for b in reader),
+            row_group_rows=ROW_GROUP_ROWS,
+            file_bytes=FILE_BYTES,
+            stats_columns=("SOPInstanceUID",),
+            compression="zstd",
+            compression_level=3,
+        )
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
-    _commit(table, schema, [w.action for w in written])
+    ordered.commit(table, schema, written, "lake optimize: header index")
     _write_ranges(table, instances, written)
     return sum(w.rows for w in written)
 
 
-@dataclass
-class _Written:
-    path: str  # relative to the table
-    first: str
-    last: str
-    rows: int
-    action: AddAction
-
-
-def _write_sorted_files(table: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> list[_Written]:
-    """Parquet files in exactly the order of ``batches``.
-
-    The ``deltalake`` writer processes batches in parallel and does not keep their order, which
-    would give every file the whole UID range; these files are written here and committed as
-    Delta add actions instead.
-    """
-    table.mkdir(parents=True, exist_ok=True)
-    done: list[_Written] = []
-    current: tuple[str, Any, pq.ParquetWriter] | None = None
-    first = last = ""
-    rows = 0
-
-    def close() -> None:
-        assert current is not None
-        name, sink, writer = current
-        writer.close()
-        sink.close()
-        size = (table / name).stat().st_size
-        stats = {
-            "numRecords": rows,
-            "minValues": {"SOPInstanceUID": first},
-            "maxValues": {"SOPInstanceUID": last},
-            "nullCount": {"SOPInstanceUID": 0, "header_json": 0},
-        }
-        action = AddAction(name, size, {}, int(time.time() * 1000), True, json.dumps(stats))
-        done.append(_Written(name, first, last, rows, action))
-
-    for batch in batches:
-        if not batch.num_rows:
-            continue
-        if current is None:
-            name = f"part-{len(done):05d}-{uuid.uuid4()}-c000.zstd.parquet"
-            sink = open(table / name, "wb")  # noqa: SIM115 (closed in close())
-            writer = pq.ParquetWriter(sink, schema, compression="zstd", compression_level=3)
-            current, first, rows = (name, sink, writer), str(batch.column(0)[0].as_py()), 0
-        current[2].write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-        last = str(batch.column(0)[-1].as_py())
-        rows += batch.num_rows
-        if current[1].tell() >= FILE_BYTES:
-            close()
-            current = None
-    if current is not None:
-        close()
-    return done
-
-
-def _commit(table: Path, schema: pa.Schema, actions: list[AddAction]) -> None:
-    """One Delta commit replacing the table's files with ``actions`` (creating the table if needed)."""
-    properties = CommitProperties(custom_metadata={"userMetadata": "lake optimize: header index"})
-    dt = open_table(table)
-    if dt is None:
-        create_table_with_add_actions(
-            str(table), DeltaSchema.from_arrow(schema), actions, mode="overwrite", commit_properties=properties
-        )
-    else:
-        dt.create_write_transaction(list(actions), mode="overwrite", schema=schema, commit_properties=properties)
-
-
-def _write_ranges(table: Path, instances: list[str], written: list[_Written]) -> None:
+def _write_ranges(table: Path, instances: list[str], written: list[ordered.WrittenFile]) -> None:
+    files = []
+    for w in written:
+        # a file without statistics is searched for every UID
+        first = str(w.minimum.get("SOPInstanceUID", ""))
+        last = str(w.maximum.get("SOPInstanceUID", "\U0010ffff"))
+        files.append({"path": w.path, "first": first, "last": last})
     doc = {
         "format": FORMAT,
         "version": table_version(table),
         "covers": sorted(os.path.basename(f) for f in instances),
-        "files": [{"path": w.path, "first": w.first, "last": w.last} for w in written],
+        "files": files,
     }
     tmp = table / f".{RANGES}.tmp"
     tmp.write_text(json.dumps(doc), encoding="utf-8")
