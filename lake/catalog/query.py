@@ -98,7 +98,10 @@ def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConn
         files, stored = snapshot(paths.table(name))
         if files:
             file_list = ", ".join(_quote(f) for f in files)
-            source = f"read_parquet([{file_list}], union_by_name = true)"
+            # Ingest appends files whose columns grow over time (union them by name); a table that
+            # optimize writes whole has one schema, and binding it reads one footer, not all of them.
+            union = "true" if schema.built_by == "ingest" else "false"
+            source = f"read_parquet([{file_list}], union_by_name = {union})"
             select = _select_list(schema, stored)
         else:
             con.register(f"_empty_{name}", empty_arrow(schema))
