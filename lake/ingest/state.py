@@ -8,6 +8,7 @@ import duckdb
 
 from lake.catalog.tables import snapshot_files
 from lake.config import LakePaths
+from lake.ingest.keyset import KeySet
 
 
 def _files_sql(files: list[str]) -> str:
@@ -19,12 +20,13 @@ class LakeState:
     """Committed SOP instances, source references and the next free frame of each pixel array.
 
     Frame allocation starts from the *committed* rows, never from an array's shape: frames a
-    crashed run wrote without committing are simply overwritten.
+    crashed run wrote without committing are simply overwritten. The key sets hold 16 bytes per
+    key (:mod:`lake.ingest.keyset`), so an ingest into a lake of 10^7 instances starts in seconds.
     """
 
-    sop_uids: set[str] = field(default_factory=set)
-    instance_sources: set[str] = field(default_factory=set)
-    reject_sources: set[str] = field(default_factory=set)
+    sop_uids: KeySet = field(default_factory=lambda: KeySet("uid"))
+    instance_sources: KeySet = field(default_factory=lambda: KeySet("hex"))
+    reject_sources: KeySet = field(default_factory=lambda: KeySet("hex"))
     next_frame: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -34,10 +36,8 @@ class LakeState:
         inst = snapshot_files(paths.table("instances"))
         if inst:
             src = f"read_parquet({_files_sql(inst)}, union_by_name = true)"
-            for sop, ref in con.execute(f"SELECT SOPInstanceUID, source_ref FROM {src}").fetchall():
-                state.sop_uids.add(sop)
-                if ref:
-                    state.instance_sources.add(ref)
+            state.sop_uids = KeySet.load(con, src, "SOPInstanceUID", "uid")
+            state.instance_sources = KeySet.load(con, src, "source_ref", "hex")
             state.next_frame = dict(
                 con.execute(
                     f"SELECT pixel_array, max(pixel_frame_start + frame_count) FROM {src} "
@@ -46,8 +46,6 @@ class LakeState:
             )
         rej = snapshot_files(paths.table("rejects"))
         if rej:
-            state.reject_sources = {
-                r for (r,) in con.execute(f"SELECT DISTINCT source_ref FROM read_parquet({_files_sql(rej)})").fetchall()
-            }
+            state.reject_sources = KeySet.load(con, f"read_parquet({_files_sql(rej)})", "source_ref", "hex")
         con.close()
         return state
