@@ -88,18 +88,18 @@ def uncovered_instances_files(paths: LakePaths, ranges: RangeMap) -> list[str]:
 def find(ranges: RangeMap, uid: str) -> str | None:
     """The header JSON of ``uid`` from the index, or None when the index does not hold it."""
     for path in ranges.files_for(uid):
-        parquet = pq.ParquetFile(path)
-        meta = parquet.metadata
-        for i in range(meta.num_row_groups):
-            stats = meta.row_group(i).column(0).statistics
-            if stats is not None and stats.has_min_max and not stats.min <= uid <= stats.max:
-                continue
-            # one thread: starting pyarrow's pool costs more than decoding 1,024 headers
-            group = parquet.read_row_group(i, columns=["SOPInstanceUID", "header_json"], use_threads=False)
-            # a Python scan of 1,024 UIDs: importing pyarrow.compute alone costs ~100 ms cold
-            uids = group.column(0).to_pylist()
-            if uid in uids:
-                return str(group.column(1)[uids.index(uid)].as_py())
+        with pq.ParquetFile(path) as parquet:
+            meta = parquet.metadata
+            for i in range(meta.num_row_groups):
+                stats = meta.row_group(i).column(0).statistics
+                if stats is not None and stats.has_min_max and not stats.min <= uid <= stats.max:
+                    continue
+                # one thread: starting pyarrow's pool costs more than decoding 1,024 headers
+                group = parquet.read_row_group(i, columns=["SOPInstanceUID", "header_json"], use_threads=False)
+                # a Python scan of 1,024 UIDs: importing pyarrow.compute alone costs ~100 ms cold
+                uids = group.column(0).to_pylist()
+                if uid in uids:
+                    return str(group.column(1)[uids.index(uid)].as_py())
     return None
 
 
