@@ -52,8 +52,15 @@ class Layout:
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
     shard_frames: int
-    decode_into: Callable[[bytes, np.ndarray], None]  # one chunk's bytes -> into one frame of the output
+    decode_into: Callable[[bytes, np.ndarray], None]  # one chunk's bytes -> into a chunk-shaped array
     fill_value: int | float
+    tile: tuple[int, int]  # chunk rows and columns: the whole frame, or a tile of a large frame
+    shard_tiles: tuple[int, int]  # chunks along rows and columns in one shard (>= tiles)
+
+    @property
+    def tiles(self) -> tuple[int, int]:
+        """Tiles per frame along rows and columns (1, 1 for frame chunks)."""
+        return -(-self.shape[1] // self.tile[0]), -(-self.shape[2] // self.tile[1])
 
     def shard_path(self, root: Path, shard: int) -> Path:
         return root.joinpath("c", str(shard), *(["0"] * (len(self.shape) - 1)))
@@ -117,9 +124,15 @@ def _parse(meta: dict[str, Any]) -> Layout | None:
     config = codecs[0]["configuration"]
     shard_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
     index = [c.get("name") for c in config.get("index_codecs", [])]
+    chunk = tuple(config["chunk_shape"])
+    if len(shape) < 3 or len(chunk) != len(shape) or len(shard_shape) != len(shape):
+        return None
+    whole_tiles = all(shard_shape[i] % chunk[i] == 0 and shard_shape[i] >= shape[i] for i in (1, 2))
     if (
-        tuple(config["chunk_shape"]) != (1, *shape[1:])
-        or shard_shape[1:] != shape[1:]
+        chunk[0] != 1
+        or chunk[3:] != shape[3:]
+        or shard_shape[3:] != shape[3:]
+        or not whole_tiles  # one shard holds whole frames (all their tiles)
         or config.get("index_location", "end") != "end"
         or index != ["bytes", "crc32c"]
     ):
@@ -131,34 +144,39 @@ def _parse(meta: dict[str, Any]) -> Layout | None:
     decode = _decoder(config["codecs"], dtype)
     if decode is None or dtype.byteorder == ">":
         return None
-    return Layout(shape, dtype, shard_shape[0], decode, meta.get("fill_value", 0) or 0)
+    tiles = (shard_shape[1] // chunk[1], shard_shape[2] // chunk[2])
+    return Layout(shape, dtype, shard_shape[0], decode, meta.get("fill_value", 0) or 0, (chunk[1], chunk[2]), tiles)
 
 
-def _shard_index(path: Path, frames: int) -> tuple[np.ndarray, Any] | None:
+def _shard_index(path: Path, chunks: int) -> tuple[np.ndarray, Any] | None:
     """(offsets and lengths, open file) of a shard, or None when the shard file does not exist."""
     try:
         f = open(path, "rb")  # noqa: SIM115 (closed by the caller)
     except FileNotFoundError:
         return None
-    size = frames * 16
+    size = chunks * 16
     f.seek(-(size + 4), os.SEEK_END)
     raw = f.read(size + 4)
     if int.from_bytes(raw[-4:], "little") != google_crc32c.value(raw[:-4]):
         f.close()
         raise IntegrityError(f"the shard index of {path.name} in {path.parent} fails its checksum")
-    return np.frombuffer(raw[:-4], dtype="<u8").reshape(frames, 2), f
+    return np.frombuffer(raw[:-4], dtype="<u8").reshape(chunks, 2), f
 
 
 def read(root: Path, lay: Layout, frames: Sequence[int]) -> np.ndarray:
     """The given frames of the array at ``root``, in that order (the caller checks the bounds)."""
     frame_shape = lay.shape[1:]
+    rows, cols = frame_shape[0], frame_shape[1]
+    (tile_rows, tile_cols), (n_rows, n_cols) = lay.tile, lay.tiles
+    # chunks of a shard are indexed in C order: frame, tile row, tile column
+    per_frame, stride = lay.shard_tiles[0] * lay.shard_tiles[1], lay.shard_tiles[1]
     out = np.empty((len(frames), *frame_shape), dtype=lay.dtype)
     by_shard: dict[int, list[tuple[int, int]]] = {}
     for n, frame in enumerate(frames):
         by_shard.setdefault(frame // lay.shard_frames, []).append((n, frame))
-    jobs: list[tuple[int, bytes]] = []
+    jobs: list[tuple[int, int, int, bytes]] = []  # (output frame, tile row, tile column, bytes)
     for shard, wanted in sorted(by_shard.items()):
-        opened = _shard_index(lay.shard_path(root, shard), lay.shard_frames)
+        opened = _shard_index(lay.shard_path(root, shard), lay.shard_frames * per_frame)
         if opened is None:
             for n, _ in wanted:
                 out[n] = lay.fill_value
@@ -166,15 +184,30 @@ def read(root: Path, lay: Layout, frames: Sequence[int]) -> np.ndarray:
         index, f = opened
         with f:
             for n, frame in sorted(wanted, key=lambda w: w[1]):
-                offset, length = (int(v) for v in index[frame - shard * lay.shard_frames])
-                if offset == _MISSING:
-                    out[n] = lay.fill_value
-                    continue
-                f.seek(offset)
-                jobs.append((n, f.read(length)))
+                for tr in range(n_rows):
+                    for tc in range(n_cols):
+                        entry = (frame - shard * lay.shard_frames) * per_frame + tr * stride + tc
+                        offset, length = (int(v) for v in index[entry])
+                        if offset == _MISSING:
+                            out[n, tr * tile_rows : (tr + 1) * tile_rows, tc * tile_cols : (tc + 1) * tile_cols] = (
+                                lay.fill_value
+                            )
+                            continue
+                        f.seek(offset)
+                        jobs.append((n, tr, tc, f.read(length)))
 
-    def decode(job: tuple[int, bytes]) -> None:
-        lay.decode_into(job[1], out[job[0]])
+    whole = lay.tile == (rows, cols)
+
+    def decode(job: tuple[int, int, int, bytes]) -> None:
+        n, tr, tc, data = job
+        if whole:
+            lay.decode_into(data, out[n])  # straight into the output
+            return
+        tile = np.empty((tile_rows, tile_cols, *frame_shape[2:]), dtype=lay.dtype)
+        lay.decode_into(data, tile)
+        r0, c0 = tr * tile_rows, tc * tile_cols
+        r1, c1 = min(r0 + tile_rows, rows), min(c0 + tile_cols, cols)
+        out[n, r0:r1, c0:c1] = tile[: r1 - r0, : c1 - c0]
 
     if len(jobs) == 1:
         decode(jobs[0])

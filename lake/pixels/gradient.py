@@ -4,8 +4,8 @@ Why it exists: on large CT slices the image codecs decode at 200-350 MB/s per co
 reading a whole uncompressed-original CT volume from the lake slower than pydicom reading the
 files (a memory copy). This predictor is lossless JPEG's predictor 4 (and JPEG-LS's in smooth
 regions); followed by blosc (bit shuffle + zstd) it lands within 9% of HTJ2K's size and within 17%
-of JPEG-LS on the shared CT series, and decodes at 350-500 MB/s per core against HTJ2K's 250-320. ``benchmarks/pixels.py``
-measures it against every other codec; ``auto`` picks it where it is the fastest codec within
+of JPEG-LS on the shared CT series, and decodes at 350-500 MB/s per core against HTJ2K's 250-320.
+``benchmarks/pixels.py`` measures it against every other codec; ``auto`` picks it where it is the fastest codec within
 ``AUTO_SLACK`` of the smallest.
 
 Format of one chunk (for readers outside Python): a blosc (v1) frame (zstd, bit shuffle, type size

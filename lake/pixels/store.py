@@ -3,7 +3,8 @@
 Layout: ``pixels/<SeriesInstanceUID>/<group>`` where ``group`` is ``<rows>x<cols>x<samples>-<dtype>``
 for the single-frame instances of a series that share a geometry (they append to one array), or
 the SOP Instance UID for a multi-frame instance (one array of its own). Arrays are
-``(frames, rows, cols[, samples])`` with one frame per chunk and ``shard_frames`` frames per shard
+``(frames, rows, cols[, samples])`` with one frame per chunk (a tile of 1024 x 1024 for frames over 2048
+rows or columns) and ``shard_frames`` frames per shard
 file, so a 300-slice series is a handful of files. The instances table records, per instance,
 the array and its first frame; an array may be longer than its committed frames after a crash
 (those frames are invisible and are overwritten by the next run).
@@ -48,6 +49,28 @@ def array_key(series_uid: str, sop_uid: str, frames: np.ndarray) -> str:
     return f"{series_uid}/{rows}x{cols}x{samples}-{frames.dtype.name}"
 
 
+#: Frames with more rows or columns than this are stored in tiles of ``TILE`` x ``TILE`` (full
+#: mammograms, large radiographs): tiles decode on every core, and a region reads only its tiles.
+TILE_ABOVE = 2048
+TILE = 1024
+#: A shard holds up to ``shard_frames`` frames but no more than about this many raw bytes.
+SHARD_RAW_BYTES = 512 * 1024 * 1024
+
+
+def chunk_layout(
+    frame_shape: tuple[int, ...], itemsize: int, shard_frames: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(chunk shape, shard shape) for frames of ``frame_shape``: one frame per chunk, or tiles."""
+    rows, cols, *samples = frame_shape
+    frame_bytes = rows * cols * itemsize * (samples[0] if samples else 1)
+    frames = max(1, min(shard_frames, SHARD_RAW_BYTES // max(frame_bytes, 1)))
+    if rows <= TILE_ABOVE and cols <= TILE_ABOVE:
+        return (1, *frame_shape), (frames, *frame_shape)
+    # a shard must be a whole number of chunks: round the frame up to whole tiles
+    tiled = (-(-rows // TILE) * TILE, -(-cols // TILE) * TILE, *samples)
+    return (1, TILE, TILE, *samples), (frames, *tiled)
+
+
 class PixelStore:
     """Reads and writes frame arrays under one lake's ``pixels/`` folder."""
 
@@ -82,12 +105,12 @@ class PixelStore:
 
     def _create(self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], codec: str, attributes: dict[str, Any]):
         serializer, compressors = zarr_codecs(codec, dtype)
-        frame_shape = shape[1:]
+        chunk, shard = chunk_layout(shape[1:], dtype.itemsize, self.shard_frames)
         return zarr.create_array(
             store=str(path),
             shape=shape,
-            chunks=(1, *frame_shape),
-            shards=(self.shard_frames, *frame_shape),
+            chunks=chunk,
+            shards=shard,
             dtype=dtype,
             serializer=serializer if serializer is not None else "auto",
             compressors=compressors,
@@ -126,7 +149,8 @@ class PixelStore:
         back = self.read_frames(key, range(start, needed))  # the reader every later read uses
         if not np.array_equal(back, frames):
             raise IntegrityError(f"pixel array {key}: frames {start}.. did not read back as written")
-        first, last = start // self.shard_frames, (needed - 1) // self.shard_frames
+        per_shard = int((arr.shards or arr.chunks)[0])  # chunk_layout caps it for large frames
+        first, last = start // per_shard, (needed - 1) // per_shard
         shards = [p for i in range(first, last + 1) for p in self._shard_files(path, i)]
         record_checksums(path, [path / "zarr.json", *shards], run)
 

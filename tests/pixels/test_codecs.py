@@ -139,3 +139,27 @@ def test_gradient_codec_matches_its_documented_format(dtype: str, shape: tuple[i
     encoded = gradient.encode(frame)
     assert encoded == _gradient_reference(frame)
     np.testing.assert_array_equal(gradient.decode(encoded, frame.shape, frame.dtype), frame)
+
+
+@pytest.mark.parametrize("codec", ["gradient", "htj2k", "blosc-zstd-bitshuffle"])
+def test_large_frames_are_stored_in_tiles(codec: str, tmp_path: Path) -> None:
+    """A frame over 2048 rows or columns (a full mammogram) is chunked in 1024 x 1024 tiles."""
+    from lake.pixels.store import TILE, chunk_layout
+
+    y, x = np.mgrid[0:2300, 0:1500]
+    frames = np.stack([(y * 3 + x * (k + 1)) % 4096 for k in range(2)]).astype(np.uint16)
+    store = PixelStore(tmp_path / "pixels", codec=codec)
+    store.write("s/mg", 0, frames, {"Modality": "MG"})
+    store.write("s/mg", 2, frames[::-1].copy(), {})
+    meta = store.metadata("s/mg")
+    sharding = meta["codecs"][0]["configuration"]
+    assert sharding["chunk_shape"] == [1, TILE, TILE]
+    assert chunk_layout((2300, 1500), 2, 64)[1] == (64, 3 * TILE, 2 * TILE)
+    both = np.concatenate([frames, frames[::-1]])
+    np.testing.assert_array_equal(store.read("s/mg", 0, 4), both)
+    np.testing.assert_array_equal(store.read_frames("s/mg", [3, 0]), both[[3, 0]])
+    reopened = zarr.open_array(store=str(tmp_path / "pixels" / "s" / "mg"), mode="r")
+    np.testing.assert_array_equal(np.asarray(reopened[1, 1000:1100, 1400:1500]), both[1, 1000:1100, 1400:1500])
+    from lake.pixels.fixity import verify_fixity
+
+    assert verify_fixity(tmp_path) == []
