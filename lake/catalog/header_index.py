@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 
 from lake.catalog import ordered
@@ -119,15 +116,9 @@ def build(paths: LakePaths) -> int:
     if not instances:
         return 0
     schema = load_table_schema(NAME).arrow_schema
-    spill = tempfile.mkdtemp(prefix="lake-header-index-")  # DuckDB spills the sort here
-    con = duckdb.connect(
-        ":memory:",
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "temp_directory": spill},
-    )
-    try:
-        file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in instances)
+    with ordered.sorting_connection("lake-header-index-") as con:
         query = (
-            f"SELECT SOPInstanceUID, header_json FROM read_parquet([{file_list}], union_by_name = true) "
+            f"SELECT SOPInstanceUID, header_json FROM {ordered.parquet_source(instances)} "
             "WHERE SOPInstanceUID IS NOT NULL ORDER BY SOPInstanceUID"
         )
         reader = con.sql(query).to_arrow_reader(ROW_GROUP_ROWS)
@@ -141,9 +132,6 @@ def build(paths: LakePaths) -> int:
             compression="zstd",
             compression_level=3,
         )
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
     ordered.commit(table, schema, written, "lake optimize: header index")
     _write_ranges(table, instances, written)
     return sum(w.rows for w in written)

@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
-
-import duckdb
 
 from lake.catalog import header_index, ordered
 from lake.catalog.tables import TARGET_FILE_SIZE, arrow_schema_of, open_table, snapshot_files
@@ -102,14 +98,8 @@ def compact_table(paths: LakePaths, name: str, force: bool = False) -> TableComp
     if not files or (not force and _is_compact(path)):
         return TableCompaction(name, len(files), len(files), 0, before, before, skipped=True)
     target = arrow_schema_of(path, schema)
-    spill = tempfile.mkdtemp(prefix="lake-optimize-")  # DuckDB spills the sort here, never into the repo or lake
-    con = duckdb.connect(
-        ":memory:",
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "temp_directory": spill},
-    )
-    try:
-        file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        source = f"read_parquet([{file_list}], union_by_name = true)"
+    with ordered.sorting_connection("lake-optimize-") as con:
+        source = ordered.parquet_source(files)
         rows = int(con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0])
         present = set(target.names)
         order = ", ".join(f'"{c}" NULLS LAST' for c in schema.sort_by if c in present)
@@ -127,9 +117,6 @@ def compact_table(paths: LakePaths, name: str, force: bool = False) -> TableComp
             **parquet_options(schema, target.names, rows),
         )
         ordered.commit(path, target, written, OPTIMIZE_COMMIT)
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
     after_dt = open_table(path)
     after_files = [u.removeprefix("file://") for u in after_dt.file_uris()] if after_dt is not None else []
     return TableCompaction(name, len(files), len(after_files), rows, before, _file_sizes(after_files))

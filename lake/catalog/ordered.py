@@ -10,13 +10,17 @@ here with pyarrow, one after the other in stream order, and committed as Delta a
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties
@@ -24,6 +28,27 @@ from deltalake import Schema as DeltaSchema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from lake.catalog.tables import open_table
+
+
+@contextmanager
+def sorting_connection(prefix: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection whose large sorts spill to a private temporary folder (never into the
+    user's folder or the lake), removed afterwards."""
+    spill = tempfile.mkdtemp(prefix=prefix)
+    con = duckdb.connect(
+        ":memory:",
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "temp_directory": spill},
+    )
+    try:
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def parquet_source(files: list[str]) -> str:
+    """A ``read_parquet`` over ``files`` whose columns may differ (schema evolution)."""
+    return "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "], union_by_name = true)"
 
 
 @dataclass(frozen=True)

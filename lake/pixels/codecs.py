@@ -84,19 +84,19 @@ class ImageCodec(ArrayBytesCodec):
     """Base of the image codecs: one frame per chunk, each verified by a decode after encoding."""
 
     codec_name: ClassVar[str]
+    signed_encoding: ClassVar[str] = "offset"  # how signed integers are stored (the one value allowed)
     signed: str = "offset"
     is_fixed_size = False
 
-    def __init__(self, *, signed: str = "offset") -> None:
-        if signed != "offset":
-            raise ConfigError(f"{self.codec_name}: signed must be 'offset', not {signed!r}")
-        object.__setattr__(self, "signed", signed)
+    def __post_init__(self) -> None:
+        if self.signed != self.signed_encoding:
+            raise ConfigError(f"{self.codec_name}: signed must be {self.signed_encoding!r}, not {self.signed!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, JSON]) -> Self:
         config = data.get("configuration") or {}
         assert isinstance(config, dict)
-        return cls(signed=str(config.get("signed", "offset")))
+        return cls(signed=str(config.get("signed", cls.signed_encoding)))
 
     def to_dict(self) -> dict[str, JSON]:
         return {"name": self.codec_name, "configuration": {"signed": self.signed}}
@@ -218,18 +218,8 @@ class GradientCodec(ImageCodec):
     their two's complement bits, so there is no sign offset."""
 
     codec_name: ClassVar[str] = "lake.gradient"
+    signed_encoding: ClassVar[str] = "twos-complement"
     signed: str = "twos-complement"
-
-    def __init__(self, *, signed: str = "twos-complement") -> None:
-        if signed != "twos-complement":
-            raise ConfigError(f"{self.codec_name}: signed must be 'twos-complement', not {signed!r}")
-        object.__setattr__(self, "signed", signed)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, JSON]) -> Self:
-        config = data.get("configuration") or {}
-        assert isinstance(config, dict)
-        return cls(signed=str(config.get("signed", "twos-complement")))
 
     def to_codec_values(self, frame: np.ndarray) -> np.ndarray:
         return frame
