@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from lake.catalog import header_index
+from lake.catalog import header_index, ordered
 from lake.errors import InvalidUIDError, NotInLakeError
 
 if TYPE_CHECKING:
@@ -47,8 +47,7 @@ def header_text(lk: Lake, uid: str) -> str:
         text = header_index.find(ranges, uid)
         newer = header_index.uncovered_instances_files(lk.paths, ranges) if text is None else []
         if newer:
-            files = ", ".join("'" + f.replace("'", "''") + "'" for f in newer)
-            text = _scan(lk.connection(), f"read_parquet([{files}], union_by_name = true)", uid)
+            text = _scan(lk.connection(), ordered.parquet_source(newer), uid)
     if text is None:
         raise NotInLakeError(f"no instance with SOPInstanceUID {uid} in this lake")
     return text

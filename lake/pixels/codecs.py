@@ -6,7 +6,8 @@ registry when ``lake`` is imported. Any Python reader that ``import lake`` opens
 plain ``zarr.open_array``.
 
 For readers outside Python (format of one chunk; a chunk is one frame of shape
-``(1, rows, cols[, samples])``, inside the standard ``sharding_indexed`` codec):
+``(1, rows, cols[, samples])``, or a 1024 x 1024 tile of a frame over 2048 rows or columns with the
+edge tiles padded by the fill value, inside the standard ``sharding_indexed`` codec):
 
 - ``{"name": "lake.gradient"}``: planar predictor, zigzag, blosc (see :mod:`lake.pixels.gradient`).
 - ``{"name": "lake.htj2k"}``: one HTJ2K (JPEG 2000 part 15) codestream, reversible 5/3 wavelet.
@@ -67,9 +68,8 @@ class PixelCodec(StrEnum):
 
 GENERIC = PixelCodec.BLOSC_ZSTD_BITSHUFFLE  # the fallback: lossless for every dtype
 IMAGE_CODECS = (PixelCodec.GRADIENT, PixelCodec.HTJ2K, PixelCodec.JPEGLS, PixelCodec.JPEGXL, PixelCodec.JPEG2K)
-# Measured by benchmarks/pixels.py: HTJ2K is within 10% of the smallest codec that encodes at
-# 50 MB/s or more on one core and decodes fastest of the image codecs. ``auto`` measures each new
-# array (measure_codecs); this is the choice when no measurement is possible.
+# ``auto`` measures each new array (measure_codecs); this standard image codec is the choice when
+# no measurement is possible (benchmarks/pixels.py: within 10% of the smallest fast codec).
 DEFAULT_IMAGE_CODEC = PixelCodec.HTJ2K
 _IMAGE_DTYPES = frozenset({"uint8", "uint16", "int8", "int16"})
 

@@ -67,7 +67,7 @@ class Layout:
 
 
 def _decoder(codecs: list[dict[str, Any]], dtype: np.dtype[Any]) -> Callable[[bytes, np.ndarray], None] | None:
-    """A function decoding one chunk straight into its frame of the output (no temporary copy)."""
+    """A function decoding one chunk into a chunk-shaped array (the output frame itself when a chunk is a frame)."""
     names = [c.get("name") for c in codecs]
     image = {cls.codec_name: cls for cls in IMAGE_CODEC_CLASSES.values()}
     if len(codecs) == 1 and names[0] in image:
