@@ -77,13 +77,11 @@ def _file_sizes(files: list[str]) -> int:
 
 
 def _is_compact(path: Any) -> bool:
-    """True when the latest commit already is an optimize of a single file (nothing to gain)."""
+    """True when the latest commit is an optimize: nothing was appended or deleted since, so a
+    rewrite would gain nothing (a large table stays several files of TARGET_FILE_SIZE)."""
     dt = open_table(path)
     if dt is None:
         return True
-    files = dt.file_uris()
-    if len(files) > 1:
-        return False
     history = dt.history(1)
     return bool(history) and OPTIMIZE_COMMIT in str(history[0].get("userMetadata", "") or "")
 

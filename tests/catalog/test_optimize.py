@@ -139,3 +139,22 @@ def test_header_index_answers_lookups_and_newer_instances_are_still_found(
     assert header_index.find(ranges, new_uid) is not None and header_index.find(ranges, gone) is not None
     assert lk.sql("SELECT count(*) FROM header_index")[0, 0] == lk.sql("SELECT count(*) FROM instances")[0, 0]
     assert not set(snapshot_files(lk.paths.table("header_index"))) & set(index_files)
+
+
+def test_a_table_optimized_into_several_files_is_not_rewritten_again(
+    small_lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lake.catalog import optimize as optimize_module
+
+    monkeypatch.setattr(optimize_module, "TARGET_FILE_SIZE", 100_000)  # several files, as at scale
+    monkeypatch.setattr(optimize_module, "OPTIMIZED_ROW_GROUP_ROWS", 512)
+    lk = lake.open(small_lake)
+    lk.optimize()
+    files = snapshot_files(lk.paths.table("instances"))
+    assert len(files) > 1
+    patients = [pq.read_table(f, columns=["PatientID"]).column(0).to_pylist() for f in files]
+    flat = [p for part in patients for p in part]
+    assert flat == sorted(flat), "files and rows follow the sort order"
+    again = lk.optimize()
+    assert again["instances"]["skipped"] is True and again["header_index"]["skipped"] is True
+    assert snapshot_files(lk.paths.table("instances")) == files
