@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def discard_ranges(paths: LakePaths) -> None:
     _cache.pop(paths.table(NAME), None)
 
 
-def build(paths: LakePaths) -> int:
+def build(paths: LakePaths, on_rows: Callable[[int], None] | None = None) -> int:
     """Rewrite the index from the current instances snapshot (under the lake's write lock).
 
     Returns the rows written; writes the range map after the Delta commit.
@@ -129,6 +130,7 @@ def build(paths: LakePaths) -> int:
             row_group_rows=ROW_GROUP_ROWS,
             file_bytes=FILE_BYTES,
             stats_columns=("SOPInstanceUID",),
+            on_rows=on_rows,
             compression="zstd",
             compression_level=3,
         )

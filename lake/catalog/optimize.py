@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +87,9 @@ def _is_compact(path: Any) -> bool:
     return bool(history) and OPTIMIZE_COMMIT in str(history[0].get("userMetadata", "") or "")
 
 
-def compact_table(paths: LakePaths, name: str, force: bool = False) -> TableCompaction:
+def compact_table(
+    paths: LakePaths, name: str, force: bool = False, on_rows: Callable[[int], None] | None = None
+) -> TableCompaction:
     """Rewrite one table's snapshot sorted and compacted (no-op when already one optimized file)."""
     schema = load_table_schema(name)
     path = paths.table(name)
@@ -112,6 +115,7 @@ def compact_table(paths: LakePaths, name: str, force: bool = False) -> TableComp
             row_group_rows=OPTIMIZED_ROW_GROUP_ROWS,
             file_bytes=TARGET_FILE_SIZE,
             stats_columns=tuple(dict.fromkeys(c for c in (*schema.key, *schema.sort_by) if c in present)),
+            on_rows=on_rows,
             **parquet_options(schema, target.names, rows),
         )
         ordered.commit(path, target, written, OPTIMIZE_COMMIT)
@@ -120,7 +124,9 @@ def compact_table(paths: LakePaths, name: str, force: bool = False) -> TableComp
     return TableCompaction(name, len(files), len(after_files), rows, before, _file_sizes(after_files))
 
 
-def rebuild_header_index(paths: LakePaths, force: bool = False) -> TableCompaction:
+def rebuild_header_index(
+    paths: LakePaths, force: bool = False, on_rows: Callable[[int], None] | None = None
+) -> TableCompaction:
     """Rebuild ``header_index`` unless it already covers exactly the current instances files."""
     table = paths.table(header_index.NAME)
     before = snapshot_files(table)
@@ -129,26 +135,36 @@ def rebuild_header_index(paths: LakePaths, force: bool = False) -> TableCompacti
     if not force and ranges is not None and ranges.covers == current:
         size = _file_sizes(before)
         return TableCompaction(header_index.NAME, len(before), len(before), 0, size, size, skipped=True)
-    rows = header_index.build(paths)
+    rows = header_index.build(paths, on_rows)
     after = snapshot_files(table)
     return TableCompaction(header_index.NAME, len(before), len(after), rows, _file_sizes(before), _file_sizes(after))
 
 
-def optimize(root: str | os.PathLike[str], tables: list[str] | None = None, force: bool = False) -> OptimizeSummary:
+def optimize(
+    root: str | os.PathLike[str],
+    tables: list[str] | None = None,
+    force: bool = False,
+    on_rows: Callable[[str, int], None] | None = None,
+) -> OptimizeSummary:
     """Compact and sort every table (or ``tables``) of the lake at ``root`` under its write lock.
 
     Records one ``runs`` row (operation ``optimize``) with the per-table file counts.
+    ``on_rows(table, n)`` is called as rows are written, for progress display.
     """
+
+    def rows_of(name: str) -> Callable[[int], None] | None:
+        return None if on_rows is None else (lambda n: on_rows(name, n))
+
     paths = LakePaths(root)
     started = utc_now()
     summary = OptimizeSummary(run_id=new_run_id("O"))
     with write_lock(paths.lock):
         written = [t for t in table_names() if t != "runs" and load_table_schema(t).built_by == "ingest"]
         for name in tables or written:
-            summary.tables.append(compact_table(paths, name, force=force))
+            summary.tables.append(compact_table(paths, name, force=force, on_rows=rows_of(name)))
             logger.info("optimized %s", name)
         if "instances" in (tables or written):
-            summary.tables.append(rebuild_header_index(paths, force=force))
+            summary.tables.append(rebuild_header_index(paths, force=force, on_rows=rows_of(header_index.NAME)))
         append_run(
             paths,
             summary.run_id,

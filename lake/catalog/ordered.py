@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +72,12 @@ def write_files(
     row_group_rows: int,
     file_bytes: int,
     stats_columns: tuple[str, ...],
+    on_rows: Callable[[int], None] | None = None,
     **parquet_options: Any,
 ) -> list[WrittenFile]:
     """Parquet files in ``table`` holding ``batches`` in order: a new file once one reaches
-    ``file_bytes``, row groups of ``row_group_rows``. Not committed (see :func:`commit`)."""
+    ``file_bytes``, row groups of ``row_group_rows``. Not committed (see :func:`commit`).
+    ``on_rows(n)`` is called as rows are written, for progress display."""
     table.mkdir(parents=True, exist_ok=True)
     done: list[WrittenFile] = []
     current: tuple[str, Any, pq.ParquetWriter] | None = None
@@ -114,6 +116,8 @@ def write_files(
             current = (name, sink, pq.ParquetWriter(sink, schema, **parquet_options))
         pending.append(batch)
         pending_rows += batch.num_rows
+        if on_rows is not None:
+            on_rows(batch.num_rows)
         if pending_rows >= row_group_rows:  # whole row groups: never split a batch across two
             flush()
             if current[1].tell() >= file_bytes:

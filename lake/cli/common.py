@@ -43,6 +43,24 @@ class FileProgress:
         self.bar.close()
 
 
+class RowProgress:
+    """A progress bar on stderr with rows/s, relabelled per table (``lake optimize``)."""
+
+    def __init__(self, description: str, enabled: bool = True) -> None:
+        self.description = description
+        self.bar = tqdm(desc=description, unit=" rows", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+        self.table = ""
+
+    def __call__(self, table: str, rows: int) -> None:
+        if table != self.table:
+            self.table = table
+            self.bar.set_description_str(f"{self.description} {table}", refresh=False)
+        self.bar.update(rows)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def print_frame(df: pl.DataFrame, fmt: str) -> None:
     if fmt == "csv":
         sys.stdout.write(df.write_csv())

@@ -5,24 +5,31 @@ from __future__ import annotations
 import argparse
 
 from lake.catalog.optimize import optimize
-from lake.cli.common import add_lake_option
+from lake.cli.common import RowProgress, add_lake_option
 from lake.config import LakePaths
 from lake.errors import LakeNotFoundError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "optimize", help="compact small files into sorted zstd Parquet with statistics and a bloom filter on the key"
+        "optimize",
+        help="compact small files into sorted zstd Parquet with statistics and a bloom filter on the key, "
+        "and rebuild the header index",
     )
     add_lake_option(p)
-    p.add_argument("--force", action="store_true", help="rewrite even a table that is already one optimized file")
+    p.add_argument("--force", action="store_true", help="rewrite even tables unchanged since their last optimize")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not LakePaths(args.lake).exists():
         raise LakeNotFoundError(args.lake)
-    summary = optimize(args.lake, force=args.force)
+    progress = RowProgress("optimize", enabled=not args.no_progress)
+    try:
+        summary = optimize(args.lake, force=args.force, on_rows=progress)
+    finally:
+        progress.close()
     for t in summary.tables:
         if t.skipped:
             print(f"{t.table}: already compact ({t.files_before} file(s))")
