@@ -118,7 +118,7 @@ def write_files(
         pending_rows += batch.num_rows
         if on_rows is not None:
             on_rows(batch.num_rows)
-        if pending_rows >= row_group_rows:  # whole row groups: never split a batch across two
+        if pending_rows >= row_group_rows:  # a row group's worth is pending (DuckDB sends batches of that size)
             flush()
             if current[1].tell() >= file_bytes:
                 close()

@@ -66,6 +66,8 @@ def encode(frame: np.ndarray) -> bytes:
 
 def decode_into(data: bytes, out: np.ndarray) -> None:
     """Decode one chunk into ``out`` (C-contiguous, the frame's shape and dtype)."""
+    if not out.flags.c_contiguous:  # a reshape would copy, and the values would never reach ``out``
+        raise ValueError("gradient.decode_into needs a C-contiguous output array")
     x = _unsigned(out)
     residuals = np.empty_like(x)
     numcodecs.blosc.decompress(data, dest=residuals)
