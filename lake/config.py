@@ -24,10 +24,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lake.errors import ConfigError, LakeNotFoundError
+from lake.errors import ConfigError, LakeNotFoundError, LakePathError
 
 FORMAT = "lake/1"
 CONFIG_NAME = "lake.json"
+
+#: Default range of the per-patient backwards date shift, in days.
+DEFAULT_DATE_OFFSET_DAYS = (30, 1095)
+#: Largest shift a lake accepts: ten years keeps every shifted date a valid DICOM date and an
+#: interval a researcher can still read as "about when".
+MAX_DATE_OFFSET_DAYS = 3650
+MAX_SHARD_FRAMES = 4096
 
 
 def lake_home() -> Path:
@@ -45,20 +52,81 @@ def vault_dir(key_path: Path) -> Path:
     return key_path.with_name(key_path.name + ".vault")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass
 class DeidSettings:
-    """De-identification settings of a lake (recorded in ``lake.json``)."""
+    """De-identification settings of a lake (recorded in ``lake.json``).
+
+    :meth:`check` (ranges and types, no imports) runs whenever ``lake.json`` is read;
+    :meth:`validate` also checks the names against the profile and the burned-in policies, and
+    runs at ``init`` and before an ingest. Both raise :class:`ConfigError` naming the field.
+    """
 
     options: list[str] = field(default_factory=list)
-    date_offset_days: tuple[int, int] = (30, 1095)
+    date_offset_days: tuple[int, int] = DEFAULT_DATE_OFFSET_DAYS
     burned_in_policy: str = "mask-or-quarantine"
     keep_crosswalk: bool = False
+
+    def check(self) -> None:
+        offsets = self.date_offset_days
+        if not (
+            isinstance(offsets, list | tuple)
+            and len(offsets) == 2
+            and all(_is_int(x) for x in offsets)
+            and 0 < offsets[0] <= offsets[1] <= MAX_DATE_OFFSET_DAYS
+        ):
+            shown = " ".join(map(str, offsets)) if isinstance(offsets, list | tuple) else repr(offsets)
+            low, high = DEFAULT_DATE_OFFSET_DAYS
+            raise ConfigError(
+                f"date offset range {shown} is invalid: the per-patient shift needs two whole numbers of days "
+                f"MIN MAX with 0 < MIN <= MAX <= {MAX_DATE_OFFSET_DAYS} (--date-offset-days MIN MAX at "
+                f"`lake init`, deid.date_offset_days in lake.json), e.g. {low} {high}"
+            )
+        if not isinstance(self.options, list | tuple) or not all(isinstance(o, str) for o in self.options):
+            raise ConfigError(f"deid.options must be a list of option names, got {self.options!r}")
+        if not isinstance(self.burned_in_policy, str):
+            raise ConfigError(f"deid.burned_in_policy must be a policy name, got {self.burned_in_policy!r}")
+        if not isinstance(self.keep_crosswalk, bool):
+            raise ConfigError(f"deid.keep_crosswalk must be true or false, got {self.keep_crosswalk!r}")
+
+    def validate(self) -> None:
+        self.check()
+        from lake.deid.pixels import PixelPolicy
+        from lake.deid.profile import parse_options
+
+        parse_options(self.options)  # names the valid options on a typo
+        if self.burned_in_policy not in {p.value for p in PixelPolicy}:
+            valid = ", ".join(p.value for p in PixelPolicy)
+            raise ConfigError(
+                f"unknown burned-in policy {self.burned_in_policy!r} (--burned-in-policy, deid.burned_in_policy "
+                f"in lake.json); valid: {valid}"
+            )
 
 
 @dataclass
 class PixelSettings:
     codec: str = "auto"  # lake.pixels.codecs.PixelCodec; auto = chosen per array by measurement
     shard_frames: int = 64
+
+    def check(self) -> None:
+        if not _is_int(self.shard_frames) or not 0 < self.shard_frames <= MAX_SHARD_FRAMES:
+            raise ConfigError(
+                f"pixels.shard_frames {self.shard_frames!r} is invalid: frames per shard file must be a whole "
+                f"number from 1 to {MAX_SHARD_FRAMES} (default 64)"
+            )
+        if not isinstance(self.codec, str):
+            raise ConfigError(f"pixels.codec must be a codec name, got {self.codec!r}")
+
+    def validate(self) -> None:
+        self.check()
+        from lake.pixels.codecs import PixelCodec
+
+        if self.codec not in {c.value for c in PixelCodec}:
+            valid = ", ".join(c.value for c in PixelCodec)
+            raise ConfigError(f"unknown pixels.codec {self.codec!r}; valid: {valid} (default auto)")
 
 
 @dataclass
@@ -79,6 +147,11 @@ class LakeConfig:
             deid=deid or DeidSettings(),
         )
 
+    def validate(self) -> None:
+        """Check every setting, names included (imports the profile and codecs: used by init and ingest)."""
+        self.deid.validate()
+        self.pixels.validate()
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
@@ -86,11 +159,20 @@ class LakeConfig:
     def from_dict(cls, data: dict[str, Any]) -> LakeConfig:
         if data.get("format") != FORMAT:
             raise ConfigError(f"unsupported lake format {data.get('format')!r}; this lake package reads {FORMAT}")
+        for section, known in (("deid", DeidSettings), ("pixels", PixelSettings)):
+            value = data.get(section, {})
+            if not isinstance(value, dict):
+                raise ConfigError(f"{section} must be an object, got {value!r}")
+            unknown = sorted(set(value) - set(known.__dataclass_fields__))
+            if unknown:
+                fields = ", ".join(known.__dataclass_fields__)
+                raise ConfigError(f"unknown field(s) {', '.join(unknown)} in {section}; known: {fields}")
         try:
             deid = DeidSettings(**data.get("deid", {}))
-            deid.date_offset_days = tuple(deid.date_offset_days)  # type: ignore[assignment]
+            if isinstance(deid.date_offset_days, list):
+                deid.date_offset_days = tuple(deid.date_offset_days)
             pixels = PixelSettings(**data.get("pixels", {}))
-            return cls(
+            config = cls(
                 lake_id=data["lake_id"],
                 key_fingerprint=data["key_fingerprint"],
                 created=data["created"],
@@ -98,8 +180,11 @@ class LakeConfig:
                 pixels=pixels,
                 format=data["format"],
             )
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"lake.json is malformed: {exc}") from exc
+        except KeyError as exc:
+            raise ConfigError(f"the field {exc} is missing") from exc
+        config.deid.check()
+        config.pixels.check()
+        return config
 
 
 class LakePaths:
@@ -135,14 +220,43 @@ class LakePaths:
         return self.config.is_file()
 
 
-def read_config(paths: LakePaths) -> LakeConfig:
+def check_lake_folder(root: Path) -> None:
+    """Raise :class:`LakePathError` when ``root``, or the nearest of its parents that exists, is not
+    a folder (so no lake folder can be there)."""
+    path = Path(os.path.abspath(root))
+    while not (path.exists() or path.is_symlink()) and path.parent != path:
+        path = path.parent
+    if path.is_dir():
+        return
+    if path == Path(os.path.abspath(root)):
+        raise LakePathError(f"the lake path {root} is a file, not a folder: give the path of a lake folder")
+    raise LakePathError(f"the lake path {root} lies under {path}, which is a file: give the path of a lake folder")
+
+
+def read_config(paths: LakePaths, validate: bool = False) -> LakeConfig:
+    """Read and check ``lake.json`` (ranges and types; with ``validate`` also the option, policy and
+    codec names, which imports the profile). Raises :class:`ConfigError` naming the field and the fix."""
     if not paths.exists():
+        check_lake_folder(paths.root)
         raise LakeNotFoundError(paths.root)
     try:
         data = json.loads(paths.config.read_text())
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{paths.config} is not valid JSON: {exc}") from exc
-    return LakeConfig.from_dict(data)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{paths.config} is malformed: it must hold a JSON object")
+    if data.get("format") != FORMAT:
+        return LakeConfig.from_dict(data)  # its message names the format
+    try:
+        config = LakeConfig.from_dict(data)
+        if validate:
+            config.validate()
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{paths.config} is invalid: {exc}. Restore the value the lake was created with "
+            f"(every ingest's report {paths.reports}/deid-RUN.json records the settings)"
+        ) from exc
+    return config
 
 
 def write_config(paths: LakePaths, config: LakeConfig) -> None:

@@ -15,6 +15,7 @@ import polars as pl
 from lake.catalog.query import connect, fetch_arrow, fetch_rows, snapshot_versions, view_definitions
 from lake.catalog.tables import snapshot_files
 from lake.config import DeidSettings, LakeConfig, LakePaths, default_key_path, read_config, write_config
+from lake.created import CreatedPaths
 from lake.deid.pixels import PixelPolicy
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption, parse_options
 from lake.errors import KeyFileError, KeyMismatchError, LakeExistsError, NotInLakeError
@@ -36,38 +37,75 @@ def _inside(child: Path, parent: Path) -> bool:
 def init(
     path: str | os.PathLike[str],
     key_file: str | os.PathLike[str] | None = None,
-    options: Iterable[str | ProfileOption] = DEFAULT_RESEARCH_OPTIONS,
+    options: Iterable[str | ProfileOption] | None = None,
     date_offset_days: tuple[int, int] = (30, 1095),
-    burned_in_policy: str | PixelPolicy = PixelPolicy.MASK_OR_QUARANTINE,
+    burned_in_policy: str | PixelPolicy = "mask-or-quarantine",
     keep_crosswalk: bool = False,
 ) -> Lake:
     """Create a lake at ``path`` and its key (or adopt an existing key file, to link lakes).
 
-    Raises :class:`LakeExistsError` if ``path`` already holds a lake, :class:`KeyFileError` if
-    the key would sit inside the lake.
+    ``options`` is the complete set of PS3.15 options; None means the research profile
+    (``lake.deid.profile.DEFAULT_RESEARCH_OPTIONS``). To add to it, pass
+    ``[*DEFAULT_RESEARCH_OPTIONS, "retain_uids"]`` (``lake init --option`` adds, ``--only-options``
+    replaces). Every setting is checked before anything is written, and a failure leaves nothing
+    behind. Raises :class:`LakeExistsError` if ``path`` already holds a lake, ``LakePathError`` if
+    it is a file, :class:`KeyFileError` if the key would sit inside the lake or is a folder,
+    ``ConfigError`` for a bad setting.
     """
+    return create_lake(path, key_file, options, date_offset_days, burned_in_policy, keep_crosswalk)[0]
+
+
+def create_lake(
+    path: str | os.PathLike[str],
+    key_file: str | os.PathLike[str] | None = None,
+    options: Iterable[str | ProfileOption] | None = None,
+    date_offset_days: tuple[int, int] = (30, 1095),
+    burned_in_policy: str | PixelPolicy = "mask-or-quarantine",
+    keep_crosswalk: bool = False,
+) -> tuple[Lake, CreatedPaths]:
+    """:func:`init`, also returning what it created (the lake, a new key, the vault to be), so a
+    command that fails later can remove exactly that (:meth:`CreatedPaths.remove`)."""
+    from lake.config import check_lake_folder, vault_dir
+
     paths = LakePaths(path)
+    check_lake_folder(paths.root)
     if paths.exists():
         raise LakeExistsError(f"{paths.root} is already a lake; open it with lake.open({str(paths.root)!r})")
+    chosen = DEFAULT_RESEARCH_OPTIONS if options is None else options
     deid = DeidSettings(
-        options=sorted(o.value for o in parse_options(options)),
-        date_offset_days=(int(date_offset_days[0]), int(date_offset_days[1])),
-        burned_in_policy=PixelPolicy(burned_in_policy).value,
+        options=sorted(o.value for o in parse_options(chosen)),
+        date_offset_days=tuple(date_offset_days),  # type: ignore[arg-type]
+        burned_in_policy=str(burned_in_policy),
         keep_crosswalk=keep_crosswalk,
     )
+    deid.validate()
     key_path = Path(key_file) if key_file else None
+    if key_path is not None and key_path.is_dir():
+        example = key_path / "lake.key"
+        raise KeyFileError(f"the key file {key_path} is a folder: give the path of a key file, e.g. {example}")
     key = read_key(key_path) if key_path is not None and key_path.exists() else generate_key()
     config = LakeConfig.new(key.fingerprint, deid)
     key_path = key_path or default_key_path(config.lake_id)
     if _inside(key_path, paths.root):
         raise KeyFileError(f"the key file {key_path} must not be inside the lake {paths.root}")
-    if not key_path.exists():
-        write_key(key, key_path)
-    paths.root.mkdir(parents=True, exist_ok=True)
-    for folder in (paths.tables, paths.pixels, paths.reports):
-        folder.mkdir(exist_ok=True)
-    write_config(paths, config)
-    return Lake(paths.root, key_file=key_path)
+    created = CreatedPaths()
+    try:
+        if not key_path.exists():
+            created.will_create(key_path)
+            write_key(key, key_path)
+        created.will_create(vault_dir(key_path))  # made by the first ingest
+        created.will_create(paths.root)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        for folder in (paths.tables, paths.pixels, paths.reports):
+            created.will_create(folder)
+            folder.mkdir(exist_ok=True)
+        created.will_create(paths.lock)  # made by the first write
+        created.will_create(paths.config)
+        write_config(paths, config)
+    except BaseException:
+        created.remove()
+        raise
+    return Lake(paths.root, key_file=key_path), created
 
 
 def open(path: str | os.PathLike[str], key_file: str | os.PathLike[str] | None = None) -> Lake:

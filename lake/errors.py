@@ -25,6 +25,10 @@ class LakeExistsError(LakeError, FileExistsError):
     """``init`` was asked to create a lake where one already is."""
 
 
+class LakePathError(LakeError, NotADirectoryError):
+    """The lake path is a file, or lies under one, so it cannot be a lake folder."""
+
+
 class KeyFileError(LakeError, OSError):
     """The secret key file is missing, unreadable, malformed or too widely readable."""
 

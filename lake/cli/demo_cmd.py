@@ -15,10 +15,18 @@ from lake.ingest import ingest
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build a demo lake from the DICOM files pydicom and pydicom-data ship")
-    p.add_argument("--lake", default="demo-lake", help="where to build it (default ./demo-lake)")
+    from lake.cli.argtypes import positive_int
+
+    p.add_argument("--lake", default="demo-lake", metavar="LAKE", help="where to build it (default ./demo-lake)")
     add_key_option(p)
-    p.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=max(1, min(os.cpu_count() or 1, 8)),
+        metavar="N",
+        help="worker processes, at least 1 (default: the number of cores, at most 8)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)")
     p.set_defaults(func=run)
 
 

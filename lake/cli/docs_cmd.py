@@ -10,7 +10,9 @@ from lake.catalog import docs
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("docs", help="generate docs/tables.md from the table and view schemas")
-    p.add_argument("--output", type=Path, default=docs.DOCS_PATH, help="file to write (default: docs/tables.md)")
+    p.add_argument(
+        "--output", type=Path, default=docs.DOCS_PATH, metavar="FILE", help="file to write (default: docs/tables.md)"
+    )
     p.add_argument("--check", action="store_true", help="only check that the file is up to date (exit 1 if not)")
     p.set_defaults(func=run)
 

@@ -1,42 +1,73 @@
-"""``lake ingest SOURCE... --lake LAKE [--key-file KEY] [--workers N] [--strict]``."""
+"""``lake ingest SOURCE... --lake LAKE [--key-file KEY] [--workers N] [--strict] ...``."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 
+from lake.cli.argtypes import non_negative_float, non_negative_int, positive_int, readable_file
 from lake.cli.common import FileProgress, add_key_option, add_lake_option
 from lake.ingest import IngestSummary, ingest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="de-identify and add DICOM files, folders or zips to a lake")
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="folder (recursive), file or .zip")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="a folder (read recursively), a file or a .zip; the lake, its key and vault are never read",
+    )
     add_lake_option(p)
     add_key_option(p)
     p.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=max(1, min(os.cpu_count() or 1, 8)),
-        help="worker processes (default: number of cores, at most 8)",
+        metavar="N",
+        help="worker processes, at least 1 (default: the number of cores, at most 8)",
     )
-    p.add_argument("--strict", action="store_true", help="exit 1 if any file was rejected")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if any file was rejected or a SOURCE held no files (default: exit 0 even with rejections)",
+    )
     p.add_argument(
         "--recipe",
         metavar="FILE",
-        help="site rules in the deid recipe format applied on top of the profile (stricter only; see lake.deid.recipe)",
+        type=readable_file,
+        help="site rules in the deid recipe format applied on top of the profile (stricter only; "
+        "see lake.deid.recipe); default: none",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)")
     p.add_argument(
-        "--file-timeout", type=float, default=300.0, metavar="S", help="seconds per file before it is rejected"
+        "--file-timeout",
+        type=non_negative_float,
+        default=300.0,
+        metavar="S",
+        help="seconds a file may take before it is rejected, 0 for no limit (default 300)",
     )
-    p.add_argument("--worker-memory-mb", type=int, default=4096, metavar="MB", help="memory a worker may add per file")
-    p.add_argument("--batch-size", type=int, default=500, metavar="N", help="instances per commit")
+    p.add_argument(
+        "--worker-memory-mb",
+        type=non_negative_int,
+        default=4096,
+        metavar="MB",
+        help="memory a worker may add per file before the file is rejected, 0 for no limit (default 4096)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=500,
+        metavar="N",
+        help="instances per commit, at least 1 (default 500)",
+    )
     p.set_defaults(func=run)
 
 
-def print_summary(summary: IngestSummary) -> None:
+def print_summary(summary: IngestSummary, vault_log: Path | None = None) -> None:
+    """The summary on stdout; ``vault_log`` is the run's log beside the key, named when files were rejected."""
     rate = summary.seen / summary.seconds if summary.seconds else 0.0
     mb = summary.bytes_read / 1e6
     print(
@@ -48,9 +79,14 @@ def print_summary(summary: IngestSummary) -> None:
         print("pixels: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.pixel_status.items())))
     if summary.reject_reasons:
         print("rejected: " + ", ".join(f"{k} {v}" for k, v in summary.reject_reasons.most_common()))
+    if summary.rejected and vault_log is not None:
+        print(f"the rejected files are listed in {vault_log} (the vault, beside the key)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from lake.config import LakePaths, default_key_path, read_config
+    from lake.ingest.run import vault_log_path
+
     progress = FileProgress("ingest", enabled=not args.no_progress)
     try:
         summary = ingest(
@@ -67,5 +103,11 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         progress.close()
-    print_summary(summary)
-    return 1 if args.strict and summary.rejected else 0
+    key_path = Path(args.key_file) if args.key_file else default_key_path(read_config(LakePaths(args.lake)).lake_id)
+    print_summary(summary, vault_log_path(key_path, summary.run_id))
+    if args.strict and (summary.rejected or summary.empty_sources):
+        problems = [f"{summary.rejected} file(s) rejected"] if summary.rejected else []
+        problems += [f"{summary.empty_sources} source(s) held no files"] if summary.empty_sources else []
+        print(f"lake ingest: --strict: {', '.join(problems)}; exit 1", file=sys.stderr)
+        return 1
+    return 0

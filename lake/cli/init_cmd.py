@@ -1,4 +1,4 @@
-"""``lake init LAKE [--key-file KEY]``."""
+"""``lake init LAKE [--key-file KEY] [--option NAME]... [--only-options] ...``."""
 
 from __future__ import annotations
 
@@ -12,16 +12,23 @@ from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="create a lake and its secret key (kept outside the lake)")
-    p.add_argument("lake", metavar="LAKE")
+    p.add_argument("lake", metavar="LAKE", help="the lake folder to create (must not hold a lake yet)")
     add_key_option(p)
+    defaults = ", ".join(o.value for o in DEFAULT_RESEARCH_OPTIONS)
     p.add_argument(
         "--option",
         action="append",
         dest="options",
         choices=[o.value for o in ProfileOption],
         metavar="OPTION",
-        help="PS3.15 profile option (repeatable); default: the research profile "
-        + ", ".join(o.value for o in DEFAULT_RESEARCH_OPTIONS),
+        help="a PS3.15 profile option added to the default research profile (repeatable; "
+        f"retain_longitudinal_full_dates replaces retain_longitudinal_modified_dates); default: {defaults}; "
+        f"choices: {', '.join(o.value for o in ProfileOption)}",
+    )
+    p.add_argument(
+        "--only-options",
+        action="store_true",
+        help="use only the --option values given, not the defaults (none given: the Basic Profile alone); default: off",
     )
     p.add_argument(
         "--date-offset-days",
@@ -29,26 +36,54 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         metavar=("MIN", "MAX"),
         default=(30, 1095),
-        help="range of the per-patient backwards date shift in days (default 30 1095)",
+        help="range of the per-patient backwards date shift in whole days, 0 < MIN <= MAX <= 3650 (default 30 1095)",
     )
     p.add_argument(
-        "--burned-in-policy", choices=[x.value for x in PixelPolicy], default=PixelPolicy.MASK_OR_QUARANTINE.value
+        "--burned-in-policy",
+        choices=[x.value for x in PixelPolicy],
+        default=PixelPolicy.MASK_OR_QUARANTINE.value,
+        help="what to store of pixels that may carry burned-in text: mask (blank known regions), quarantine "
+        "(header row only), keep-flagged (unchanged, flagged), mask-or-quarantine (mask where a rule knows "
+        "the region, else quarantine); default mask-or-quarantine",
     )
     p.add_argument(
-        "--keep-crosswalk", action="store_true", help="record original to pseudonym IDs in the vault beside the key"
+        "--keep-crosswalk",
+        action="store_true",
+        help="record original to pseudonym patient IDs in the vault beside the key (default: off)",
     )
     p.set_defaults(func=run)
+
+
+def chosen_options(given: list[str] | None, only: bool) -> list[str]:
+    """The lake's options: ``given`` added to the research defaults, or ``given`` alone with ``only``.
+
+    Choosing one of the two longitudinal date options drops the other from the defaults (PS3.15
+    allows one of them).
+    """
+    given = list(given or [])
+    if only:
+        return sorted(set(given))
+    base = {o.value for o in DEFAULT_RESEARCH_OPTIONS}
+    full = ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES.value
+    modified = ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES.value
+    if full in given and modified not in given:
+        base.discard(modified)
+    return sorted(base | set(given))
 
 
 def run(args: argparse.Namespace) -> int:
     lk = lake.init(
         args.lake,
         key_file=args.key_file,
-        options=args.options or DEFAULT_RESEARCH_OPTIONS,
+        options=chosen_options(args.options, args.only_options),
         date_offset_days=tuple(args.date_offset_days),
         burned_in_policy=args.burned_in_policy,
         keep_crosswalk=args.keep_crosswalk,
     )
+    deid = lk.config.deid
     print(f"created lake {lk.root}")
     print(f"key: {lk.key_path} (fingerprint {lk.config.key_fingerprint}); keep it safe and out of the lake")
+    print(f"options: {', '.join(deid.options) or '(none: the Basic Profile alone)'}")
+    low, high = deid.date_offset_days
+    print(f"dates shifted back {low} to {high} days per patient; burned-in policy {deid.burned_in_policy}")
     return 0

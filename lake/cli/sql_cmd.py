@@ -18,8 +18,13 @@ class QueryError(LakeError, ValueError):
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sql", help="run DuckDB SQL over the lake's tables and views")
     add_lake_option(p)
-    p.add_argument("query", metavar="SQL")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("query", metavar="SQL", help="one DuckDB query over the tables and views (quote it)")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="how to print the result: an aligned table, CSV or JSON records (default table)",
+    )
     p.set_defaults(func=run)
 
 

@@ -10,10 +10,13 @@ from lake.maintenance.vacuum import DEFAULT_RETENTION_HOURS, vacuum
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("vacuum", help="remove uncommitted pixel arrays and table files no snapshot needs")
+    from lake.cli.argtypes import non_negative_int
+
     add_lake_option(p)
     p.add_argument(
         "--retention-hours",
-        type=int,
+        type=non_negative_int,
+        metavar="H",
         default=DEFAULT_RETENTION_HOURS,
         help=f"keep old table files this long for time travel (default {DEFAULT_RETENTION_HOURS})",
     )

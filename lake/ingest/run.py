@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from lake.catalog.tables import append, to_arrow
-from lake.config import DeidSettings, LakePaths, read_config, vault_dir
-from lake.core import Lake, init
+from lake.config import DeidSettings, LakePaths, check_lake_folder, read_config, vault_dir
+from lake.core import Lake, create_lake
+from lake.created import CreatedPaths
 from lake.deid import build_deidentifier
 from lake.deid.engine import Deidentifier
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile
 from lake.deid.recipe import Recipe, check_recipe, load_recipe
-from lake.errors import RejectedInput
+from lake.errors import ConfigError, KeyFileError, RejectedInput
 from lake.fixity import record_table_fixity
 from lake.headers.schema import load_table_schema
 from lake.ingest.pool import TimedPool, WorkerFailure
@@ -39,6 +40,7 @@ from lake.maintenance.orphans import remove_orphans
 from lake.pixels.store import array_key
 from lake.runs import append_run, new_run_id, utc_now
 from lake.sources import SourceItem, SourceLimits, iter_sources
+from lake.sources.local import check_sources
 from lake.withdrawals import load_withdrawn
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class IngestSummary:
     seconds: float = 0.0
     pixel_status: Counter[str] = field(default_factory=Counter)
     reject_reasons: Counter[str] = field(default_factory=Counter)
+    empty_sources: int = 0  # sources that held no file (their paths go to the console only)
 
     @property
     def outcome(self) -> str:
@@ -138,6 +141,7 @@ class _Run:
         if ref in self.state.reject_sources:
             return  # already recorded by an earlier run
         self.state.reject_sources.add(ref)
+        self.state.reject_reasons.add(ref, f"{stage}:{reason}")
         self.rejects.append(
             {
                 "source_ref": ref,
@@ -234,8 +238,11 @@ def _read_items(
             run.summary.duplicates += 1
             run.record(item, ref, "duplicate")
         elif ref in run.state.reject_sources:
+            # Rejected by an earlier run (or earlier in this one): counted under its own reason.
+            why = run.state.reject_reasons.get(ref) or "unknown:unknown"
             run.summary.rejected += 1
-            run.record(item, ref, "rejected", "known")
+            run.summary.reject_reasons[why.partition(":")[2]] += 1
+            run.record(item, ref, "rejected", why, "rejected before")
         else:
             yield item, ref, size, data
             continue
@@ -272,16 +279,103 @@ def ingest(
     when one hangs or dies (see :mod:`lake.ingest.pool`). Returns the summary;
     raises only for problems with the lake itself (key, lock), never for a bad input file.
     """
+    _check_arguments(workers, batch_size, batch_bytes, file_timeout, worker_memory_bytes)
+    sources = list(sources)
+    check_sources(sources)
     paths = LakePaths(lake_path)
+    check_lake_folder(paths.root)
+    if key_file is not None and Path(key_file).is_dir():
+        raise KeyFileError(f"the key file {key_file} is a folder: give the path of the lake's key file")
     # A bad recipe, or one the lake's profile refuses, fails before the lake is touched.
     site_recipe = recipe if isinstance(recipe, Recipe) or recipe is None else load_recipe(recipe)
     if site_recipe is not None:
         options = read_config(paths).deid.options if paths.exists() else DEFAULT_RESEARCH_OPTIONS
         check_recipe(site_recipe, Profile(options))
-    lk = Lake(lake_path, key_file) if paths.exists() else init(lake_path, key_file)
+    created: CreatedPaths | None = None
+    if paths.exists():
+        read_config(paths, validate=True)
+    else:
+        lk, created = create_lake(lake_path, key_file)
+        if on_message:
+            on_message(
+                f"created lake {lk.root}; key: {lk.key_path} (fingerprint {lk.config.key_fingerprint}); "
+                "keep it safe and out of the lake"
+            )
+    try:
+        return _ingest(
+            lake_path, sources, key_file, workers, batch_size, batch_bytes, limits, on_file, on_message,
+            site_recipe, file_timeout, worker_memory_bytes,
+        )  # fmt: skip
+    except BaseException:
+        # A lake this command created and that holds no commit yet goes again, with its new key.
+        if created is not None and not _has_commits(paths, lk.config.lake_id):
+            created.remove()
+        raise
+
+
+def _check_arguments(
+    workers: int, batch_size: int, batch_bytes: int, file_timeout: float | None, worker_memory_bytes: int | None
+) -> None:
+    for name, value, least in (("workers", workers, 1), ("batch_size", batch_size, 1), ("batch_bytes", batch_bytes, 1)):
+        if not isinstance(value, int) or value < least:
+            raise ConfigError(f"{name} must be a whole number of at least {least}, got {value!r}")
+    if file_timeout is not None and not file_timeout > 0:
+        raise ConfigError(f"file_timeout must be a positive number of seconds or None (no limit), got {file_timeout!r}")
+    if worker_memory_bytes is not None and worker_memory_bytes <= 0:
+        raise ConfigError(f"worker_memory_bytes must be positive or None (no limit), got {worker_memory_bytes!r}")
+
+
+def _has_commits(paths: LakePaths, lake_id: str) -> bool:
+    """Whether the lake holds anything a run committed (or is no longer the lake we created)."""
+    try:
+        if read_config(paths).lake_id != lake_id:
+            return True
+    except Exception:
+        return True
+    return any(f.is_file() for folder in (paths.tables, paths.reports) for f in folder.rglob("*"))
+
+
+def _excluded(lk: Lake) -> dict[str, str]:
+    """What an ingest never reads as a source, by real path: the lake, its key and the key's vault."""
+    return {
+        os.path.realpath(lk.root): "the lake's own folder",
+        os.path.realpath(lk.key_path): "the lake's key",
+        os.path.realpath(vault_dir(lk.key_path)): "the key's vault",
+    }
+
+
+def _ingest(
+    lake_path: str | os.PathLike[str],
+    sources: list[str | os.PathLike[str]],
+    key_file: str | os.PathLike[str] | None,
+    workers: int,
+    batch_size: int,
+    batch_bytes: int,
+    limits: SourceLimits | None,
+    on_file: Callable[[int], None] | None,
+    on_message: Callable[[str], None] | None,
+    site_recipe: Recipe | None,
+    file_timeout: float | None,
+    worker_memory_bytes: int | None,
+) -> IngestSummary:
+    paths = LakePaths(lake_path)
+    lk = Lake(lake_path, key_file)
     key = lk.key()
-    sources = list(sources)
-    items = iter_sources(sources, limits)
+    excluded = _excluded(lk)
+    empty: list[Path] = []
+
+    def skipped(path: Path) -> None:
+        real = os.path.realpath(path)
+        what = next((w for p, w in excluded.items() if real == p or real.startswith(p + os.sep)), "")
+        if on_message:
+            on_message(f"skipped {what} {path}")
+
+    def nothing_in(source: Path) -> None:
+        empty.append(source)
+        if on_message:
+            on_message(f"no files found in {source}")
+
+    items = iter_sources(sources, limits, exclude=excluded, on_skip=skipped, on_empty=nothing_in)
     started = utc_now()
     t0 = time.monotonic()
     with write_lock(paths.lock, on_wait=on_message):
@@ -313,6 +407,7 @@ def ingest(
         finally:
             run.close()
         run.summary.seconds = time.monotonic() - t0
+        run.summary.empty_sources = len(empty)
         _finish(lk, run, started)
     return run.summary
 

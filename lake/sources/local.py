@@ -112,15 +112,34 @@ def _file_item(path: Path, limits: SourceLimits) -> Iterator[SourceItem]:
     yield SourceItem(label, st.st_size, _file_reader(path))
 
 
-def _walk(root: Path, limits: SourceLimits) -> Iterator[SourceItem]:
+class _Exclusions:
+    """Paths never read as sources (the lake itself, its key and vault), compared as real paths."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike[str]], on_skip: Callable[[Path], None] | None) -> None:
+        self.real = {os.path.realpath(p) for p in paths}
+        self.on_skip = on_skip
+
+    def skip(self, path: Path, real: str) -> bool:
+        """True (and reported) when ``real``, the real path of ``path``, is excluded."""
+        if real not in self.real:
+            return False
+        if self.on_skip is not None:
+            self.on_skip(path)
+        return True
+
+    def covering(self, real: str) -> str | None:
+        """The excluded folder that holds ``real`` (or is it), if any."""
+        for excluded in self.real:
+            if real == excluded or real.startswith(excluded.rstrip(os.sep) + os.sep):
+                return excluded
+        return None
+
+
+def _walk(root: Path, limits: SourceLimits, exclusions: _Exclusions) -> Iterator[SourceItem]:
     """Depth-first, sorted, not following symlinked folders (no loops); symlinked files are read."""
-
-    def onerror(exc: OSError) -> None:
-        raise exc
-
-    stack = [root]
+    stack = [(root, os.path.realpath(root))]
     while stack:
-        folder = stack.pop()
+        folder, real_folder = stack.pop()
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
@@ -131,9 +150,13 @@ def _walk(root: Path, limits: SourceLimits) -> Iterator[SourceItem]:
         subfolders = []
         for entry in entries:
             try:
+                symlink = entry.is_symlink()
+                real = os.path.realpath(entry.path) if symlink else os.path.join(real_folder, entry.name)
+                if exclusions.real and exclusions.skip(Path(entry.path), real):
+                    continue
                 if entry.is_dir(follow_symlinks=False):
-                    subfolders.append(Path(entry.path))
-                elif entry.is_symlink() and Path(entry.path).is_dir():
+                    subfolders.append((Path(entry.path), real))
+                elif symlink and Path(entry.path).is_dir():
                     continue  # symlinked folders are skipped: they can loop or leave the source
                 else:
                     yield from _file_item(Path(entry.path), limits)
@@ -144,15 +167,45 @@ def _walk(root: Path, limits: SourceLimits) -> Iterator[SourceItem]:
         stack.extend(reversed(subfolders))
 
 
-def iter_sources(sources: Iterable[str | os.PathLike[str]], limits: SourceLimits | None = None) -> Iterator[SourceItem]:
-    """Every file under the given sources, in a stable order. Raises :class:`SourceError` for a
-    source that does not exist at all (a typo on the command line should stop the run)."""
-    limits = limits or SourceLimits()
+def check_sources(sources: Iterable[str | os.PathLike[str]]) -> None:
+    """Raise :class:`SourceError` for a source that does not exist (a typo on the command line
+    stops the run before anything is written)."""
     for source in sources:
         path = Path(source)
         if not path.exists() and not path.is_symlink():
-            raise SourceError(f"source {path} does not exist")
-        if path.is_dir():
-            yield from _walk(path, limits)
+            raise SourceError(f"source {path} does not exist: check the path (folders, files and .zip files)")
+
+
+def iter_sources(
+    sources: Iterable[str | os.PathLike[str]],
+    limits: SourceLimits | None = None,
+    exclude: Iterable[str | os.PathLike[str]] = (),
+    on_skip: Callable[[Path], None] | None = None,
+    on_empty: Callable[[Path], None] | None = None,
+) -> Iterator[SourceItem]:
+    """Every file under the given sources, in a stable order. Raises :class:`SourceError` for a
+    source that does not exist at all (a typo on the command line should stop the run).
+
+    Files and folders in ``exclude`` (and everything in such a folder) are never read:
+    ``on_skip(path)`` is called for each one met. ``on_empty(source)`` is called for a source
+    that held no file to read.
+    """
+    limits = limits or SourceLimits()
+    exclusions = _Exclusions(exclude, on_skip)
+    for source in sources:
+        path = Path(source)
+        check_sources([path])
+        found = 0
+        covering = exclusions.covering(os.path.realpath(path))
+        if covering is not None:
+            exclusions.skip(path, covering)
+        elif path.is_dir():
+            for item in _walk(path, limits, exclusions):
+                found += 1
+                yield item
         else:
-            yield from _file_item(path, limits)
+            for item in _file_item(path, limits):
+                found += 1
+                yield item
+        if not found and on_empty is not None:
+            on_empty(path)
