@@ -23,9 +23,6 @@ class CreatedPaths:
         self._paths: list[Path] = []
         self._parents: set[Path] = set()
 
-    def __contains__(self, path: object) -> bool:
-        return isinstance(path, str | os.PathLike) and Path(os.path.abspath(path)) in self._paths
-
     def will_create(self, path: str | os.PathLike[str]) -> None:
         """Record ``path`` (a file, or a folder with everything that will be put in it) and its
         missing parents, if it does not exist yet."""

@@ -71,11 +71,13 @@ def test_api_init_refuses_bad_settings(tmp_path: Path, lake_home: Path, settings
 @pytest.mark.parametrize(
     "field,value,message",
     [
-        ("date_offset_days", [10, 5], "date offset range 10 5 is invalid"),
-        ("date_offset_days", [30], "date offset range 30 is invalid"),
-        ("options", ["retain_everything"], "unknown de-identification option"),
-        ("burned_in_policy", "blur", "unknown burned-in policy"),
-        ("shift", 3, "unknown field(s) shift in deid"),
+        ("deid.date_offset_days", [10, 5], "date offset range 10 5 is invalid"),
+        ("deid.date_offset_days", [30], "date offset range 30 is invalid"),
+        ("deid.options", ["retain_everything"], "unknown de-identification option"),
+        ("deid.burned_in_policy", "blur", "unknown burned-in policy"),
+        ("deid.shift", 3, "unknown field(s) shift in deid"),
+        ("pixels.shard_frames", 0, "pixels.shard_frames 0 is invalid"),
+        ("pixels.codec", "jpeg-lossy", "unknown pixels.codec 'jpeg-lossy'"),
     ],
 )
 def test_a_hand_edited_lake_json_is_refused_before_an_ingest_starts(
@@ -90,7 +92,8 @@ def test_a_hand_edited_lake_json_is_refused_before_an_ingest_starts(
     key = tmp_path / "k.key"
     assert main(["init", str(lk), "--key-file", str(key)]) == 0
     config = json.loads((lk / "lake.json").read_text())
-    config["deid"][field] = value
+    section, name = field.split(".")
+    config[section][name] = value
     (lk / "lake.json").write_text(json.dumps(config))
     capsys.readouterr()
     before = tree(lk, tmp_path / "k.key.vault")

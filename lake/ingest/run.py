@@ -278,6 +278,13 @@ def ingest(
     (seconds) or ``worker_memory_bytes`` files are processed in worker processes that are replaced
     when one hangs or dies (see :mod:`lake.ingest.pool`). Returns the summary;
     raises only for problems with the lake itself (key, lock), never for a bad input file.
+
+    Before anything is written it raises ``ConfigError`` for a bad argument or lake setting,
+    ``SourceError`` for a missing source, ``LakePathError`` for a lake path that is a file and
+    ``KeyFileError`` for a key path that is a folder. A lake this call created is removed again
+    (with its new key and vault, nothing that existed before) if the run fails before a commit.
+    The lake's folder, key and vault are never read as sources: ``on_message`` says so, and
+    names each source that held no file (``summary.empty_sources`` counts them).
     """
     _check_arguments(workers, batch_size, batch_bytes, file_timeout, worker_memory_bytes)
     sources = list(sources)
