@@ -48,6 +48,8 @@ def print_summary(summary: IngestSummary) -> None:
         print("pixels: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.pixel_status.items())))
     if summary.reject_reasons:
         print("rejected: " + ", ".join(f"{k} {v}" for k, v in summary.reject_reasons.most_common()))
+    if summary.warnings:
+        print("warnings: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.warnings.items())))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             key_file=args.key_file,
             workers=args.workers,
             on_file=progress,
-            on_message=lambda m: print(m, file=sys.stderr),
+            on_message=None if args.quiet else lambda m: print(m, file=sys.stderr),
             recipe=args.recipe,
             file_timeout=args.file_timeout or None,
             worker_memory_bytes=args.worker_memory_mb * 1024**2 if args.worker_memory_mb else None,
