@@ -15,6 +15,7 @@ Captures are per process and not thread-safe (they swap the root logger's handle
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from collections import Counter
@@ -239,7 +240,8 @@ def silence_process() -> None:
 
     A forked worker inherits the parent's handlers (the command line's stderr handler); a spawned
     one would print through ``logging.lastResort``. Records go to a ``NullHandler`` instead, and
-    warnings into logging.
+    warnings into logging. File descriptors 1 and 2 are pointed at ``/dev/null`` too, for what C
+    libraries (decoders) write there directly.
     """
     manager = logging.Logger.manager
     loggers = [logging.getLogger()] + [lg for lg in manager.loggerDict.values() if isinstance(lg, logging.Logger)]
@@ -251,3 +253,9 @@ def silence_process() -> None:
     if not root.handlers:
         root.addHandler(logging.NullHandler())
     logging.captureWarnings(True)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
