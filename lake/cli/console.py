@@ -63,7 +63,8 @@ def configured_logging(command: str, verbose: bool, quiet: bool) -> Iterator[Non
     """Set up logging for one command and undo it afterwards (``main`` may run many times in a process)."""
     lake_logger = logging.getLogger("lake")
     root = logging.getLogger()
-    saved = (lake_logger.level, lake_logger.propagate, root.level)
+    saved_level, saved_propagate = lake_logger.level, lake_logger.propagate
+    warnings_captured = getattr(logging, "_warnings_showwarning", None) is not None
     lake_handler = logging.StreamHandler(sys.stderr)
     lake_handler.setFormatter(logging.Formatter(f"lake {command}: %(message)s"))
     lake_logger.addHandler(lake_handler)
@@ -76,10 +77,11 @@ def configured_logging(command: str, verbose: bool, quiet: bool) -> Iterator[Non
     try:
         yield
     finally:
-        logging.captureWarnings(False)
+        logging.captureWarnings(warnings_captured)
         root.removeHandler(library_handler)
         lake_logger.removeHandler(lake_handler)
-        lake_logger.level, lake_logger.propagate, root.level = saved
+        lake_logger.setLevel(saved_level)
+        lake_logger.propagate = saved_propagate
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
