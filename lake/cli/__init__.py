@@ -1,17 +1,20 @@
 """The ``lake`` command line. Each command lives in its own module with ``register(subparsers)``.
 
 Only this package prints and exits; the library raises :class:`lake.errors.LakeError`.
+Exit codes: 0 success, 1 a command's own failure (``--strict``, ``verify``, ...), 2 a
+:class:`~lake.errors.LakeError` or a bad argument, 70 an internal error (an unexpected exception:
+its type is printed, with ``-v`` its stack, never its message), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from lake import __version__
+from lake.cli.console import add_global_options, configured_logging, print_stack, report_internal_error
 from lake.errors import LakeError
 
 #: Modules under ``lake.cli`` that define a command (keep names and options stable: tools script them).
@@ -35,25 +38,33 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lake", description="A de-identified research imaging data lake.")
     parser.add_argument("--version", action="version", version=f"lake {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"lake.cli.{name}").register(sub)
+    add_global_options(parser, sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        code = int(args.func(args) or 0)
-    except LakeError as exc:
-        print(f"lake {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"lake {args.command}: interrupted", file=sys.stderr)
-        return 130
+    if args.verbose and args.quiet:
+        parser.error("choose one of -v/--verbose and -q/--quiet")
+    if args.quiet and hasattr(args, "no_progress"):
+        args.no_progress = True
+    with configured_logging(args.command, args.verbose, args.quiet):
+        try:
+            code = int(args.func(args) or 0)
+        except LakeError as exc:  # messages are PHI-free by contract (lake.errors)
+            if args.verbose:
+                print_stack(exc)
+            print(f"lake {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"lake {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # its message or arguments may quote an input file: never printed
+            return report_internal_error(args.command, exc, args.verbose)
     return code
 
 

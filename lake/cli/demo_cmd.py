@@ -34,13 +34,16 @@ def run(args: argparse.Namespace) -> int:
     sources = demo_sources()
     if not sources:
         raise SourceError("no demo files found: install pydicom and pydicom-data (pip install -e .)")
-    print("demo sources: " + ", ".join(str(s) for s in sources))
+    if not args.quiet:
+        print("demo sources: " + ", ".join(str(s) for s in sources))
     progress = FileProgress("ingest", enabled=not args.no_progress)
     try:
         summary = ingest(args.lake, sources, key_file=args.key_file, workers=args.workers, on_file=progress)
     finally:
         progress.close()
     print_summary(summary)
+    if args.quiet:
+        return 0
     lk = lake.open(args.lake)
     print(f"\nlake {lk.root}:")
     info = lk.info()

@@ -81,6 +81,8 @@ def print_summary(summary: IngestSummary, vault_log: Path | None = None) -> None
         print("rejected: " + ", ".join(f"{k} {v}" for k, v in summary.reject_reasons.most_common()))
     if summary.rejected and vault_log is not None:
         print(f"the rejected files are listed in {vault_log} (the vault, beside the key)")
+    if summary.warnings:
+        print("warnings: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.warnings.items())))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             key_file=args.key_file,
             workers=args.workers,
             on_file=progress,
-            on_message=lambda m: print(m, file=sys.stderr),
+            on_message=None if args.quiet else lambda m: print(m, file=sys.stderr),
             recipe=args.recipe,
             file_timeout=args.file_timeout or None,
             worker_memory_bytes=args.worker_memory_mb * 1024**2 if args.worker_memory_mb else None,

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any
 
 from pydicom import Dataset
+
+from lake import diagnostics
 
 Box = tuple[int, int, int, int]
 RISK_GROUPS = ("graylist", "blacklist")
@@ -42,23 +43,35 @@ class RuleMatch:
 
 @contextlib.contextmanager
 def quiet_deid() -> Iterator[None]:
-    """Keep ``deid``'s logger (which writes to the streams it saw at import) off our output."""
+    """Keep ``deid``'s logger (which writes to the streams it saw at import) off our output.
+
+    What it wrote is noted in the enclosing capture (code ``deid:message``), if any.
+    """
     from deid.logger import bot
 
     streams = bot.errorStream, bot.outputStream
-    bot.errorStream = bot.outputStream = io.StringIO()
+    out = io.StringIO()
+    bot.errorStream = bot.outputStream = out
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             yield
     finally:
         bot.errorStream, bot.outputStream = streams
+        caught = diagnostics.current()
+        if caught is not None:
+            for line in out.getvalue().splitlines():
+                if line.strip():
+                    caught.note("deid:message", line.strip())
 
 
 @cache
 def _filters() -> dict[str, list[dict[str, Any]]]:
-    from deid.config import DeidRecipe
+    # Loading the rules (and importing deid, which uses a deprecated pydicom module) says nothing
+    # about the file being processed: its messages are dropped, not counted against the file.
+    with diagnostics.capture(forward=False), quiet_deid():
+        import deid.dicom.filter  # noqa: F401
+        from deid.config import DeidRecipe
 
-    with quiet_deid():
         recipe = DeidRecipe("dicom")
         return dict(recipe.get_filters() or {})
 
@@ -126,8 +139,7 @@ def _regions(item: dict[str, Any]) -> tuple[Box | str, ...]:
 def match_rules(ds: Dataset) -> list[RuleMatch]:
     """Every ``deid`` pixel filter rule that matches ``ds`` (its header, as de-identified)."""
     out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with diagnostics.capture(), quiet_deid():  # an enclosing ingest capture counts them; alone dropped
         for group, items in _filters().items():
             for item in items:
                 if _item_flag(ds, item):

@@ -28,12 +28,13 @@ from lake.deid import build_deidentifier
 from lake.deid.engine import Deidentifier
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile
 from lake.deid.recipe import Recipe, check_recipe, load_recipe
+from lake.diagnostics import FileWarning, silence_process
 from lake.errors import ConfigError, KeyFileError, RejectedInput
 from lake.fixity import record_table_fixity
 from lake.headers.schema import load_table_schema
 from lake.ingest.pool import TimedPool, WorkerFailure
 from lake.ingest.state import LakeState
-from lake.ingest.worker import Processed, content_digest, process
+from lake.ingest.worker import Processed, Rejection, content_digest, process_file
 from lake.keys import LakeKey
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
@@ -45,12 +46,16 @@ from lake.withdrawals import load_withdrawn
 
 logger = logging.getLogger(__name__)
 
-Outcome = Processed | tuple[str, str, str]  # a Processed instance, or ("reject", stage, reason)
+Outcome = Processed | Rejection
 
 
 @dataclass
 class IngestSummary:
-    """What a run did. ``seen == ingested + duplicates + rejected`` always holds."""
+    """What a run did. ``seen == ingested + duplicates + rejected`` always holds.
+
+    ``warnings`` counts, per PHI-free reason code (:mod:`lake.diagnostics`), the files processed
+    in this run on which the libraries warned; the messages are in the vault's run log.
+    """
 
     run_id: str
     seen: int = 0
@@ -62,6 +67,7 @@ class IngestSummary:
     pixel_status: Counter[str] = field(default_factory=Counter)
     reject_reasons: Counter[str] = field(default_factory=Counter)
     empty_sources: int = 0  # sources that held no file (their paths go to the console only)
+    warnings: Counter[str] = field(default_factory=Counter)
 
     @property
     def outcome(self) -> str:
@@ -71,6 +77,7 @@ class IngestSummary:
         out = asdict(self)
         out["pixel_status"] = dict(self.pixel_status)
         out["reject_reasons"] = dict(self.reject_reasons)
+        out["warnings"] = dict(sorted(self.warnings.items()))
         out["outcome"] = self.outcome
         return out
 
@@ -82,18 +89,14 @@ _worker_policy: str = ""
 
 def _init_worker(secret: bytes, settings: DeidSettings, recipe: Recipe | None = None) -> None:
     global _worker_deid, _worker_policy
+    silence_process()  # a worker never prints: what it logs or warns is about the files
     _worker_deid = build_deidentifier(LakeKey(secret), settings, recipe)
     _worker_policy = settings.burned_in_policy
 
 
 def _work(data: bytes) -> Outcome:
     assert _worker_deid is not None
-    try:
-        return process(data, _worker_deid, _worker_policy)
-    except RejectedInput as exc:
-        return ("reject", exc.stage, exc.reason)
-    except Exception as exc:  # one bad file must never end the run
-        return ("reject", "process", f"unexpected:{type(exc).__name__}")
+    return process_file(data, _worker_deid, _worker_policy)
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -125,19 +128,44 @@ class _Run:
     def close(self) -> None:
         self.log.close()
 
-    def record(self, item: SourceItem, ref: str, outcome: str, reason: str = "", detail: str = "") -> None:
-        """The vault's run log: real paths and details, never written into the lake."""
-        self.log.write(
-            json.dumps(
-                {"path": item.label, "source_ref": ref, "outcome": outcome, "reason": reason, "detail": detail[:500]}
-            )
-            + "\n"
-        )
+    def record(
+        self,
+        item: SourceItem,
+        ref: str,
+        outcome: str,
+        reason: str = "",
+        detail: str = "",
+        warnings: tuple[FileWarning, ...] = (),
+    ) -> None:
+        """The vault's run log: real paths, details and warning messages, never written into the lake.
 
-    def reject(self, item: SourceItem, ref: str, stage: str, reason: str, size: int | None, detail: str = "") -> None:
+        Counts the file once per warning code in the summary (codes are PHI-free).
+        """
+        self.summary.warnings.update({w.code for w in warnings})
+        entry: dict[str, Any] = {
+            "path": item.label,
+            "source_ref": ref,
+            "outcome": outcome,
+            "reason": reason,
+            "detail": detail[:500],
+        }
+        if warnings:
+            entry["warnings"] = [{"code": w.code, "message": w.message, "count": w.count} for w in warnings]
+        self.log.write(json.dumps(entry) + "\n")
+
+    def reject(
+        self,
+        item: SourceItem,
+        ref: str,
+        stage: str,
+        reason: str,
+        size: int | None,
+        detail: str = "",
+        warnings: tuple[FileWarning, ...] = (),
+    ) -> None:
         self.summary.rejected += 1
         self.summary.reject_reasons[reason] += 1
-        self.record(item, ref, "rejected", f"{stage}:{reason}", detail)
+        self.record(item, ref, "rejected", f"{stage}:{reason}", detail, warnings)
         if ref in self.state.reject_sources:
             return  # already recorded by an earlier run
         self.state.reject_sources.add(ref)
@@ -155,18 +183,18 @@ class _Run:
 
     def accept(self, item: SourceItem, ref: str, size: int, result: Processed) -> None:
         if result.patient_pseudonym in self.withdrawn:
-            self.reject(item, ref, "policy", "patient_withdrawn", size)
+            self.reject(item, ref, "policy", "patient_withdrawn", size, warnings=result.warnings)
             return
         sop = result.row["SOPInstanceUID"]
         if sop in self.state.sop_uids or sop in self.batch_sops:
             self.summary.duplicates += 1
-            self.record(item, ref, "duplicate")
+            self.record(item, ref, "duplicate", warnings=result.warnings)
             return
         self.batch_sops.add(sop)
         self.batch.append((result, ref, size))
         self.batch_bytes += result.frames.nbytes if result.frames is not None else 0
         self.deid_counts.update(result.counts)
-        self.record(item, ref, "ingested")
+        self.record(item, ref, "ingested", warnings=result.warnings)
         if self.lk.config.deid.keep_crosswalk:
             self.crosswalk[result.original_patient_id] = result.patient_pseudonym
         if len(self.batch) >= self.max_batch or self.batch_bytes >= self.max_batch_bytes:
@@ -254,8 +282,7 @@ def _handle(run: _Run, item: SourceItem, ref: str, size: int, outcome: Outcome) 
     if isinstance(outcome, Processed):
         run.accept(item, ref, size, outcome)
     else:
-        _, stage, reason = outcome
-        run.reject(item, ref, stage, reason, size)
+        run.reject(item, ref, outcome.stage, outcome.reason, size, outcome.detail, outcome.warnings)
 
 
 def ingest(
@@ -398,12 +425,7 @@ def _ingest(
             if workers <= 1 and file_timeout is None and worker_memory_bytes is None:
                 deid = build_deidentifier(key, lk.config.deid, site_recipe)
                 for item, ref, size, data in todo:
-                    try:
-                        outcome: Outcome = process(data, deid, lk.config.deid.burned_in_policy)
-                    except RejectedInput as exc:
-                        outcome = ("reject", exc.stage, exc.reason)
-                    except Exception as exc:
-                        outcome = ("reject", "process", f"unexpected:{type(exc).__name__}")
+                    outcome = process_file(data, deid, lk.config.deid.burned_in_policy)
                     _handle(run, item, ref, size, outcome)
                     if on_file:
                         on_file(size)
@@ -433,7 +455,7 @@ def _parallel(
     pool = TimedPool(_work, workers, _init_worker, (key.secret, settings, recipe), limits[0], limits[1])
     tagged = (((item, ref, size), data) for item, ref, size, data in todo)
     for (item, ref, size), result in pool.run(tagged):
-        outcome = ("reject", "process", result.reason) if isinstance(result, WorkerFailure) else result
+        outcome = Rejection("process", result.reason) if isinstance(result, WorkerFailure) else result
         _handle(run, item, ref, size, outcome)
         if on_file:
             on_file(size)

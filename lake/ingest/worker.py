@@ -1,13 +1,15 @@
 """Turning one input file's bytes into a de-identified instance row and its frames, or a rejection.
 
 This runs in worker processes: it holds the key in memory only and touches no lake files.
+Every warning and log record raised while a file is processed (pydicom, the pixel decoders,
+``deid``) is captured (:mod:`lake.diagnostics`) and returned with the outcome as reason codes plus
+messages, never printed: the messages quote the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +19,10 @@ import pydicom
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
+from lake import diagnostics
 from lake.deid.engine import Deidentifier
 from lake.deid.pixels import PixelPolicy, apply_pixel_policy, assess
+from lake.diagnostics import FileWarning
 from lake.errors import RejectedInput
 from lake.headers.flatten import header_json, promoted_row
 from lake.headers.schema import TableSchema, load_table_schema
@@ -37,6 +41,18 @@ class Processed:
     patient_pseudonym: str
     original_patient_id: str = field(repr=False)  # for the optional crosswalk in the vault only
     array_attributes: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[FileWarning, ...] = ()  # codes are PHI-free; messages go to the vault log only
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An input file that is not ingested: PHI-free ``stage`` and ``reason``; ``detail`` and the
+    warnings' messages may quote the file and go to the vault's run log only."""
+
+    stage: str
+    reason: str
+    detail: str = field(default="", repr=False)
+    warnings: tuple[FileWarning, ...] = ()
 
 
 def content_digest(data: bytes) -> bytes:
@@ -49,8 +65,7 @@ def parse(data: bytes) -> Dataset:
     pydicom returns what it could read from a truncated file with only a warning; a truncated
     file is rejected here so that no instance is stored with half a header.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with diagnostics.capture() as caught:
         try:
             ds = pydicom.dcmread(io.BytesIO(data))
         except InvalidDicomError:
@@ -69,10 +84,10 @@ def parse(data: bytes) -> Dataset:
                 pass
         except Exception as exc:
             raise RejectedInput("parse", f"malformed:{type(exc).__name__}", repr(exc)) from exc
-    for warning in caught:
-        text = str(warning.message).lower()
-        if "end of file" in text or "truncat" in text:
-            raise RejectedInput("parse", "truncated", str(warning.message))
+        for message in caught.messages:
+            text = message.lower()
+            if "end of file" in text or "truncat" in text:
+                raise RejectedInput("parse", "truncated", message)
     return ds
 
 
@@ -149,8 +164,7 @@ def process(
     validate(ds)
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with diagnostics.capture():  # an enclosing process_file() collects them
         pixels = decode(ds)
         assessment = assess(ds)  # burned-in rules read the original header
         try:
@@ -181,3 +195,21 @@ def process(
         original_patient_id=result.original_patient_id,
         array_attributes=_array_attributes(ds, row),
     )
+
+
+def process_file(
+    data: bytes, deidentifier: Deidentifier, policy: PixelPolicy | str, schema: TableSchema | None = None
+) -> Processed | Rejection:
+    """:func:`process` for one input file that never raises and reports what the libraries warned.
+
+    One bad file must never end the run: any exception becomes a :class:`Rejection`.
+    """
+    with diagnostics.capture() as caught:
+        try:
+            result = process(data, deidentifier, policy, schema)
+        except RejectedInput as exc:
+            return Rejection(exc.stage, exc.reason, exc.detail, caught.results())
+        except Exception as exc:
+            return Rejection("process", f"unexpected:{type(exc).__name__}", repr(exc), caught.results())
+        result.warnings = caught.results()
+        return result

@@ -8,6 +8,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.pixels import apply_color_lut, convert_color_space
 
+from lake import diagnostics
 from lake.errors import PixelDataError
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -37,7 +38,10 @@ def decode(ds: Dataset) -> DecodedPixels:
     if not any(tag in ds for tag in PIXEL_DATA_TAGS):
         return DecodedPixels(None, "no_pixels")
     try:
-        array = ds.pixel_array
+        # pydicom logs each failing decoder plugin's traceback (and warns on fallbacks) quoting the
+        # file's data: captured for the enclosing ingest (lake.diagnostics), never printed.
+        with diagnostics.capture():
+            array = ds.pixel_array
     except Exception as exc:  # decoders raise many types; each becomes a recorded reason
         return DecodedPixels(None, "undecodable", _reason(exc))
     try:
