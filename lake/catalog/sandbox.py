@@ -76,11 +76,11 @@ def _explains_a_query(sql: str, con: duckdb.DuckDBPyConnection | None) -> bool:
     ``EXPLAIN (SELECT 1)`` and ``EXPLAIN (FORMAT json) SELECT 1`` both start with a parenthesis,
     both readings are tried: accepted when one is a single query and none is anything else.
     """
-    tokens = [(start, kind) for start, kind in duckdb.tokenize(sql) if kind != duckdb.token_type.comment]
-    words = [
-        (start, sql[start : tokens[i + 1][0] if i + 1 < len(tokens) else len(sql)].strip())
-        for i, (start, _) in enumerate(tokens)
-    ]
+    found = duckdb.tokenize(sql)
+    ends = [start for start, _ in found[1:]] + [len(sql)]
+    tokens = [(start, kind, sql[start:end].strip()) for (start, kind), end in zip(found, ends, strict=True)]
+    tokens = [t for t in tokens if t[1] != duckdb.token_type.comment]
+    words = [(start, text) for start, _, text in tokens]
     i = 1  # words[0] is EXPLAIN
     if i < len(words) and words[i][1].upper() == "ANALYZE":
         i += 1
@@ -116,6 +116,8 @@ def confine(con: duckdb.DuckDBPyConnection, files: Iterable[str]) -> None:
 
 @contextmanager
 def _refusing_file_access() -> Iterator[None]:
+    """DuckDB's refusals of a query that passed :func:`check_statement` (a table function that opens
+    another file or changes a setting) as :class:`QueryRefusedError`."""
     try:
         yield
     except duckdb.PermissionException as exc:
@@ -124,6 +126,11 @@ def _refusing_file_access() -> Iterator[None]:
             f"refused file access ({detail}): a query reads only this lake's tables and views, by their "
             f"names; {EXPORT_HINT}"
         ) from exc
+    except duckdb.InvalidInputException as exc:
+        if "configuration has been locked" not in str(exc):
+            raise
+        detail = str(exc).splitlines()[0].removeprefix("Invalid Input Error: ")
+        raise QueryRefusedError(f"refused a settings change ({detail}): {ALLOWED_TEXT}; {EXPORT_HINT}") from exc
 
 
 class ReadOnlyConnection:

@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     lk = lake.open(args.lake)
     out: Path | None = args.out
     if out is not None:
-        fmt = out_format(out, args.format)
         target = check_out_path(out, lk.root, args.force)  # before the query: nothing is run or written
+        fmt = out_format(out, args.format)
     elif args.format == "parquet":
         raise QueryError("--format parquet writes a file: add --out FILE.parquet")
     try:
