@@ -12,16 +12,16 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
-import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-import lake
 from lake.cli.common import DEFAULT_MAX_ROWS, add_lake_option, csv_frame, json_text, print_frame
 from lake.config import CONFIG_NAME, lake_home
 from lake.errors import LakeError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# duckdb, pyarrow and the Lake are imported when the command runs, not by `lake --help`
 
 #: File formats of ``--out`` by extension.
 OUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json"}
@@ -72,6 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import duckdb
+    import polars as pl
+
+    import lake
+
     lk = lake.open(args.lake)
     out: Path | None = args.out
     if out is not None:
@@ -137,6 +142,9 @@ def write_result(table: pa.Table, target: Path, fmt: str, force: bool) -> None:
 
     Without ``force`` the rename is a hard link, which fails if ``target`` appeared meanwhile.
     """
+    import polars as pl
+    import pyarrow.parquet as pq
+
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
