@@ -358,7 +358,9 @@ def main() -> None:
 
     # series geometry: view at query time vs materialised
     series_tbl = base / "series.parquet"
-    con = lk.connection()
+    from lake.catalog.query import connect  # lk.connection() is read-only; this COPY writes outside the lake
+
+    con = connect(lk.paths)
     t0 = time.perf_counter()
     con.execute(f"COPY (SELECT * FROM series) TO '{series_tbl}' (FORMAT parquet, COMPRESSION zstd)")
     show("series.materialise_s", round(time.perf_counter() - t0, 3))

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import dask.array
-import duckdb
 import numpy as np
 import polars as pl
 
-from lake.catalog.query import connect, fetch_arrow, fetch_rows, snapshot_versions, view_definitions
+from lake.catalog.query import fetch_arrow, fetch_rows, snapshot_versions, view_definitions
+from lake.catalog.sandbox import ReadOnlyConnection, sandboxed_connection
 from lake.catalog.tables import snapshot_files
 from lake.config import DeidSettings, LakeConfig, LakePaths, default_key_path, read_config, write_config
 from lake.created import CreatedPaths
@@ -120,7 +120,7 @@ class Lake:
         self.paths = LakePaths(path)
         self.config: LakeConfig = read_config(self.paths)
         self._key_file = Path(key_file) if key_file else None
-        self._con: duckdb.DuckDBPyConnection | None = None
+        self._con: ReadOnlyConnection | None = None
         self._versions: dict[str, int | None] = {}
         self.pixel_store = PixelStore(self.paths.pixels, self.config.pixels.shard_frames, self.config.pixels.codec)
 
@@ -153,18 +153,26 @@ class Lake:
         write_config(self.paths, self.config)
 
     # -- queries ---------------------------------------------------------------------------------
-    def connection(self) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection whose views match the tables' latest committed versions."""
+    def connection(self) -> ReadOnlyConnection:
+        """The read-only connection whose views match the tables' latest committed versions.
+
+        It runs one query per call and opens only the snapshot's table files
+        (:mod:`lake.catalog.sandbox`); a refused statement raises :class:`QueryRefusedError`.
+        """
         versions = snapshot_versions(self.paths)
         if self._con is None or versions != self._versions:
             if self._con is not None:
                 self._con.close()
-            self._con = connect(self.paths)
+            self._con = sandboxed_connection(self.paths)
             self._versions = versions
         return self._con
 
-    def sql(self, query: str, params: list[Any] | None = None) -> pl.DataFrame:
-        """Run DuckDB SQL over the lake's tables and views; returns a polars DataFrame."""
+    def sql(self, query: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
+        """Run one read-only DuckDB query over the lake's tables and views; returns a polars DataFrame.
+
+        ``params`` fill ``?`` (a list) or ``$name`` (a dict) placeholders. Writes, settings, several
+        statements and reads of other files raise :class:`QueryRefusedError` (nothing runs).
+        """
         result = pl.from_arrow(fetch_arrow(self.connection(), query, params))
         assert isinstance(result, pl.DataFrame)
         return result

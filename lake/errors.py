@@ -103,3 +103,8 @@ class InvalidUIDError(LakeError, ValueError):
 
 class ReplicaError(LakeError, ValueError):
     """The destination of a replica is unusable (inside the lake, or holds another lake)."""
+
+
+class QueryRefusedError(LakeError, PermissionError):
+    """A SQL statement would write, change a setting, run more than one statement or open a file
+    other than the lake's tables (see :mod:`lake.catalog.sandbox`); nothing was run."""

@@ -12,12 +12,11 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from lake.catalog import header_index, ordered
 from lake.errors import InvalidUIDError, NotInLakeError
 
 if TYPE_CHECKING:
+    from lake.catalog.sandbox import ReadOnlyConnection
     from lake.core import Lake
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -30,7 +29,7 @@ def check_uid(uid: str) -> str:
     return uid
 
 
-def _scan(con: duckdb.DuckDBPyConnection, source: str, uid: str) -> str | None:
+def _scan(con: ReadOnlyConnection, source: str, uid: str) -> str | None:
     # a validated UID is digits and dots only, so the literal is safe; a literal (unlike a bound
     # parameter) is always pushed into the Parquet reader's statistics and bloom filter checks
     rows = con.execute(f"SELECT header_json FROM {source} WHERE SOPInstanceUID = '{uid}' LIMIT 1").fetchall()

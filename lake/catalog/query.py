@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -17,6 +17,9 @@ from lake.catalog.macros import install as install_macros
 from lake.catalog.tables import empty_arrow, snapshot, table_version
 from lake.config import LakePaths
 from lake.headers.schema import TableSchema, load_table_schema, table_names
+
+if TYPE_CHECKING:
+    from lake.catalog.sandbox import ReadOnlyConnection
 
 VIEWS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "views"
 _VIEW_NAME = re.compile(r"^--\s*view:\s*(\w+)", re.M)
@@ -73,11 +76,20 @@ def _select_list(schema: TableSchema, stored: list[str] | None = None) -> str:
     return select + "".join(f", NULL::{c.type} AS {c.name}" for c in missing)
 
 
-def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view per table and derived view.
+#: Where DuckDB spills large sorts and joins (its default, ./.tmp, would land in the user's folder or a lake).
+SPILL_DIR = os.path.join(tempfile.gettempdir(), "lake-duckdb-spill")
 
-    No extension is loaded or installed: the views read the snapshot's Parquet files directly.
-    The ``dicom_*`` macros (:mod:`lake.catalog.macros`) reach any attribute in ``header_json``.
+#: Query parameters: positional (``?``) or named (``$name``).
+Params = list[Any] | dict[str, Any] | None
+
+
+def open_views(paths: LakePaths, threads: int | None = None) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """An in-memory DuckDB connection with a view per table and derived view, and the files they read.
+
+    The connection is unrestricted (it can write files and change settings): internal code and
+    :func:`lake.catalog.sandbox.sandboxed_connection`, which confines it to the returned files,
+    use it. No extension is loaded or installed: the views read the snapshot's Parquet files
+    directly. The ``dicom_*`` macros (:mod:`lake.catalog.macros`) reach any attribute in ``header_json``.
     """
     con = duckdb.connect(
         ":memory:",
@@ -85,7 +97,7 @@ def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConn
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             # DuckDB spills large sorts to ./.tmp by default: never into the user's folder or a lake.
-            "temp_directory": os.path.join(tempfile.gettempdir(), "lake-duckdb-spill"),
+            "temp_directory": SPILL_DIR,
         },
     )
     if threads:
@@ -93,10 +105,12 @@ def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConn
     # footers (statistics, bloom filter offsets) are parsed once per connection, not per query
     con.execute("SET parquet_metadata_cache = true")
     install_macros(con)
+    read: list[str] = []
     for name in table_names():
         schema = load_table_schema(name)
         files, stored = snapshot(paths.table(name))
         if files:
+            read += files
             file_list = ", ".join(_quote(f) for f in files)
             # Ingest appends files whose columns grow over time (union them by name); a table that
             # optimize writes whole has one schema, and binding it reads one footer, not all of them.
@@ -110,18 +124,37 @@ def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConn
         con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM {source}")
     for view in view_definitions():
         con.execute(f"CREATE VIEW {view.name} AS {view.sql}")
-    return con
+    return con, read
 
 
-def fetch_arrow(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> pa.Table:
-    """Run ``query`` and return the whole result as Arrow (DuckDB 1.x and 2.x spell this differently)."""
-    relation = con.sql(query, params=params or None)
+def connect(paths: LakePaths, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An unrestricted connection with the lake's views, for internal code and benchmarks.
+
+    Users' queries go through :func:`lake.catalog.sandbox.sandboxed_connection` (``Lake.connection``)
+    instead, which cannot write or read any other file.
+    """
+    return open_views(paths, threads)[0]
+
+
+def fetch_arrow(con: duckdb.DuckDBPyConnection | ReadOnlyConnection, query: str, params: Params = None) -> pa.Table:
+    """Run ``query`` on a DuckDB connection or a :class:`~lake.catalog.sandbox.ReadOnlyConnection`
+    and return the whole result as Arrow."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return relation_arrow(con.sql(query, params=params or None))
+    return con.arrow(query, params)
+
+
+def fetch_rows(
+    con: duckdb.DuckDBPyConnection | ReadOnlyConnection, query: str, params: Params = None
+) -> list[tuple[Any, ...]]:
+    """Run ``query`` and fetch every row (leaving no unfinished result on the connection)."""
+    return con.execute(query, params or None).fetchall()
+
+
+def relation_arrow(relation: duckdb.DuckDBPyRelation | None) -> pa.Table:
+    """A relation's rows as Arrow (DuckDB 2.x ``to_arrow_table``, 1.x ``fetch_arrow_table``)."""
     if relation is None:  # a statement without a result (DDL)
         return pa.table({})
     fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
-    return fetch()
-
-
-def fetch_rows(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    """Run ``query`` and fetch every row (leaving no unfinished result on the connection)."""
-    return con.execute(query, params or []).fetchall()
+    table: pa.Table = fetch()
+    return table

@@ -61,14 +61,59 @@ class RowProgress:
         self.bar.close()
 
 
-def print_frame(df: pl.DataFrame, fmt: str) -> None:
+#: Rows ``print_frame`` shows in table format unless told otherwise (``lake sql --max-rows``).
+DEFAULT_MAX_ROWS = 200
+TABLE_COLUMNS = 50
+
+
+def csv_frame(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with what CSV cannot hold as text a CSV reader keeps: lists and structs as JSON text
+    (``["ORIGINAL","PRIMARY"]``, ``[0.5,0.5]``), binary as base64; a null stays an empty field."""
+    columns = []
+    for name, dtype in df.schema.items():
+        col = pl.col(name)
+        if isinstance(dtype, pl.List | pl.Array | pl.Struct):
+            # json_encode works on structs: wrap the value as {"v": ...} and keep the ... part
+            text = pl.struct(col.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+            columns.append(pl.when(col.is_null()).then(pl.lit(None, pl.String)).otherwise(text).alias(name))
+        elif dtype == pl.Binary:
+            columns.append(col.bin.encode("base64").alias(name))
+        else:
+            columns.append(col)
+    return df.select(columns)
+
+
+def json_text(df: pl.DataFrame) -> str:
+    """The rows as a JSON array of objects (dates, times and other non-JSON values as text)."""
+    return json.dumps(df.to_dicts(), default=str, indent=1) + "\n"
+
+
+def print_frame(df: pl.DataFrame, fmt: str, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+    """``df`` on stdout as ``table``, ``csv`` or ``json``.
+
+    A table shows at most ``max_rows`` rows (0: all) and says on stderr how many there were and how
+    to get them all; csv and json always hold every row.
+    """
     if fmt == "csv":
-        sys.stdout.write(df.write_csv())
+        sys.stdout.write(csv_frame(df).write_csv())
     elif fmt == "json":
-        sys.stdout.write(json.dumps(df.to_dicts(), default=str, indent=1) + "\n")
+        sys.stdout.write(json_text(df))
     else:
-        with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=80, tbl_width_chars=200):
-            print(df)
+        shown = df.height if max_rows <= 0 else min(max_rows, df.height)
+        with pl.Config(tbl_rows=max(shown, 1), tbl_cols=TABLE_COLUMNS, fmt_str_lengths=80, tbl_width_chars=200):
+            print(df.head(shown))
+        if shown < df.height:
+            print(
+                f"showing the first {shown} of {df.height} rows: --max-rows N shows more (0: all); "
+                "--format csv|json or --out FILE gives every row",
+                file=sys.stderr,
+            )
+        if df.width > TABLE_COLUMNS:
+            print(
+                f"showing {TABLE_COLUMNS} of {df.width} columns: select the ones you need, or use "
+                "--format csv|json or --out FILE for all",
+                file=sys.stderr,
+            )
 
 
 def print_mapping(data: dict[str, Any]) -> None:
