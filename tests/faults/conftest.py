@@ -69,6 +69,9 @@ _FORKSERVER.set_forkserver_preload(["lake.cli", "lake.ingest.run", "lake.catalog
 def _lake_main(argv: list[str], env: dict[str, str], stdout: str, stderr: str) -> None:
     """The body of a forked ``lake`` process (see :class:`LakeProcess`)."""
     os.setsid()
+    # as in a process of its own: started by the fork server, it would default to that start method
+    # (tqdm's lock would then be a named semaphore left to the fork server's resource tracker)
+    multiprocessing.set_start_method("fork", force=True)
     os.environ.clear()
     os.environ.update(env)
     signal.signal(signal.SIGINT, signal.default_int_handler)
