@@ -141,7 +141,7 @@ def ingest_args(src: Path, root: Path, key: Path, workers: int = 1) -> list[str]
     return ["ingest", str(src), *lake_args, "--workers", str(workers), "--batch-size", str(BATCH), "--no-progress"]
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
     """Return as soon as ``condition()`` holds; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
