@@ -12,6 +12,7 @@ from typing import Any
 from lake import __version__
 from lake.catalog.tables import append, to_arrow
 from lake.config import LakePaths
+from lake.crashpoints import crash_point
 from lake.fixity import record_table_fixity
 from lake.headers.schema import load_table_schema
 
@@ -52,4 +53,5 @@ def append_run(
         "outcome": outcome,
     }
     append(paths.table("runs"), to_arrow([row], load_table_schema("runs")))
+    crash_point("runs.after_append")
     record_table_fixity(paths, run_id)

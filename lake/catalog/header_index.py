@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from lake.catalog import ordered
 from lake.catalog.tables import snapshot_files, table_version
 from lake.config import LakePaths
+from lake.crashpoints import crash_point
 from lake.headers.schema import load_table_schema
 
 NAME = "header_index"
@@ -135,6 +136,7 @@ def build(paths: LakePaths, on_rows: Callable[[int], None] | None = None) -> int
             compression_level=3,
         )
     ordered.commit(table, schema, written, "lake optimize: header index")
+    crash_point("optimize.before_ranges")
     _write_ranges(table, instances, written)
     return sum(w.rows for w in written)
 

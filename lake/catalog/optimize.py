@@ -6,6 +6,10 @@ sit together, so DuckDB prunes row groups by min/max statistics), and writes it 
 ``overwrite`` commit with zstd, page statistics and a bloom filter on the table's key (so a lookup
 by SOPInstanceUID reads one row group). The old files stay on disk (readers holding the previous
 snapshot keep working; a Delta vacuum removes them later) and the run is recorded in ``runs``.
+
+Ctrl-C or SIGTERM (in the main thread) stops it between two Delta commits: the tables rewritten so far
+stay rewritten, the others are unchanged, the run is recorded with outcome ``interrupted`` and
+:class:`lake.interrupts.Interrupted` is raised; the same command again completes the job.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any
 from lake.catalog import header_index, ordered
 from lake.catalog.tables import TARGET_FILE_SIZE, arrow_schema_of, open_table, snapshot_files
 from lake.config import LakePaths
+from lake.crashpoints import crash_point
 from lake.headers.schema import TableSchema, load_table_schema, table_names
+from lake.interrupts import Interrupted, deferred, signal_of, signals_raise
 from lake.lock import write_lock
 from lake.runs import append_run, new_run_id, utc_now
 
@@ -158,20 +164,31 @@ def optimize(
     paths = LakePaths(root)
     started = utc_now()
     summary = OptimizeSummary(run_id=new_run_id("O"))
-    with write_lock(paths.lock):
-        written = [t for t in table_names() if t != "runs" and load_table_schema(t).built_by == "ingest"]
-        for name in tables or written:
-            summary.tables.append(compact_table(paths, name, force=force, on_rows=rows_of(name)))
-            logger.info("optimized %s", name)
-        if "instances" in (tables or written):
-            summary.tables.append(rebuild_header_index(paths, force=force, on_rows=rows_of(header_index.NAME)))
-        append_run(
-            paths,
-            summary.run_id,
-            "optimize",
-            started,
-            {"tables": tables or "all", "force": force, "row_group_rows": OPTIMIZED_ROW_GROUP_ROWS},
-            summary.to_dict(),
-            "ok",
-        )
+    parameters = {"tables": tables or "all", "force": force, "row_group_rows": OPTIMIZED_ROW_GROUP_ROWS}
+
+    def record(outcome: str) -> None:
+        append_run(paths, summary.run_id, "optimize", started, parameters, summary.to_dict(), outcome)
+
+    with signals_raise(), write_lock(paths.lock):
+        recorded = False
+        try:
+            written = [t for t in table_names() if t != "runs" and load_table_schema(t).built_by == "ingest"]
+            # not deferred: a table's rewrite may take minutes, and each commit is one Delta commit anyway
+            for name in tables or written:
+                summary.tables.append(compact_table(paths, name, force=force, on_rows=rows_of(name)))
+                logger.info("optimized %s", name)
+            if "instances" in (tables or written):
+                summary.tables.append(rebuild_header_index(paths, force=force, on_rows=rows_of(header_index.NAME)))
+            crash_point("optimize.before_runs_row")
+            with deferred():
+                record("ok")
+                recorded = True
+        except KeyboardInterrupt as exc:
+            if not recorded:  # else the signal came as the complete run was recorded: it is complete
+                try:
+                    with deferred():
+                        record("interrupted")
+                except Interrupted:
+                    pass  # a second signal while recording: the row is written, and we stop anyway
+                raise Interrupted(signal_of(exc)) from None
     return summary

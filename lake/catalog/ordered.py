@@ -28,6 +28,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from lake.catalog.tables import open_table
+from lake.crashpoints import crash_point
 
 
 @contextmanager
@@ -106,6 +107,7 @@ def write_files(
                 lows[column] = min(s.min for s in stats if s is not None)
                 highs[column] = max(s.max for s in stats if s is not None)
         done.append(WrittenFile(name, meta.num_rows, (table / name).stat().st_size, lows, highs))
+        crash_point("optimize.after_file")
 
     for batch in batches:
         if not batch.num_rows:
@@ -131,6 +133,7 @@ def write_files(
 
 def commit(table: Path, schema: pa.Schema, files: list[WrittenFile], user_metadata: str) -> None:
     """One Delta commit replacing the table's files with ``files`` (creating the table if needed)."""
+    crash_point("optimize.before_commit")
     properties = CommitProperties(custom_metadata={"userMetadata": user_metadata})
     actions = [f.add_action() for f in files]
     dt = open_table(table)
@@ -140,3 +143,4 @@ def commit(table: Path, schema: pa.Schema, files: list[WrittenFile], user_metada
         )
     else:
         dt.create_write_transaction(list(actions), mode="overwrite", schema=schema, commit_properties=properties)
+    crash_point("optimize.after_commit")

@@ -10,6 +10,7 @@ from pathlib import Path
 from lake.cli.argtypes import non_negative_float, non_negative_int, positive_int, readable_file
 from lake.cli.common import FileProgress, add_key_option, add_lake_option
 from lake.ingest import IngestSummary, ingest
+from lake.ingest.run import IngestInterrupted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -103,6 +104,14 @@ def run(args: argparse.Namespace) -> int:
             worker_memory_bytes=args.worker_memory_mb * 1024**2 if args.worker_memory_mb else None,
             batch_size=args.batch_size,
         )
+    except IngestInterrupted as exc:
+        progress.close()
+        print(
+            f"lake ingest: interrupted; {exc.summary.ingested} instances committed; "
+            "run the same command again to complete it",
+            file=sys.stderr,
+        )
+        return exc.exit_code
     finally:
         progress.close()
     key_path = Path(args.key_file) if args.key_file else default_key_path(read_config(LakePaths(args.lake)).lake_id)

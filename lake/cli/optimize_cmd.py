@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from lake.catalog.optimize import optimize
 from lake.cli.common import RowProgress, add_lake_option
 from lake.config import LakePaths
 from lake.errors import LakeNotFoundError
+from lake.interrupts import Interrupted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +30,14 @@ def run(args: argparse.Namespace) -> int:
     progress = RowProgress("optimize", enabled=not args.no_progress)
     try:
         summary = optimize(args.lake, force=args.force, on_rows=progress)
+    except Interrupted as exc:
+        progress.close()
+        print(
+            "lake optimize: interrupted; each table is either rewritten or as it was; "
+            "run the same command again to complete it",
+            file=sys.stderr,
+        )
+        return exc.exit_code
     finally:
         progress.close()
     for t in summary.tables:

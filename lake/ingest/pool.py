@@ -5,22 +5,36 @@ oldest file in flight exceeds its time limit, or a worker dies, the workers are 
 pool takes over the files still in flight. Memory per worker is capped with ``RLIMIT_AS`` so a
 decompression bomb raises ``MemoryError`` in the worker instead of swapping the machine (the
 budget is counted on top of what the worker inherits from its parent).
+
+Workers never outlive the run. Each asks the kernel for ``SIGKILL`` when its parent dies
+(``PR_SET_PDEATHSIG``), so a ``kill -9`` of the ingest, or the OOM killer, takes the workers with it
+wherever they are (decoding in C or idle on the queue); where ``prctl`` is missing a watchdog thread
+polls the parent's pid. The kernel sends the signal when the parent *thread* that forked exits: the
+workers are forked by ``submit``, from the thread that iterates :meth:`TimedPool.run`, which
+outlives the pool. Workers ignore SIGINT and SIGTERM: Ctrl-C reaches the terminal's whole process
+group, and the parent alone decides (it kills the workers when it stops early).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import multiprocessing
 import os
 import resource
 import signal
+import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from lake import crashpoints
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +65,41 @@ def _address_space() -> int:
         return 0
 
 
-def _limited_init(memory_bytes: int | None, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+#: ``prctl`` option: the signal this process gets when its parent dies (``linux/prctl.h``).
+PR_SET_PDEATHSIG = 1
+#: Seconds between two looks at the parent where ``prctl`` is missing.
+WATCHDOG_POLL = 0.5
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when process ``parent`` ends (SIGKILL from the kernel, or a watchdog)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux
+        armed = False
+    if os.getppid() != parent:  # the parent died before prctl: nobody will send the signal
+        os._exit(1)
+    if not armed:
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(WATCHDOG_POLL)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="lake-parent-watchdog", daemon=True).start()
+
+
+def _limited_init(
+    parent: int,
+    memory_bytes: int | None,
+    initializer: Callable[..., None] | None,
+    initargs: tuple[Any, ...],
+) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    crashpoints.reset_counts()
     if memory_bytes:
         # A forked worker inherits the parent's address space (GBs of reserved, untouched
         # virtual memory with polars, duckdb and deltalake loaded): the budget comes on top.
@@ -96,26 +144,38 @@ class TimedPool:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
+        # fork, named (Python 3.14 defaults to forkserver): a worker's parent is this process, and the
+        # memory budget counts on top of the address space a forked worker inherits.
         return ProcessPoolExecutor(
             max_workers=self.workers,
+            mp_context=multiprocessing.get_context("fork"),
             initializer=_limited_init,
-            initargs=(self.memory_bytes, self.initializer, self.initargs),
+            initargs=(os.getpid(), self.memory_bytes, self.initializer, self.initargs),
         )
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the current workers."""
+        return list(getattr(self._pool, "_processes", None) or {})
+
+    def _kill_workers(self) -> None:
+        for pid in self.worker_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _restart(self, window: Iterable[_Slot[T]]) -> None:
         """Kill our workers (by pid), start a fresh pool and resubmit what was in flight."""
         self.restarts += 1
-        processes = dict(getattr(self._pool, "_processes", None) or {})
-        for pid in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._kill_workers()
         self._pool = self._new_pool()
         for slot in window:
             slot.future = self._pool.submit(self.func, slot.data)
 
-    def run(self, items: Iterable[tuple[T, bytes]]) -> Iterator[tuple[T, R | WorkerFailure]]:
+    def run(self, items: Iterable[tuple[T, bytes]]) -> Generator[tuple[T, R | WorkerFailure], None, None]:
+        """Close the iterator (``contextlib.closing``) to stop early: the workers are killed then,
+        not waited for (a file may take minutes)."""
         window: deque[_Slot[T]] = deque()
+        finished = False
         try:
             for tag, data in items:
                 window.append(_Slot(tag, data, self._pool.submit(self.func, data)))
@@ -127,8 +187,12 @@ class TimedPool:
                     yield self._next(window)
             while window:
                 yield self._next(window)
+            finished = True
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if finished:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            else:  # interrupted, closed early or failed: nothing in flight is wanted any more
+                self._kill_workers()
 
     def _next(self, window: deque[_Slot[T]]) -> tuple[T, R | WorkerFailure]:
         while True:

@@ -3,6 +3,12 @@
 Order of writes per batch: pixel frames first (verified), then the ``rejects`` commit, then the
 ``instances`` commit. A crash anywhere leaves the lake as it was after the last committed batch
 plus invisible frames, which the next run overwrites; re-running the same command completes it.
+:mod:`lake.crashpoints` names the moments between these writes (``ingest.after_pixels``...), where
+the fault tests kill the process.
+
+Ctrl-C or SIGTERM (run in the main thread) stops the run cleanly: the workers are killed, the batch
+in progress is abandoned (a signal arriving during its commits waits until they are all made), the
+``runs`` row is written with outcome ``interrupted`` and :class:`IngestInterrupted` is raised.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +30,7 @@ import numpy as np
 from lake.catalog.tables import append, to_arrow
 from lake.config import DeidSettings, LakePaths, check_lake_folder, read_config, vault_dir
 from lake.core import Lake, create_lake
+from lake.crashpoints import crash_point
 from lake.created import CreatedPaths
 from lake.deid import build_deidentifier
 from lake.deid.engine import Deidentifier
@@ -35,6 +43,7 @@ from lake.headers.schema import load_table_schema
 from lake.ingest.pool import TimedPool, WorkerFailure
 from lake.ingest.state import LakeState
 from lake.ingest.worker import Processed, Rejection, content_digest, process_file
+from lake.interrupts import Interrupted, deferred, signal_of, signals_raise
 from lake.keys import LakeKey
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
@@ -82,6 +91,18 @@ class IngestSummary:
         return out
 
 
+INTERRUPTED = "interrupted"
+
+
+class IngestInterrupted(Interrupted):
+    """SIGINT or SIGTERM stopped the run after it recorded itself; ``summary`` says what was committed
+    (``summary.ingested`` instances). Running the same ingest again completes the lake."""
+
+    def __init__(self, signum: int, summary: IngestSummary) -> None:
+        super().__init__(signum)
+        self.summary = summary
+
+
 # -- worker processes -----------------------------------------------------------------------------
 _worker_deid: Deidentifier | None = None
 _worker_policy: str = ""
@@ -96,6 +117,7 @@ def _init_worker(secret: bytes, settings: DeidSettings, recipe: Recipe | None = 
 
 def _work(data: bytes) -> Outcome:
     assert _worker_deid is not None
+    crash_point("ingest.worker_file")
     return process_file(data, _worker_deid, _worker_policy)
 
 
@@ -127,6 +149,14 @@ class _Run:
 
     def close(self) -> None:
         self.log.close()
+
+    def abandon(self) -> None:
+        """Drop the batch not yet committed (a rerun processes its files again)."""
+        for result, _ref, _size in self.batch:
+            self.deid_counts.subtract(result.counts)
+        self.deid_counts = +self.deid_counts
+        self.batch, self.batch_sops, self.rejects, self.batch_bytes = [], set(), [], 0
+        self.crosswalk.clear()
 
     def record(
         self,
@@ -201,8 +231,14 @@ class _Run:
             self.flush()
 
     def flush(self) -> None:
+        """Commit the batch: pixels, rejects, instances, fixity. SIGINT and SIGTERM wait for the end."""
         if not self.batch and not self.rejects:
             return
+        with deferred():
+            self._commit()
+
+    def _commit(self) -> None:
+        crash_point("ingest.flush")
         rows = []
         pending: dict[str, list[tuple[int, np.ndarray, dict[str, Any]]]] = {}
         for result, ref, size in self.batch:
@@ -221,11 +257,16 @@ class _Run:
             # Consecutive allocations: one write per array.
             frames = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
             self.lk.pixel_store.write(key, parts[0][0], frames, parts[0][2], run=self.run_id)
+            crash_point("ingest.after_array")
+        crash_point("ingest.after_pixels")
         if self.rejects:
             append(self.paths.table("rejects"), to_arrow(self.rejects, self.rejects_schema))
+            crash_point("ingest.after_rejects")
         if rows:
             append(self.paths.table("instances"), to_arrow(rows, self.instances_schema))
+            crash_point("ingest.after_instances")
         record_table_fixity(self.paths, self.run_id)
+        crash_point("ingest.after_fixity")
         for result, ref, _size in self.batch:
             self.state.sop_uids.add(result.row["SOPInstanceUID"])
             self.state.instance_sources.add(ref)
@@ -412,33 +453,66 @@ def _ingest(
     items = iter_sources(sources, limits, exclude=excluded, on_skip=skipped, on_empty=nothing_in)
     started = utc_now()
     t0 = time.monotonic()
-    with write_lock(paths.lock, on_wait=on_message):
-        # Again under the lock: two first ingests may both have created the lake (the last
-        # lake.json wins), or a restore may have replaced it; never write with a stale key.
-        lk = Lake(lake_path, key_file)
-        key = lk.key()
-        run = _Run(lk, key, new_run_id("R"), batch_size, batch_bytes)
-        run.recipe = site_recipe
-        remove_orphans(paths, run.state.next_frame)  # arrays a crashed run wrote but never committed
+    with signals_raise():
         try:
-            todo = _read_items(items, run, on_file)
-            if workers <= 1 and file_timeout is None and worker_memory_bytes is None:
-                deid = build_deidentifier(key, lk.config.deid, site_recipe)
-                for item, ref, size, data in todo:
-                    outcome = process_file(data, deid, lk.config.deid.burned_in_policy)
-                    _handle(run, item, ref, size, outcome)
-                    if on_file:
-                        on_file(size)
-            else:
-                limits_ = (file_timeout, worker_memory_bytes)
-                _parallel(run, todo, workers, key, lk.config.deid, on_file, site_recipe, limits_)
-            run.flush()
-        finally:
-            run.close()
-        run.summary.seconds = time.monotonic() - t0
-        run.summary.empty_sources = len(empty)
-        _finish(lk, run, started)
+            with write_lock(paths.lock, on_wait=on_message):
+                # Again under the lock: two first ingests may both have created the lake (the last
+                # lake.json wins), or a restore may have replaced it; never write with a stale key.
+                lk = Lake(lake_path, key_file)
+                key = lk.key()
+                run = _Run(lk, key, new_run_id("R"), batch_size, batch_bytes)
+                run.recipe = site_recipe
+                remove_orphans(paths, run.state.next_frame)  # arrays a crashed run wrote but never committed
+                recorded = False
+                try:
+                    todo = _read_items(items, run, on_file)
+                    if workers <= 1 and file_timeout is None and worker_memory_bytes is None:
+                        _sequential(run, todo, on_file)
+                    else:
+                        limits_ = (file_timeout, worker_memory_bytes)
+                        _parallel(run, todo, workers, key, lk.config.deid, on_file, site_recipe, limits_)
+                    run.flush()
+                    with deferred():
+                        run.summary.seconds = time.monotonic() - t0
+                        run.summary.empty_sources = len(empty)
+                        _finish(lk, run, started)
+                        recorded = True
+                except KeyboardInterrupt as exc:
+                    if not recorded:  # else the signal came as the complete run was recorded: it is complete
+                        _record_interrupted(lk, run, started, t0)
+                        raise IngestInterrupted(signal_of(exc), run.summary) from None
+                finally:
+                    run.close()
+        except KeyboardInterrupt as exc:  # before the run began (waiting for the lock): nothing written
+            if isinstance(exc, IngestInterrupted):
+                raise
+            raise IngestInterrupted(signal_of(exc), IngestSummary("")) from None
     return run.summary
+
+
+def _sequential(
+    run: _Run, todo: Iterator[tuple[SourceItem, str, int, bytes]], on_file: Callable[[int], None] | None
+) -> None:
+    deid = build_deidentifier(run.key, run.lk.config.deid, run.recipe)
+    for item, ref, size, data in todo:
+        outcome = process_file(data, deid, run.lk.config.deid.burned_in_policy)
+        _handle(run, item, ref, size, outcome)
+        if on_file:
+            on_file(size)
+
+
+def _record_interrupted(lk: Lake, run: _Run, started: datetime, t0: float) -> None:
+    """The ``runs`` row of a run stopped by a signal: what it committed is in the audit too."""
+    try:
+        with deferred():
+            run.abandon()
+            s = run.summary
+            # read but not finished: in the abandoned batch, or still in a worker
+            abandoned = s.seen - s.ingested - s.duplicates - s.rejected
+            s.seconds = time.monotonic() - t0
+            _finish(lk, run, started, interrupted_with=abandoned)
+    except Interrupted:
+        pass  # a second signal while recording: the row is written, and the run stops anyway
 
 
 def _parallel(
@@ -454,17 +528,25 @@ def _parallel(
     """Process in worker processes; results are handled in input order, so runs are deterministic."""
     pool = TimedPool(_work, workers, _init_worker, (key.secret, settings, recipe), limits[0], limits[1])
     tagged = (((item, ref, size), data) for item, ref, size, data in todo)
-    for (item, ref, size), result in pool.run(tagged):
-        outcome = Rejection("process", result.reason) if isinstance(result, WorkerFailure) else result
-        _handle(run, item, ref, size, outcome)
-        if on_file:
-            on_file(size)
+    # closed at once when an interrupt ends the loop: the workers are killed, not waited for
+    with closing(pool.run(tagged)) as results:
+        for (item, ref, size), result in results:
+            outcome = Rejection("process", result.reason) if isinstance(result, WorkerFailure) else result
+            _handle(run, item, ref, size, outcome)
+            if on_file:
+                on_file(size)
 
 
-def _finish(lk: Lake, run: _Run, started: datetime) -> None:
-    """The run's audit row and its de-identification report (counts only, no values)."""
+def _finish(lk: Lake, run: _Run, started: datetime, interrupted_with: int | None = None) -> None:
+    """The run's audit row and its de-identification report (counts only, no values).
+
+    ``interrupted_with``: the run was stopped by a signal, leaving that many files it read unfinished
+    (``seen == ingested + duplicates + rejected + abandoned``)."""
     from lake.deid.profile import Profile
 
+    counts = run.summary.to_dict()
+    if interrupted_with is not None:
+        counts.update(outcome=INTERRUPTED, abandoned=interrupted_with)
     profile = Profile(lk.config.deid.options)
     report = {
         "run_id": run.run_id,
@@ -474,7 +556,7 @@ def _finish(lk: Lake, run: _Run, started: datetime) -> None:
         "date_offset_days": list(lk.config.deid.date_offset_days),
         "burned_in_policy": lk.config.deid.burned_in_policy,
         "recipe_sha256": run.recipe.sha256 if run.recipe is not None else None,
-        "summary": run.summary.to_dict(),
+        "summary": counts,
         "actions": [
             {"attribute": attr, "action": action, "count": n} for (attr, action), n in sorted(run.deid_counts.items())
         ],
@@ -484,7 +566,8 @@ def _finish(lk: Lake, run: _Run, started: datetime) -> None:
     params = {"options": list(lk.config.deid.options), "burned_in_policy": lk.config.deid.burned_in_policy}
     if run.recipe is not None:
         params["recipe_sha256"] = run.recipe.sha256
-    append_run(lk.paths, run.run_id, "ingest", started, params, run.summary.to_dict(), run.summary.outcome)
+    crash_point("ingest.before_runs_row")
+    append_run(lk.paths, run.run_id, "ingest", started, params, counts, counts["outcome"])
 
 
 def vault_log_path(key_path: Path, run_id: str) -> Path:

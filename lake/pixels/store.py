@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from lake.crashpoints import crash_point
 from lake.errors import CodecMismatchError, IntegrityError, NotInLakeError
 from lake.pixels import fastread
 from lake.pixels.codecs import GENERIC, PixelCodec, choose_codec, measure_codecs, zarr_codecs
@@ -152,6 +153,7 @@ class PixelStore:
         per_shard = int((arr.shards or arr.chunks)[0])  # chunk_layout caps it for large frames
         first, last = start // per_shard, (needed - 1) // per_shard
         shards = [p for i in range(first, last + 1) for p in self._shard_files(path, i)]
+        crash_point("pixels.before_checksums")
         record_checksums(path, [path / "zarr.json", *shards], run)
 
     def _shard_files(self, path: Path, index: int) -> list[Path]:

@@ -1,158 +1,154 @@
-"""kill -9 of ``lake ingest`` at random moments, then the same command: the lake equals an
-uninterrupted run's. Two ingests at once: the second waits on the lock, then both complete."""
+"""kill -9 of ``lake ingest`` and ``lake optimize`` at every named crash point of their write paths
+(:mod:`lake.crashpoints`), then the same command: the lake equals an uninterrupted run's. Two ingests
+at once: the second waits on the lock, then both complete."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-import random
 import signal
-import subprocess
-import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from pathlib import Path
 
+import pytest
+
+import lake
+from lake import crashpoints
+from lake.catalog.optimize import optimize
 from lake.ingest import ingest
 from lake.maintenance.verify import verify
-from tests.faults.conftest import cli, new_lake, table_rows
+from tests.faults.conftest import (
+    BATCH,
+    Reference,
+    assert_complete,
+    ingest_args,
+    running,
+    table_rows,
+    twin_lake,
+    wait_for,
+)
 
-CHAINS = 2
-KILLS_PER_CHAIN = 4
-
-
-def _ingest_args(src: Path, root: Path, key: Path) -> list[str]:
-    lake_args = ["--lake", str(root), "--key-file", str(key)]
-    return ["ingest", str(src), *lake_args, "--workers", "1", "--batch-size", "2", "--no-progress"]
-
-
-def _wait_for_lock(root: Path, pid: int, limit: float = 30.0) -> bool:
-    """True once process ``pid`` holds the lake's write lock (it writes its pid into the lock file)."""
-    deadline = time.monotonic() + limit
-    lock = root / ".lock"
-    while time.monotonic() < deadline:
-        try:
-            if lock.read_text().strip() == str(pid):
-                return True
-        except OSError:
-            pass
-        time.sleep(0.01)
-    return False
-
-
-def _kill_at_random(src: Path, root: Path, key: Path, rng: random.Random) -> bool:
-    """Start an ingest, kill -9 it (and its worker) a random time after it took the lock.
-
-    Returns whether it was still running when killed.
-    """
-    proc = cli(*_ingest_args(src, root, key), stderr=subprocess.DEVNULL)
-    assert _wait_for_lock(root, proc.pid) or proc.poll() is not None
-    time.sleep(rng.uniform(0.0, 1.4))
-    alive = proc.poll() is None
-    if alive:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return alive
-
-
-def test_kill_minus_nine_then_rerun_equals_uninterrupted(tmp_path: Path, corpus: Path) -> None:
-    ref_root, ref_key = new_lake(tmp_path, "reference")
-    reference = ingest(ref_root, [corpus], key_file=ref_key, batch_size=2)
-    assert reference.ingested == 12 and reference.rejected == 2
-    expected = {t: table_rows(ref_root, t) for t in ("instances", "rejects")}
-
-    def chain(number: int) -> int:
-        """Kill an ingest into a fresh lake several times, then let it finish; returns the kills."""
-        rng = random.Random(6 + number)
-        root, key = new_lake(tmp_path, f"crashed{number}")
-        # the lake must have the reference's key so that pseudonyms and UIDs match
-        key.write_bytes(ref_key.read_bytes())
-        config = (root / "lake.json").read_text()
-        ref_config = (ref_root / "lake.json").read_text()
-        (root / "lake.json").write_text(ref_config.replace(_lake_id(ref_config), _lake_id(config)))
-        kills = sum(_kill_at_random(corpus, root, key, rng) for _ in range(KILLS_PER_CHAIN))
-        final = cli(*_ingest_args(corpus, root, key))
-        assert final.wait(timeout=120) == 0
-        for table, rows in expected.items():
-            assert table_rows(root, table) == rows, f"chain {number}: {table} differs from the uninterrupted run"
-        report = verify(root, record=False)
-        assert report.ok, [str(p) for p in report.problems]
-        assert report.counts["instances_with_pixels"] == 12
-        return kills
-
-    # the chains run side by side: most of a CLI run is its start-up, which the two cores share
-    with ThreadPoolExecutor(CHAINS) as pool:
-        kills = sum(pool.map(chain, range(CHAINS)))
-    assert kills >= CHAINS * KILLS_PER_CHAIN // 2  # most kills landed while the ingest was working
+#: Where ``lake ingest`` is killed, as ``point:n`` (the n-th time the point is reached). With
+#: BATCH = 3 the 12 instances are committed in 4 batches; the two rejects in one.
+INGEST_POINTS = [
+    "ingest.after_array:2",  # batch 2: its first pixel array written, the second not yet
+    "pixels.before_checksums:3",  # batch 2: second array's frames written, its checksums not
+    "ingest.after_pixels:2",  # batch 2: all pixels written, no row committed
+    "ingest.after_rejects:1",  # the rejects committed, the instances of their batch not
+    "ingest.after_instances:2",  # batch 2 committed, its table checksums not recorded
+    "ingest.after_fixity:3",  # batch 3 complete
+    "ingest.before_runs_row:1",  # every row committed, the run not in the audit
+    "runs.after_append:1",  # the runs row committed, its checksum not recorded
+]
+#: Where ``lake optimize`` is killed: instances, rejects, then the header index are each rewritten
+#: (files, then one commit), then the range map, then the runs row.
+OPTIMIZE_POINTS = [
+    "optimize.after_file:1",  # instances' new file written, not committed
+    "optimize.after_commit:1",  # instances rewritten, rejects not
+    "optimize.before_commit:3",  # header index written, not committed
+    "optimize.before_ranges:1",  # header index committed, its range map stale
+    "optimize.before_runs_row:1",
+    "runs.after_append:1",
+]
+#: Points reached on these paths that no test above kills at, and why.
+NOT_KILLED_AT = {
+    "ingest.flush": "the start of a batch's commit: the lake is as at ingest.after_fixity of the batch before",
+    "ingest.worker_file": "in a worker process: tests/faults/test_orphans.py and test_interrupt.py pause there",
+}
 
 
-def _lake_id(config_text: str) -> str:
-    import json
-
-    return str(json.loads(config_text)["lake_id"])
+def _name(point: str) -> str:
+    return point.partition(":")[0]
 
 
-def test_concurrent_ingests_wait_on_the_lock_and_never_corrupt(tmp_path: Path, corpus: Path) -> None:
+def test_every_point_of_the_write_paths_is_tested(tmp_path: Path, reference: Reference) -> None:
+    """The lists above name every point an ingest and an optimize reach, each reached often enough."""
+    trace = tmp_path / "trace.txt"
+    root, key = twin_lake(tmp_path, "traced", reference)
+    crashpoints.configure({crashpoints.TRACE_ENV: str(trace)})
+    try:
+        ingest(root, [reference.corpus], key_file=key, batch_size=BATCH, workers=2, file_timeout=60)
+        ingest_reached = Counter(line.split()[0] for line in trace.read_text().splitlines())
+        trace.unlink()
+        optimize(root)
+        optimize_reached = Counter(line.split()[0] for line in trace.read_text().splitlines())
+    finally:
+        crashpoints.configure({})
+    for points, reached in ((INGEST_POINTS, ingest_reached), (OPTIMIZE_POINTS, optimize_reached)):
+        for point in points:
+            name, _, nth = point.partition(":")
+            assert reached[name] >= int(nth), f"{point}: reached only {reached[name]} time(s)"
+    tested = {_name(p) for p in INGEST_POINTS + OPTIMIZE_POINTS}
+    assert set(ingest_reached) | set(optimize_reached) == tested | set(NOT_KILLED_AT)
+
+
+def test_crash_settings_are_checked() -> None:
+    for bad in ({"LAKE_CRASH_AT": "ingest.flush:0"}, {"LAKE_CRASH_AT": ":2"}, {"LAKE_PAUSE_AT": "ingest.flush"}):
+        with pytest.raises(ValueError, match="LAKE_"):
+            crashpoints.configure(bad)
+    crashpoints.configure({})
+
+
+@pytest.mark.parametrize("point", INGEST_POINTS)
+def test_kill_minus_nine_at_each_point_then_rerun_equals_uninterrupted(
+    tmp_path: Path, reference: Reference, point: str
+) -> None:
+    root, key = twin_lake(tmp_path, "crashed", reference)
+    args = ingest_args(reference.corpus, root, key)
+    with running(*args, env={crashpoints.CRASH_ENV: point}) as proc:
+        assert proc.wait(timeout=120) == -signal.SIGKILL, f"the ingest ended without reaching {point}"
+    # readers see whole batches of the uninterrupted run, never part of one
+    committed = table_rows(root, "instances")
+    assert all(row in reference.rows["instances"] for row in committed)
+    assert len(committed) % BATCH == 0
+    # the same command again completes the lake
+    ingest(root, [reference.corpus], key_file=key, batch_size=BATCH)
+    assert_complete(root, reference)
+
+
+def test_concurrent_ingests_wait_on_the_lock_and_never_corrupt(tmp_path: Path, reference: Reference) -> None:
     from lake.lock import write_lock
 
-    ref_root, ref_key = new_lake(tmp_path, "reference")
-    ingest(ref_root, [corpus], key_file=ref_key, batch_size=2)
-    root, key = new_lake(tmp_path, "shared")
-    key.write_bytes(ref_key.read_bytes())
-    (root / "lake.json").write_text(
-        (ref_root / "lake.json").read_text().replace(_lake_id((ref_root / "lake.json").read_text()), "shared-lake")
-    )
+    corpus = reference.corpus
+    root, key = twin_lake(tmp_path, "shared", reference)
     halves = [corpus / p.name for p in sorted(corpus.iterdir()) if p.is_dir()]
     errs = [tmp_path / "err0.txt", tmp_path / "err1.txt"]
-    handles = [e.open("wb") for e in errs]
-    with write_lock(root / ".lock"):  # hold the lock so that both must wait
-        # one ingests everything, the other one of the three patients: they overlap
-        args = [_ingest_args(corpus, root, key), [a for a in _ingest_args(corpus, root, key) if a != str(corpus)]]
-        args[1][1:1] = [str(halves[0])]
-        procs = [cli(*a, stderr=h) for a, h in zip(args, handles, strict=True)]
-        deadline = time.monotonic() + 30
-        while not all("waiting" in e.read_text() for e in errs):
-            assert time.monotonic() < deadline, "an ingest did not report that it waits for the lock"
-            time.sleep(0.05)
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    for h in handles:
-        h.close()
+    # one ingests everything, the other one of the three patients: they overlap
+    args = [ingest_args(corpus, root, key), ingest_args(halves[0], root, key)]
+    with contextlib.ExitStack() as stack:
+        with write_lock(root / ".lock"):  # hold the lock so that both must wait
+            procs = [stack.enter_context(running(*a, stderr=e)) for a, e in zip(args, errs, strict=True)]
+            wait = lambda: all(e.exists() and "waiting" in e.read_text() for e in errs)  # noqa: E731
+            wait_for(wait, "both ingests report that they wait")
+        assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert all(f"process {os.getpid()} is writing to this lake" in e.read_text() for e in errs)
     for table in ("instances", "rejects"):
-        assert table_rows(root, table) == table_rows(ref_root, table)
+        assert table_rows(root, table) == reference.rows[table]
     assert verify(root, record=False).ok
 
 
-def test_kill_minus_nine_during_optimize_then_rerun(tmp_path: Path, corpus: Path) -> None:
-    """Optimize writes its files, then commits: killed anywhere, the lake reads as before, and the
-    next optimize finishes the job (header lookups included)."""
-    import json
-
-    import lake
-
-    root, key = new_lake(tmp_path)
-    ingest(root, [corpus], key_file=key, batch_size=2)
-    before = {t: table_rows(root, t) for t in ("instances", "rejects")}
+def test_kill_minus_nine_during_optimize_then_rerun(tmp_path: Path, reference: Reference) -> None:
+    """Optimize writes its files, then commits: killed at each point, the lake reads as before, and
+    the next optimize finishes the job (header lookups included)."""
+    root, key = twin_lake(tmp_path, "optimized", reference)
+    ingest(root, [reference.corpus], key_file=key, batch_size=BATCH)
     headers = dict(lake.open(root).sql("SELECT SOPInstanceUID, header_json FROM instances").rows())
-    rng = random.Random(11)
-    kills = 0
-    for _ in range(4):
-        proc = cli("optimize", "--lake", str(root), "--force", stderr=subprocess.DEVNULL)
-        assert _wait_for_lock(root, proc.pid) or proc.poll() is not None
-        time.sleep(rng.uniform(0.0, 0.8))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        assert {t: table_rows(root, t) for t in before} == before  # readers never see a half-written table
+
+    def assert_reads_as_before() -> None:
+        assert {t: table_rows(root, t) for t in reference.rows} == reference.rows
         lk = lake.open(root)
         for uid, text in headers.items():
             assert lk.header(uid) == json.loads(text)
-    assert kills >= 2
-    final = cli("optimize", "--lake", str(root))
-    assert final.wait(timeout=120) == 0
-    assert {t: table_rows(root, t) for t in before} == before
-    lk = lake.open(root)
-    assert lk.sql("SELECT count(*) FROM header_index")[0, 0] == len(headers)
-    for uid, text in headers.items():
-        assert lk.header(uid) == json.loads(text)
+
+    for point in OPTIMIZE_POINTS:
+        args = ("optimize", "--lake", str(root), "--force", "--no-progress")
+        with running(*args, env={crashpoints.CRASH_ENV: point}) as proc:
+            assert proc.wait(timeout=120) == -signal.SIGKILL, f"optimize ended without reaching {point}"
+        assert_reads_as_before()  # readers never see a half-written table
+    with running("optimize", "--lake", str(root), "--no-progress") as final:
+        assert final.wait(timeout=120) == 0
+    assert_reads_as_before()
+    assert lake.open(root).sql("SELECT count(*) FROM header_index")[0, 0] == len(headers)
     report = verify(root, record=False)
     assert report.ok, [str(p) for p in report.problems]
