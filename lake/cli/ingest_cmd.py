@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from lake.cli.common import FileProgress, add_key_option, add_lake_option
-from lake.ingest import IngestSummary, ingest
+
+if TYPE_CHECKING:
+    from lake.ingest import IngestSummary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +54,8 @@ def print_summary(summary: IngestSummary) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lake.ingest import ingest
+
     progress = FileProgress("ingest", enabled=not args.no_progress)
     try:
         summary = ingest(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import duckdb
-
 import lake
 from lake.cli.common import add_lake_option, print_frame
 from lake.errors import LakeError
@@ -24,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import duckdb
+
     lk = lake.open(args.lake)
     try:
         df = lk.sql(args.query)
