@@ -8,7 +8,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import polars as pl
 
 from lake.catalog.query import connect, fetch_arrow, fetch_rows, snapshot_versions, view_definitions
@@ -23,6 +22,7 @@ from lake.keys import LakeKey, generate_key, read_key, write_key
 if TYPE_CHECKING:  # zarr, dask and the codecs load when pixels are first read (lake.pixels.api)
     import dask.array
     import duckdb
+    import numpy as np
 
     from lake.pixels.store import PixelStore
     from lake.pixels.volume import Volume

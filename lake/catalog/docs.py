@@ -8,6 +8,7 @@ sync, and ``lake`` never writes into ``site-packages``.
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from lake.catalog.macros import MACROS
@@ -26,8 +27,9 @@ def docs_path() -> Path:
     """``docs/tables.md`` of the checkout; raises :class:`NotASourceCheckoutError` from a wheel."""
     if DOCS_PATH is None:
         raise NotASourceCheckoutError(
-            "lake docs regenerates and checks docs/tables.md of a source checkout, and this lake is an "
-            "installed package without one; run it in a clone of the repository (pip install -e .)"
+            f"lake docs regenerates and checks docs/tables.md in a source checkout, and the lake package "
+            f"here ({files('lake')}) is installed without one; run it in a clone of the repository, "
+            "installed with pip install -e ."
         )
     return DOCS_PATH
 
