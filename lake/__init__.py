@@ -4,17 +4,42 @@ import lake
 lk = lake.open("/data/my-lake")
 lk.sql("SELECT Modality, count(*) FROM instances GROUP BY ALL")
 lk.pixels(sop_instance_uid)
+
+``import lake`` is cheap (no DuckDB, polars, zarr, dask or pydicom): :class:`Lake`, :func:`init`
+and :func:`open` load :mod:`lake.core` on first use, and each part of a lake imports its heavy
+libraries when it is used (``tests/test_startup.py``, ``benchmarks/startup.py``). The image codecs
+reach zarr through its ``zarr.codecs`` entry points (``pyproject.toml``), so ``zarr.open_array``
+of a lake array works in any process where lake is installed.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from lake.core import Lake, init, open
 from lake.errors import LakeError
+
+if TYPE_CHECKING:
+    from lake.core import Lake, init, open
 
 logging.getLogger("lake").addHandler(logging.NullHandler())
 
 __all__ = ["Lake", "LakeError", "__version__", "init", "open"]
+
+_FROM_CORE = frozenset({"Lake", "init", "open"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CORE:
+        from lake import core
+
+        value = getattr(core, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lake' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _FROM_CORE)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array
-import numpy as np
 import polars as pl
 
 from lake.catalog.query import fetch_arrow, fetch_rows, snapshot_versions, view_definitions
@@ -16,14 +15,18 @@ from lake.catalog.sandbox import ReadOnlyConnection, sandboxed_connection
 from lake.catalog.tables import snapshot_files
 from lake.config import DeidSettings, LakeConfig, LakePaths, default_key_path, read_config, write_config
 from lake.created import CreatedPaths
-from lake.deid.pixels import PixelPolicy
+from lake.deid.policy import PixelPolicy
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption, parse_options
 from lake.errors import KeyFileError, KeyMismatchError, LakeExistsError, NotInLakeError
 from lake.headers.schema import load_table_schema, table_names
 from lake.keys import LakeKey, generate_key, read_key, write_key
-from lake.pixels import api as pixel_api
-from lake.pixels.store import PixelStore
-from lake.pixels.volume import Volume
+
+if TYPE_CHECKING:  # zarr, dask and the codecs load when pixels are first read (lake.pixels.api)
+    import dask.array
+    import numpy as np
+
+    from lake.pixels.store import PixelStore
+    from lake.pixels.volume import Volume
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -122,7 +125,12 @@ class Lake:
         self._key_file = Path(key_file) if key_file else None
         self._con: ReadOnlyConnection | None = None
         self._versions: dict[str, int | None] = {}
-        self.pixel_store = PixelStore(self.paths.pixels, self.config.pixels.shard_frames, self.config.pixels.codec)
+
+    @cached_property
+    def pixel_store(self) -> PixelStore:
+        from lake.pixels.store import PixelStore
+
+        return PixelStore(self.paths.pixels, self.config.pixels.shard_frames, self.config.pixels.codec)
 
     def __repr__(self) -> str:
         return f"Lake({str(self.paths.root)!r})"
@@ -229,22 +237,32 @@ class Lake:
 
         ``rgb=True`` converts colour (RGB, YBR, palette) to RGB; raises ``PixelDataError`` for grey.
         """
+        from lake.pixels import api as pixel_api
+
         return pixel_api.instance_pixels(self, sop_instance_uid, frame, rgb)
 
     def series_array(self, series_instance_uid: str) -> dask.array.Array:
         """A lazy dask array of the series' stored values, frames in slice order."""
+        from lake.pixels import api as pixel_api
+
         return pixel_api.series_array(self, series_instance_uid)
 
     def volume(self, series_instance_uid: str, stack: int | None = None, strict: bool = False) -> Volume:
         """The series in patient space (LPS); see :mod:`lake.pixels.volume`. Raises ``GeometryError``."""
+        from lake.pixels import api as pixel_api
+
         return pixel_api.volume(self, series_instance_uid, stack=stack, strict=strict)
 
     def thumbnail(self, uid: str, max_size: int = 256) -> bytes:
         """PNG bytes of a series' windowed middle slice or an instance's middle frame."""
+        from lake.pixels import api as pixel_api
+
         return pixel_api.thumbnail(self, uid, max_size)
 
     def montage(self, uid: str, count: int = 16, max_size: int = 128, columns: int | None = None) -> np.ndarray:
         """A uint8 grid image of evenly spaced windowed slices of a series (or frames of an instance)."""
+        from lake.pixels import api as pixel_api
+
         return pixel_api.montage(self, uid, count, max_size, columns)
 
     # -- summary ---------------------------------------------------------------------------------

@@ -49,6 +49,10 @@ class SchemaError(ConfigError):
     """A table schema in ``schemas/`` is inconsistent."""
 
 
+class NotASourceCheckoutError(LakeError, FileNotFoundError):
+    """A developer command (``lake docs``) that works on a source checkout ran from an installed wheel."""
+
+
 class SourceError(LakeError, OSError):
     """A source path given on the command line cannot be read at all."""
 

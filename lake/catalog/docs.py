@@ -1,19 +1,37 @@
 """``docs/tables.md``, generated from ``schemas/`` (tables, views, macros and the design notes).
 
 The schemas are the one source of truth; ``lake docs`` rewrites the file and ``lake docs --check``
-(and a test) fails when it is out of date.
+(and a test) fails when it is out of date. Both work on a source checkout only (the repository,
+found by :func:`lake.resources.source_checkout`): an installed wheel has no ``docs/`` to keep in
+sync, and ``lake`` never writes into ``site-packages``.
 """
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from lake.catalog.macros import MACROS
 from lake.catalog.query import view_definitions
+from lake.errors import NotASourceCheckoutError
 from lake.headers.schema import TABLES_DIR, TableSchema, load_table_schema, table_names
+from lake.resources import source_checkout
 
-DOCS_PATH = Path(__file__).resolve().parents[2] / "docs" / "tables.md"
+_CHECKOUT = source_checkout()
+#: ``docs/tables.md`` of the source checkout; None when ``lake`` is installed from a wheel.
+DOCS_PATH: Path | None = _CHECKOUT / "docs" / "tables.md" if _CHECKOUT else None
 NOTES_PATH = TABLES_DIR / "README.md"
+
+
+def docs_path() -> Path:
+    """``docs/tables.md`` of the checkout; raises :class:`NotASourceCheckoutError` from a wheel."""
+    if DOCS_PATH is None:
+        raise NotASourceCheckoutError(
+            f"lake docs regenerates and checks docs/tables.md in a source checkout, and the lake package "
+            f"here ({files('lake')}) is installed without one; run it in a clone of the repository, "
+            "installed with pip install -e ."
+        )
+    return DOCS_PATH
 
 
 def _cell(text: str) -> str:
@@ -74,16 +92,20 @@ def render() -> str:
     ]
     out += [f"| `{m.name}({m.parameters})` | {_cell(m.description)} | `{_cell(m.example)}` |" for m in MACROS]
     out.append("")
-    if NOTES_PATH.exists():
-        out += [NOTES_PATH.read_text().rstrip(), ""]
+    if NOTES_PATH.is_file():
+        out += [NOTES_PATH.read_text(encoding="utf-8").rstrip(), ""]
     return "\n".join(out)
 
 
-def is_current(path: Path = DOCS_PATH) -> bool:
-    return path.exists() and path.read_text() == render()
+def is_current(path: Path | None = None) -> bool:
+    """Whether ``path`` (default: the checkout's ``docs/tables.md``) holds the current text."""
+    path = path or docs_path()
+    return path.exists() and path.read_text(encoding="utf-8") == render()
 
 
-def write(path: Path = DOCS_PATH) -> Path:
+def write(path: Path | None = None) -> Path:
+    """Write the docs to ``path`` (default: the checkout's ``docs/tables.md``); returns the path."""
+    path = path or docs_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render())
+    path.write_text(render(), encoding="utf-8")
     return path

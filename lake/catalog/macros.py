@@ -16,12 +16,14 @@ Why macros and not an ``elements`` table: see ``docs/tables.md`` (measured by
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from pydicom.datadict import DicomDictionary, keyword_dict
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,34 @@ MACROS: tuple[Macro, ...] = (
 )
 
 
+def _pydicom_dictionary() -> dict[int, tuple[str, str, str, str, str]]:
+    """pydicom's data dictionary (tag: VR, VM, name, retired, keyword), without importing pydicom.
+
+    ``import pydicom`` loads its pixel backends (~0.2 s, most of a ``lake sql`` call, which needs
+    only this table); the dictionary itself is a plain data module, ``pydicom/_dicom_dict.py``.
+    Falls back to ``pydicom.datadict`` when pydicom is loaded already or its layout changed.
+    """
+    package = importlib.util.find_spec("pydicom") if "pydicom" not in sys.modules else None
+    folders = list(package.submodule_search_locations or []) if package else []
+    path = Path(folders[0], "_dicom_dict.py") if folders else None
+    spec = importlib.util.spec_from_file_location("lake._pydicom_dict", path) if path and path.is_file() else None
+    if spec is not None and spec.loader is not None:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return dict(module.DicomDictionary)
+    from pydicom.datadict import DicomDictionary
+
+    return DicomDictionary
+
+
 @cache
 def dictionary_arrow() -> pa.Table:
     """The public DICOM data dictionary (from pydicom): keyword, tag, VR, name, retired."""
-    with_keyword = set(keyword_dict.values())
-    tags = sorted(t for t in DicomDictionary if t in with_keyword)
-    entries = [DicomDictionary[t] for t in tags]
+    dictionary = _pydicom_dictionary()
+    # the tags of pydicom's keyword_dict: one per keyword (the last), the empty keyword included
+    with_keyword = set({entry[4]: tag for tag, entry in dictionary.items()}.values())
+    tags = sorted(t for t in dictionary if t in with_keyword)
+    entries = [dictionary[t] for t in tags]
     return pa.table(
         {
             "tag": [f"{t:08X}" for t in tags],

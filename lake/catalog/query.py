@@ -7,7 +7,6 @@ import re
 import tempfile
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -17,11 +16,12 @@ from lake.catalog.macros import install as install_macros
 from lake.catalog.tables import empty_arrow, snapshot, table_version
 from lake.config import LakePaths
 from lake.headers.schema import TableSchema, load_table_schema, table_names
+from lake.resources import schema_dir
 
 if TYPE_CHECKING:
     from lake.catalog.sandbox import ReadOnlyConnection
 
-VIEWS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "views"
+VIEWS_DIR = schema_dir("views")  # package data (lake.resources)
 _VIEW_NAME = re.compile(r"^--\s*view:\s*(\w+)", re.M)
 _VIEW_DESC = re.compile(r"^--\s*description:\s*(.+)$", re.M)
 _VIEW_COLUMN = re.compile(r"^--\s*column:\s*(\w+):\s*(.+)$", re.M)
@@ -39,13 +39,13 @@ class ViewDefinition:
 def view_definitions() -> tuple[ViewDefinition, ...]:
     """Derived views from ``schemas/views/NN_name.sql`` in file-name order (later may use earlier)."""
     out = []
-    for path in sorted(VIEWS_DIR.glob("*.sql")):
-        text = path.read_text()
+    for path in sorted((p for p in VIEWS_DIR.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name):
+        text = path.read_text(encoding="utf-8")
         name = _VIEW_NAME.search(text)
         desc = _VIEW_DESC.search(text)
         out.append(
             ViewDefinition(
-                name.group(1) if name else path.stem.split("_", 1)[-1],
+                name.group(1) if name else path.name.removesuffix(".sql").split("_", 1)[-1],
                 desc.group(1) if desc else "",
                 text,
                 tuple((m.group(1), m.group(2).strip()) for m in _VIEW_COLUMN.finditer(text)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lake.audit import PHI_PATTERNS, audit_lake, read_identifiers
 from lake.cli.common import add_lake_option
 from lake.config import LakePaths
 from lake.errors import LakeNotFoundError, SourceError
@@ -26,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lake.audit import PHI_PATTERNS, audit_lake, read_identifiers
+
     root = Path(args.lake)
     if not LakePaths(root).exists():
         raise LakeNotFoundError(root)

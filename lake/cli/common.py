@@ -6,10 +6,10 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-from tqdm import tqdm
+if TYPE_CHECKING:  # polars and tqdm load when a command prints a frame or a bar, not for --help
+    import polars as pl
 
 
 def add_lake_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -28,6 +28,8 @@ class FileProgress:
     """A progress bar on stderr with files/s and MB/s."""
 
     def __init__(self, description: str, enabled: bool = True, unit: str = " files") -> None:
+        from tqdm import tqdm
+
         self.bar = tqdm(desc=description, unit=unit, file=sys.stderr, disable=not enabled, dynamic_ncols=True)
         self.bytes = 0
         self.t0 = time.monotonic()
@@ -47,6 +49,8 @@ class RowProgress:
     """A progress bar on stderr with rows/s, relabelled per table (``lake optimize``)."""
 
     def __init__(self, description: str, enabled: bool = True) -> None:
+        from tqdm import tqdm
+
         self.description = description
         self.bar = tqdm(desc=description, unit=" rows", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
         self.table = ""
@@ -69,6 +73,8 @@ TABLE_COLUMNS = 50
 def csv_frame(df: pl.DataFrame) -> pl.DataFrame:
     """``df`` with what CSV cannot hold as text a CSV reader keeps: lists and structs as JSON text
     (``["ORIGINAL","PRIMARY"]``, ``[0.5,0.5]``), binary as base64; a null stays an empty field."""
+    import polars as pl
+
     columns = []
     for name, dtype in df.schema.items():
         col = pl.col(name)
@@ -94,6 +100,8 @@ def print_frame(df: pl.DataFrame, fmt: str, max_rows: int = DEFAULT_MAX_ROWS) ->
     A table shows at most ``max_rows`` rows (0: all) and says on stderr how many there were and how
     to get them all; csv and json always hold every row.
     """
+    import polars as pl
+
     if fmt == "csv":
         sys.stdout.write(csv_frame(df).write_csv())
     elif fmt == "json":

@@ -8,9 +8,7 @@ import os
 import lake
 from lake.cli.common import FileProgress, add_key_option, print_frame, print_mapping
 from lake.cli.ingest_cmd import print_summary
-from lake.demo import DEMO_QUERY, demo_sources
 from lake.errors import SourceError
-from lake.ingest import ingest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lake.demo import DEMO_QUERY, demo_sources
+    from lake.ingest import ingest
+
     sources = demo_sources()
     if not sources:
         raise SourceError("no demo files found: install pydicom and pydicom-data (pip install -e .)")

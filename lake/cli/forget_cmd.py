@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from lake.cli.common import add_key_option, add_lake_option
-from lake.maintenance.forget import forget
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lake.maintenance.forget import forget
+
     s = forget(args.lake, patient=args.patient, original_id=args.original_id, key_file=args.key_file)
     print(
         f"forgot {s.instances} instances: {s.rows_deleted} rows deleted, {s.arrays_deleted} pixel arrays "

@@ -6,11 +6,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lake.cli.argtypes import non_negative_float, non_negative_int, positive_int, readable_file
 from lake.cli.common import FileProgress, add_key_option, add_lake_option
-from lake.ingest import IngestSummary, ingest
-from lake.ingest.run import IngestInterrupted
+
+if TYPE_CHECKING:
+    from lake.ingest import IngestSummary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +90,8 @@ def print_summary(summary: IngestSummary, vault_log: Path | None = None) -> None
 
 def run(args: argparse.Namespace) -> int:
     from lake.config import LakePaths, default_key_path, read_config
-    from lake.ingest.run import vault_log_path
+    from lake.ingest import ingest
+    from lake.ingest.run import IngestInterrupted, vault_log_path
 
     progress = FileProgress("ingest", enabled=not args.no_progress)
     try:

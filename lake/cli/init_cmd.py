@@ -6,7 +6,7 @@ import argparse
 
 import lake
 from lake.cli.common import add_key_option
-from lake.deid.pixels import PixelPolicy
+from lake.deid.policy import PixelPolicy
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lake.catalog.optimize import optimize
 from lake.cli.common import RowProgress, add_lake_option
 from lake.config import LakePaths
 from lake.errors import LakeNotFoundError
@@ -25,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lake.catalog.optimize import optimize
+
     if not LakePaths(args.lake).exists():
         raise LakeNotFoundError(args.lake)
     progress = RowProgress("optimize", enabled=not args.no_progress)

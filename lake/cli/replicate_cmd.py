@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from lake.cli.common import FileProgress, add_lake_option
-from lake.maintenance.replicate import replicate
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lake.maintenance.replicate import replicate
+
     progress = FileProgress("replicate", enabled=not args.no_progress)
     try:
         s = replicate(args.lake, args.to, checksum=args.checksum, on_file=progress)

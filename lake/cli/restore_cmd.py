@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from lake.cli.common import add_lake_option
-from lake.maintenance.replicate import restore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lake.maintenance.replicate import restore
+
     s = restore(args.lake, args.source)
     print(f"restored {s.copied} files, {s.unchanged} were intact, removed {s.deleted}; run {s.run_id}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lake.cli.common import add_lake_option
-from lake.maintenance.vacuum import DEFAULT_RETENTION_HOURS, vacuum
+from lake.maintenance import DEFAULT_RETENTION_HOURS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lake.maintenance.vacuum import vacuum
+
     s = vacuum(args.lake, args.retention_hours)
     files = sum(s.table_files.values())
     print(f"removed {s.orphan_arrays} orphan pixel arrays and {files} old table files; run {s.run_id}")

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from lake.cli.common import FileProgress, add_lake_option
-from lake.maintenance.verify import verify
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lake.maintenance.verify import verify
+
     progress = FileProgress("verify", enabled=not args.no_progress, unit=" instances")
     try:
         report = verify(args.lake, on_row=progress)

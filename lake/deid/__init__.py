@@ -1,14 +1,21 @@
-"""De-identification to DICOM PS3.15 Annex E with keyed, consistent pseudonyms, UIDs and date shifts."""
+"""De-identification to DICOM PS3.15 Annex E with keyed, consistent pseudonyms, UIDs and date shifts.
+
+The names below load on first use, so that ``lake.deid.profile`` and ``lake.deid.policy`` (what the
+command line needs to list options) import without pydicom and the ``deid`` rules.
+"""
 
 from __future__ import annotations
 
-from lake.config import DeidSettings
-from lake.deid.engine import Deidentifier, DeidResult, PrivateRule
-from lake.deid.pixels import PixelPolicy
-from lake.deid.private import load_safelist
-from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Action, Profile, ProfileOption
-from lake.deid.recipe import Recipe, load_recipe
-from lake.keys import LakeKey
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lake.config import DeidSettings
+    from lake.deid.engine import Deidentifier, DeidResult, PrivateRule
+    from lake.deid.policy import PixelPolicy
+    from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Action, Profile, ProfileOption
+    from lake.deid.recipe import Recipe, load_recipe
+    from lake.keys import LakeKey
 
 __all__ = [
     "DEFAULT_RESEARCH_OPTIONS",
@@ -30,6 +37,10 @@ def build_deidentifier(key: LakeKey, settings: DeidSettings, recipe: Recipe | No
 
     Raises :class:`lake.errors.RecipeError` when the recipe would re-admit what the profile removes.
     """
+    from lake.deid.engine import Deidentifier
+    from lake.deid.private import load_safelist
+    from lake.deid.profile import Profile
+
     return Deidentifier(
         key,
         Profile(settings.options),
@@ -37,3 +48,25 @@ def build_deidentifier(key: LakeKey, settings: DeidSettings, recipe: Recipe | No
         private_safelist=load_safelist(),
         recipe=recipe,
     )
+
+
+_EXPORTS = {
+    "DEFAULT_RESEARCH_OPTIONS": "lake.deid.profile",
+    "Action": "lake.deid.profile",
+    "Profile": "lake.deid.profile",
+    "ProfileOption": "lake.deid.profile",
+    "DeidResult": "lake.deid.engine",
+    "Deidentifier": "lake.deid.engine",
+    "PrivateRule": "lake.deid.engine",
+    "PixelPolicy": "lake.deid.policy",
+    "Recipe": "lake.deid.recipe",
+    "load_recipe": "lake.deid.recipe",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lake.deid' has no attribute {name!r}")

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 from pydicom import Dataset
 
 from lake.deid import burned_in
+from lake.deid.policy import PixelPolicy
 from lake.pixels.decode import DecodedPixels
 
 AT_RISK_SOP_CLASSES = {
@@ -35,13 +35,6 @@ AT_RISK_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.104.1": "encapsulated_pdf",
     "1.2.840.10008.5.1.4.1.1.88.67": "dose_report",
 }
-
-
-class PixelPolicy(StrEnum):
-    MASK = "mask"
-    QUARANTINE = "quarantine"
-    KEEP_FLAGGED = "keep-flagged"
-    MASK_OR_QUARANTINE = "mask-or-quarantine"
 
 
 #: Finds regions to blank: returns (reason, [(x0, y0, x1, y1), ...]) or None when no rule knows

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import tomllib
 from functools import cache
-from pathlib import Path
 
 from lake.deid.engine import PrivateRule
 from lake.errors import ConfigError
+from lake.resources import Traversable, schema_file
 
-SAFELIST_PATH = Path(__file__).resolve().parents[2] / "schemas" / "deid" / "private-safelist.toml"
+SAFELIST_PATH = schema_file("deid", "private-safelist.toml")  # package data (lake.resources)
 
 
 @cache
-def load_safelist(path: Path = SAFELIST_PATH) -> tuple[PrivateRule, ...]:
+def load_safelist(path: Traversable = SAFELIST_PATH) -> tuple[PrivateRule, ...]:
     """Rules ``(group, creator, element byte)``; each entry in the file documents what it is."""
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read the private safelist {path}: {exc}") from exc
     rules = []

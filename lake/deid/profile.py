@@ -7,13 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from lake.errors import ConfigError
+from lake.resources import Traversable, schema_file
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-PROFILE_PATH = SCHEMAS / "deid" / "ps3.15-table-e.1-1.json"
+PROFILE_PATH = schema_file("deid", "ps3.15-table-e.1-1.json")  # package data (lake.resources)
 
 
 class Action(StrEnum):
@@ -71,10 +70,10 @@ class ProfileRow:
 
 
 @cache
-def load_profile_table(path: Path = PROFILE_PATH) -> tuple[dict[str, Any], tuple[ProfileRow, ...]]:
+def load_profile_table(path: Traversable = PROFILE_PATH) -> tuple[dict[str, Any], tuple[ProfileRow, ...]]:
     """Read the profile definition; returns (document metadata, rows)."""
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
         rows = tuple(
             ProfileRow(
                 tag=r["tag"],

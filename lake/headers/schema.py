@@ -5,13 +5,13 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import pyarrow as pa
 
 from lake.errors import SchemaError
+from lake.resources import Traversable, schema_dir
 
-TABLES_DIR = Path(__file__).resolve().parents[2] / "schemas" / "tables"
+TABLES_DIR = schema_dir("tables")  # package data (lake.resources)
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "VARCHAR": pa.string(),
@@ -74,10 +74,10 @@ class TableSchema:
 
 
 @cache
-def load_table_schema(name: str, directory: Path = TABLES_DIR) -> TableSchema:
+def load_table_schema(name: str, directory: Traversable = TABLES_DIR) -> TableSchema:
     path = directory / f"{name}.toml"
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SchemaError(f"cannot read table schema {path}: {exc}") from exc
     columns = []
@@ -103,5 +103,5 @@ def load_table_schema(name: str, directory: Path = TABLES_DIR) -> TableSchema:
     )
 
 
-def table_names(directory: Path = TABLES_DIR) -> list[str]:
-    return sorted(p.stem for p in directory.glob("*.toml"))
+def table_names(directory: Traversable = TABLES_DIR) -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in directory.iterdir() if p.name.endswith(".toml"))

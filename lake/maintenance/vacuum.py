@@ -19,10 +19,9 @@ from lake.config import LakePaths, read_config
 from lake.fixity import record_table_fixity, table_dirs
 from lake.ingest.state import LakeState
 from lake.lock import write_lock
+from lake.maintenance import DEFAULT_RETENTION_HOURS
 from lake.maintenance.orphans import remove_orphans
 from lake.runs import append_run, new_run_id, utc_now
-
-DEFAULT_RETENTION_HOURS = 7 * 24
 
 
 @dataclass

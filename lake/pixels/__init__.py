@@ -1,13 +1,35 @@
 """Pixels: decoding, the Zarr v3 store and its codecs, volumes in patient space, previews.
 
 ``lake.Lake`` is the usual way in (``pixels``, ``series_array``, ``volume``, ``thumbnail``,
-``montage``); these names are for type hints and for tools such as ``lake verify``.
+``montage``); these names are for type hints and for tools such as ``lake verify``. They load on
+first use: importing a module of this package does not import zarr and the codecs unless it
+needs them.
 """
 
 from __future__ import annotations
 
-from lake.pixels.codecs import PixelCodec
-from lake.pixels.fixity import shard_checksums, verify_fixity
-from lake.pixels.volume import GeometryIssue, Volume
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lake.pixels.codecs import PixelCodec
+    from lake.pixels.fixity import shard_checksums, verify_fixity
+    from lake.pixels.volume import GeometryIssue, Volume
 
 __all__ = ["GeometryIssue", "PixelCodec", "Volume", "shard_checksums", "verify_fixity"]
+
+_EXPORTS = {
+    "PixelCodec": "lake.pixels.codecs",
+    "shard_checksums": "lake.pixels.fixity",
+    "verify_fixity": "lake.pixels.fixity",
+    "GeometryIssue": "lake.pixels.volume",
+    "Volume": "lake.pixels.volume",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lake.pixels' has no attribute {name!r}")

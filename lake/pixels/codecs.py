@@ -1,9 +1,11 @@
 """Lossless image codecs as Zarr v3 array-to-bytes codecs, and the pixel codec choices of the store.
 
 ``imagecodecs``' numcodecs wrappers only work as Zarr v2 compressors, so each image codec used by
-the lake is a small :class:`zarr.abc.codec.ArrayBytesCodec` here, registered with zarr's codec
-registry when ``lake`` is imported. Any Python reader that ``import lake`` opens the arrays with
-plain ``zarr.open_array``.
+the lake is a small :class:`zarr.abc.codec.ArrayBytesCodec` here. They reach zarr's codec registry
+through the ``zarr.codecs`` entry points of ``pyproject.toml`` (zarr loads this module when an
+array names one), so any Python where ``lake`` is installed opens the arrays with plain
+``zarr.open_array``, without even importing lake; importing this module registers them too (a
+checkout on ``PYTHONPATH`` without installed metadata).
 
 For readers outside Python (format of one chunk; a chunk is one frame of shape
 ``(1, rows, cols[, samples])``, or a 1024 x 1024 tile of a frame over 2048 rows or columns with the
@@ -332,7 +334,7 @@ def zarr_codecs(codec: str, dtype: np.dtype[Any]) -> tuple[ArrayBytesCodec | Non
 
 
 def register() -> None:
-    """Register the image codecs with zarr (done on ``import lake``; safe to repeat)."""
+    """Register the image codecs with zarr (done when this module is imported; safe to repeat)."""
     for cls in IMAGE_CODEC_CLASSES.values():
         register_codec(cls.codec_name, cls)
 
