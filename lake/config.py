@@ -94,7 +94,7 @@ class DeidSettings:
 
     def validate(self) -> None:
         self.check()
-        from lake.deid.pixels import PixelPolicy
+        from lake.deid.policy import PixelPolicy
         from lake.deid.profile import parse_options
 
         parse_options(self.options)  # names the valid options on a typo

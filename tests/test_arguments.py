@@ -327,7 +327,7 @@ def test_zero_means_no_limit(corpus: Path, tmp_path: Path, monkeypatch: pytest.M
         seen.update(kwargs)
         raise LockTimeoutError("stop here")
 
-    monkeypatch.setattr("lake.cli.ingest_cmd.ingest", fake_ingest)
+    monkeypatch.setattr("lake.ingest.ingest", fake_ingest)  # imported when the command runs
     assert main([*ingest_args(corpus, tmp_path / "lk"), "--file-timeout", "0", "--worker-memory-mb", "0"]) == 2
     assert seen["file_timeout"] is None and seen["worker_memory_bytes"] is None
 
