@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from lake.catalog import header_index, ordered
-from lake.errors import InvalidUIDError, NotInLakeError
+from lake.errors import InvalidUIDError, NotInLakeError, QueryRefusedError
 
 if TYPE_CHECKING:
     from lake.catalog.sandbox import ReadOnlyConnection
@@ -39,6 +39,15 @@ def _scan(con: ReadOnlyConnection, source: str, uid: str) -> str | None:
 def header_text(lk: Lake, uid: str) -> str:
     """The DICOM JSON text of instance ``uid``; raises :class:`NotInLakeError` when absent."""
     check_uid(uid)
+    try:
+        return _header_text(lk, uid)
+    except QueryRefusedError:
+        # An optimize committed between listing the files ingested since the index and opening the
+        # query connection: those files left the snapshot (the sandbox refuses them). Look again.
+        return _header_text(lk, uid)
+
+
+def _header_text(lk: Lake, uid: str) -> str:
     ranges = header_index.range_map(lk.paths)
     if ranges is None:
         text = _scan(lk.connection(), "instances", uid)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import lake
 from lake.cli.common import FileProgress, add_key_option, print_frame, print_mapping
+from lake.cli.info_cmd import describe
 from lake.cli.ingest_cmd import print_summary
 from lake.errors import SourceError
 
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lake.demo import DEMO_QUERY, demo_sources
     from lake.ingest import ingest
+    from lake.ingest.run import vault_log_path
 
     sources = demo_sources()
     if not sources:
@@ -39,17 +42,22 @@ def run(args: argparse.Namespace) -> int:
         print("demo sources: " + ", ".join(str(s) for s in sources))
     progress = FileProgress("ingest", enabled=not args.no_progress)
     try:
-        summary = ingest(args.lake, sources, key_file=args.key_file, workers=args.workers, on_file=progress)
+        summary = ingest(
+            args.lake,
+            sources,
+            key_file=args.key_file,
+            workers=args.workers,
+            on_file=progress,
+            on_message=None if args.quiet else lambda m: print(m, file=sys.stderr),
+        )
     finally:
         progress.close()
-    print_summary(summary)
+    lk = lake.open(args.lake, key_file=args.key_file)
+    print_summary(summary, vault_log_path(lk.key_path, summary.run_id))
     if args.quiet:
         return 0
-    lk = lake.open(args.lake)
     print(f"\nlake {lk.root}:")
-    info = lk.info()
-    info["deid_options"] = ", ".join(info["deid_options"])
-    print_mapping(info)
+    print_mapping(describe(lk))
     print(f"\nexample query:\n{DEMO_QUERY}\n")
     print_frame(lk.sql(DEMO_QUERY), "table")
     print(f'\nnext: lake sql --lake {args.lake} "SELECT * FROM studies LIMIT 5"')

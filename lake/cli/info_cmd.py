@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 import lake
 from lake.cli.common import add_lake_option, print_mapping
+
+if TYPE_CHECKING:
+    from lake.core import Lake
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,14 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    lk = lake.open(args.lake)
+def describe(lk: Lake) -> dict[str, Any]:
+    """The lake's counts and its effective settings, as recorded in lake.json (what every ingest applies)."""
     info = lk.info()
     deid = lk.config.deid
-    # The effective settings, as recorded in lake.json (what every ingest applies).
     info["deid_options"] = ", ".join(info["deid_options"]) or "(none: the Basic Profile alone)"
     info["date_offset_days"] = "{} to {} (per-patient backwards shift)".format(*deid.date_offset_days)
     info["burned_in_policy"] = deid.burned_in_policy
     info["keep_crosswalk"] = "yes" if deid.keep_crosswalk else "no"
-    print_mapping(info)
+    return info
+
+
+def run(args: argparse.Namespace) -> int:
+    print_mapping(describe(lake.open(args.lake)))
     return 0
