@@ -8,8 +8,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
 from lake.catalog.query import fetch_arrow, fetch_rows, snapshot_versions, view_definitions
 from lake.catalog.sandbox import ReadOnlyConnection, sandboxed_connection
 from lake.catalog.tables import snapshot_files
@@ -24,6 +22,7 @@ from lake.keys import LakeKey, generate_key, read_key, write_key
 if TYPE_CHECKING:  # zarr, dask and the codecs load when pixels are first read (lake.pixels.api)
     import dask.array
     import numpy as np
+    import polars as pl
 
     from lake.pixels.store import PixelStore
     from lake.pixels.volume import Volume
@@ -181,6 +180,8 @@ class Lake:
         ``params`` fill ``?`` (a list) or ``$name`` (a dict) placeholders. Writes, settings, several
         statements and reads of other files raise :class:`QueryRefusedError` (nothing runs).
         """
+        import polars as pl
+
         result = pl.from_arrow(fetch_arrow(self.connection(), query, params))
         assert isinstance(result, pl.DataFrame)
         return result
@@ -190,6 +191,8 @@ class Lake:
 
     def table(self, name: str) -> pl.LazyFrame:
         """A lazy polars frame over a table (Parquet scan of its snapshot) or a derived view."""
+        import polars as pl
+
         if name in table_names():
             files = snapshot_files(self.paths.table(name))
             if files:

@@ -82,15 +82,21 @@ def test_select_star_of_every_view_writes_csv(lk: str, view: str, capsys: pytest
     assert len(rows) == 1 + lake.open(lk).sql(f"SELECT count(*) AS n FROM {view}")["n"][0]
 
 
+def _cells(table: str) -> list[str]:
+    """The values of a one-column box table as DuckDB renders it (header and type lines dropped)."""
+    lines = [line.strip("│ ") for line in table.splitlines() if line.startswith("│")]
+    return lines[2:]
+
+
 def test_table_output_says_how_many_rows_there_were(lk: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = sql(capsys, lk, "SELECT range AS i FROM range(1234)")
     assert code == 0
     assert "showing the first 200 of 1234 rows" in err and "--out FILE" in err and "--max-rows" in err
-    assert "│ 199 " in out and "│ 200 " not in out
+    assert _cells(out) == [str(i) for i in range(200)]  # the first 200 rows, every one of them
     code, out, err = sql(capsys, lk, "SELECT range AS i FROM range(1234)", "--max-rows", "5")
-    assert "showing the first 5 of 1234 rows" in err and "│ 4 " in out and "│ 5 " not in out
+    assert "showing the first 5 of 1234 rows" in err and _cells(out) == ["0", "1", "2", "3", "4"]
     code, out, err = sql(capsys, lk, "SELECT range AS i FROM range(1234)", "--max-rows", "0")
-    assert code == 0 and err == "" and "│ 1233 " in out
+    assert code == 0 and err == "" and _cells(out) == [str(i) for i in range(1234)]
     code, out, err = sql(capsys, lk, "SELECT range AS i FROM range(20)")
     assert code == 0 and err == ""
     code, _, err = sql(capsys, lk, "SELECT * FROM instances")

@@ -86,6 +86,23 @@ def test_lake_sql_loads_only_what_a_query_needs(tmp_path: Path) -> None:
     assert not extra, f"lake sql loaded {sorted(extra)}"
 
 
+def test_lake_sql_as_a_table_loads_only_duckdb_and_deltalake(tmp_path: Path) -> None:
+    """The default table output is rendered by DuckDB: no pyarrow, polars or numpy to load."""
+    make_cohort(tmp_path / "src", n_patients=1, studies_per_patient=1, n_images=2)
+    assert ingest(tmp_path / "lk", [tmp_path / "src"], workers=1).ingested == 2
+    code = (
+        "import contextlib, io\nfrom lake.cli import main\nbuf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        "    out['code'] = main(['sql', '--lake', 'lk', \"SELECT count(*) AS n FROM studies\"])\n"
+        "out['stdout'] = buf.getvalue()"
+    )
+    out = _fresh(code, tmp_path)
+    assert out["code"] == 0
+    assert "│     1 │" in str(out["stdout"])
+    extra = _loaded(out) & (HEAVY - {"duckdb", "deltalake"})
+    assert not extra, f"lake sql (table) loaded {sorted(extra)}"
+
+
 def test_dictionary_without_pydicom_equals_pydicom_datadict(tmp_path: Path) -> None:
     code = (
         "from lake.catalog.macros import dictionary_arrow\n"

@@ -21,9 +21,12 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -121,29 +124,35 @@ def _pydicom_dictionary() -> dict[int, tuple[str, str, str, str, str]]:
 
 
 @cache
-def dictionary_arrow() -> pa.Table:
-    """The public DICOM data dictionary (from pydicom): keyword, tag, VR, name, retired."""
+def dictionary_columns() -> dict[str, list[Any]]:
+    """The public DICOM data dictionary (from pydicom) as columns: tag, keyword, VR, name, retired."""
     dictionary = _pydicom_dictionary()
     # the tags of pydicom's keyword_dict: one per keyword (the last), the empty keyword included
     with_keyword = set({entry[4]: tag for tag, entry in dictionary.items()}.values())
     tags = sorted(t for t in dictionary if t in with_keyword)
     entries = [dictionary[t] for t in tags]
-    return pa.table(
-        {
-            "tag": [f"{t:08X}" for t in tags],
-            "keyword": [e[4] for e in entries],
-            "vr": [e[0] for e in entries],
-            "name": [e[2] for e in entries],
-            "retired": [bool(e[3]) for e in entries],
-        }
-    )
+    return {
+        "tag": [f"{t:08X}" for t in tags],
+        "keyword": [e[4] for e in entries],
+        "vr": [e[0] for e in entries],
+        "name": [e[2] for e in entries],
+        "retired": [bool(e[3]) for e in entries],
+    }
+
+
+def dictionary_arrow() -> pa.Table:
+    """:func:`dictionary_columns` as an Arrow table."""
+    import pyarrow as pa
+
+    return pa.table(dictionary_columns())
 
 
 def install(con: duckdb.DuckDBPyConnection) -> None:
     """Create the ``dicom_dictionary`` table and the ``dicom_*`` macros on ``con``."""
-    con.register("_dicom_dictionary_arrow", dictionary_arrow())
-    con.execute("CREATE OR REPLACE TABLE dicom_dictionary AS SELECT * FROM _dicom_dictionary_arrow")
-    con.unregister("_dicom_dictionary_arrow")
+    # five parallel lists unnested in one statement: no pyarrow (a query of the lake does not load it)
+    columns = dictionary_columns()
+    select = ", ".join(f"unnest(${name}) AS {name}" for name in columns)
+    con.execute(f"CREATE OR REPLACE TABLE dicom_dictionary AS SELECT {select}", columns)
     # two parallel lists, not a MAP: building a 5,000-entry MAP costs ~0.2 s per connection
     con.execute("SET VARIABLE dicom_keyword_list = (SELECT list(keyword ORDER BY tag) FROM dicom_dictionary)")
     con.execute("SET VARIABLE dicom_tag_list = (SELECT list(tag ORDER BY tag) FROM dicom_dictionary)")

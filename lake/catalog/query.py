@@ -10,15 +10,16 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from lake.catalog.macros import install as install_macros
-from lake.catalog.tables import empty_arrow, snapshot, table_version
+from lake.catalog.tables import snapshot, table_version
 from lake.config import LakePaths
 from lake.headers.schema import TableSchema, load_table_schema, table_names
 from lake.resources import schema_dir
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pyarrow loads when a result is fetched as Arrow, not to open the views
+    import pyarrow as pa
+
     from lake.catalog.sandbox import ReadOnlyConnection
 
 VIEWS_DIR = schema_dir("views")  # package data (lake.resources)
@@ -117,11 +118,10 @@ def open_views(paths: LakePaths, threads: int | None = None) -> tuple[duckdb.Duc
             union = "true" if schema.built_by == "ingest" else "false"
             source = f"read_parquet([{file_list}], union_by_name = {union})"
             select = _select_list(schema, stored)
-        else:
-            con.register(f"_empty_{name}", empty_arrow(schema))
-            source = f"_empty_{name}"
-            select = _select_list(schema)
-        con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM {source}")
+            con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM {source}")
+        else:  # no file yet: every column a typed NULL, and no row
+            nulls = ", ".join(f"NULL::{c.type} AS {c.name}" for c in schema.columns)
+            con.execute(f"CREATE VIEW {name} AS SELECT {nulls} WHERE false")
     for view in view_definitions():
         con.execute(f"CREATE VIEW {view.name} AS {view.sql}")
     return con, read
@@ -153,6 +153,8 @@ def fetch_rows(
 
 def relation_arrow(relation: duckdb.DuckDBPyRelation | None) -> pa.Table:
     """A relation's rows as Arrow (DuckDB 2.x ``to_arrow_table``, 1.x ``fetch_arrow_table``)."""
+    import pyarrow as pa
+
     if relation is None:  # a statement without a result (DDL)
         return pa.table({})
     fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table

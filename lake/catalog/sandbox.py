@@ -25,16 +25,24 @@ the files itself. Internal writers (ingest, optimize, verify, forget) use their 
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from lake.catalog.query import Params, open_views, relation_arrow
 from lake.config import LakePaths
 from lake.errors import QueryRefusedError
+
+if TYPE_CHECKING:  # results load pyarrow only when fetched as Arrow (``render`` needs none)
+    import pyarrow as pa
+
+#: The in-memory table :meth:`ReadOnlyConnection.render` holds a result in while it counts and prints it.
+_RESULT = "_lake_rendered_result"
 
 #: What a user query may be, by DuckDB's own classification.
 ALLOWED = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
@@ -162,6 +170,36 @@ class ReadOnlyConnection:
         with _refusing_file_access():
             return relation_arrow(self._con.sql(statement, params=parameters or None))
 
+    def render(self, query: str, max_rows: int, max_columns: int = 50, max_width: int = 200) -> Rendered:
+        """Run one query and render its first ``max_rows`` rows (0: all) and ``max_columns`` columns as
+        DuckDB's box table (what ``lake sql`` prints), with the result's row and column counts.
+
+        Needs neither pyarrow nor polars (a fraction of a ``lake sql`` call's start-up). The result is
+        held in an in-memory table of this connection while it is counted and printed.
+        """
+        statement = check_statement(query, self._con)
+        with _refusing_file_access():
+            relation = self._con.sql(statement)
+            if relation is None:
+                return Rendered("", 0, 0)
+            relation.to_table(_RESULT)
+        try:
+            result = self._con.table(_RESULT)
+            rows = int(self._con.execute(f"SELECT count(*) FROM {_RESULT}").fetchall()[0][0])
+            columns = result.columns
+            if statement.type == duckdb.StatementType.EXPLAIN:  # the plan as text, not in a box
+                plans = result.project(_quote_name(columns[-1])).fetchall()
+                return Rendered("\n".join(str(p[0]) for p in plans) + "\n", rows, len(columns))
+            shown = result.project(", ".join(_quote_name(c) for c in columns[:max_columns]))
+            if max_rows > 0:
+                shown = shown.limit(max_rows)
+            text = io.StringIO()
+            with contextlib.redirect_stdout(text):
+                shown.show(max_rows=max(min(rows, max_rows) if max_rows > 0 else rows, 1), max_width=max_width)
+            return Rendered(text.getvalue(), rows, len(columns))
+        finally:
+            self._con.execute(f"DROP TABLE IF EXISTS {_RESULT}").fetchall()
+
     def fetchall(self) -> list[tuple[Any, ...]]:
         return self._con.fetchall()
 
@@ -174,6 +212,19 @@ class ReadOnlyConnection:
 
     def close(self) -> None:
         self._con.close()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A query's result rendered as text (:meth:`ReadOnlyConnection.render`)."""
+
+    text: str
+    rows: int
+    columns: int
+
+
+def _quote_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def sandboxed_connection(paths: LakePaths, threads: int | None = None) -> ReadOnlyConnection:

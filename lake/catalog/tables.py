@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import time as dt_time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from lake.headers.schema import TableSchema
+
+if TYPE_CHECKING:  # pyarrow loads where tables are written, not for a query
+    import pyarrow as pa
 
 WRITER = WriterProperties(compression="ZSTD", compression_level=3, max_row_group_size=128 * 1024)
 TARGET_FILE_SIZE = 256 * 1024 * 1024
@@ -24,6 +26,8 @@ TARGET_FILE_SIZE = 256 * 1024 * 1024
 
 def to_arrow(rows: Sequence[dict[str, Any]], schema: TableSchema) -> pa.Table:
     """Rows (dicts) to an Arrow table with the schema's column order and types, sorted by ``sort_by``."""
+    import pyarrow as pa
+
     arrow_schema = schema.arrow_schema
     times = set(schema.time_columns)
 
@@ -87,11 +91,9 @@ def table_version(path: Path) -> int | None:
     return max(versions) if versions else None
 
 
-def empty_arrow(schema: TableSchema) -> pa.Table:
-    return schema.arrow_schema.empty_table()
-
-
 def arrow_schema_of(path: Path, fallback: TableSchema) -> pa.Schema:
+    import pyarrow as pa
+
     dt = open_table(path)
     if dt is None:
         return fallback.arrow_schema

@@ -10,16 +10,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lake.cli.common import DEFAULT_MAX_ROWS, add_lake_option, csv_frame, json_text, print_frame
+from lake.cli.common import DEFAULT_MAX_ROWS, TABLE_COLUMNS, add_lake_option, csv_frame, json_text, print_frame
 from lake.config import CONFIG_NAME, lake_home
 from lake.errors import LakeError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from lake.catalog.sandbox import Rendered
 
 # duckdb, pyarrow and the Lake are imported when the command runs, not by `lake --help`
 
@@ -73,7 +76,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import duckdb
-    import polars as pl
 
     import lake
 
@@ -84,18 +86,43 @@ def run(args: argparse.Namespace) -> int:
         fmt = out_format(out, args.format)
     elif args.format == "parquet":
         raise QueryError("--format parquet writes a file: add --out FILE.parquet")
+    fmt_shown = args.format or "table"
     try:
+        if out is None and fmt_shown == "table":
+            # DuckDB renders the table itself: `lake sql` loads neither pyarrow nor polars
+            rendered = lk.connection().render(args.query, args.max_rows, TABLE_COLUMNS)
+            print_rendered(rendered, args.max_rows)
+            return 0
         table = lk.connection().arrow(args.query)
     except duckdb.Error as exc:
         raise QueryError(f"{exc}; tables and views: {', '.join(lk.tables())}") from exc
     if out is None:
+        import polars as pl
+
         df = pl.from_arrow(table)
         assert isinstance(df, pl.DataFrame)
-        print_frame(df, args.format or "table", args.max_rows)
+        print_frame(df, fmt_shown, args.max_rows)
         return 0
     write_result(table, target, fmt, args.force)
     print(f"wrote {table.num_rows} rows to {target} ({fmt})")
     return 0
+
+
+def print_rendered(rendered: Rendered, max_rows: int) -> None:
+    """A rendered table on stdout; on stderr, how many rows and columns it left out and how to get them."""
+    sys.stdout.write(rendered.text)
+    if 0 < max_rows < rendered.rows:
+        print(
+            f"showing the first {max_rows} of {rendered.rows} rows: --max-rows N shows more (0: all); "
+            "--format csv|json or --out FILE gives every row",
+            file=sys.stderr,
+        )
+    if rendered.columns > TABLE_COLUMNS:
+        print(
+            f"showing {TABLE_COLUMNS} of {rendered.columns} columns: select the ones you need, or use "
+            "--format csv|json or --out FILE for all",
+            file=sys.stderr,
+        )
 
 
 def out_format(out: Path, given: str | None) -> str:

@@ -5,28 +5,41 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from functools import cache
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from lake.errors import SchemaError
 from lake.resources import Traversable, schema_dir
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 TABLES_DIR = schema_dir("tables")  # package data (lake.resources)
 
-ARROW_TYPES: dict[str, pa.DataType] = {
-    "VARCHAR": pa.string(),
-    "BIGINT": pa.int64(),
-    "DOUBLE": pa.float64(),
-    "BOOLEAN": pa.bool_(),
-    "DATE": pa.date32(),
-    # Delta Lake has no TIME type: TM values are stored as microseconds since midnight and every
-    # reader the lake builds (DuckDB views, lk.table) presents them as TIME again.
-    "TIME": pa.int64(),
-    "TIMESTAMP": pa.timestamp("us"),
-    "DOUBLE[]": pa.list_(pa.float64()),
-    "BIGINT[]": pa.list_(pa.int64()),
-    "VARCHAR[]": pa.list_(pa.string()),
-}
+#: The column types a schema may use (DuckDB's names).
+TYPE_NAMES = frozenset(
+    ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIME", "TIMESTAMP", "DOUBLE[]", "BIGINT[]", "VARCHAR[]")
+)
+
+
+@cache
+def arrow_types() -> dict[str, pa.DataType]:
+    """The Arrow type of each column type (pyarrow loads here: a query of the lake does not need it)."""
+    import pyarrow as pa
+
+    return {
+        "VARCHAR": pa.string(),
+        "BIGINT": pa.int64(),
+        "DOUBLE": pa.float64(),
+        "BOOLEAN": pa.bool_(),
+        "DATE": pa.date32(),
+        # Delta Lake has no TIME type: TM values are stored as microseconds since midnight and every
+        # reader the lake builds (DuckDB views, lk.table) presents them as TIME again.
+        "TIME": pa.int64(),
+        "TIMESTAMP": pa.timestamp("us"),
+        "DOUBLE[]": pa.list_(pa.float64()),
+        "BIGINT[]": pa.list_(pa.int64()),
+        "VARCHAR[]": pa.list_(pa.string()),
+    }
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class Column:
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return ARROW_TYPES[self.type]
+        return arrow_types()[self.type]
 
     @property
     def is_time(self) -> bool:
@@ -60,6 +73,8 @@ class TableSchema:
 
     @property
     def arrow_schema(self) -> pa.Schema:
+        import pyarrow as pa
+
         return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
 
     @property
@@ -84,7 +99,7 @@ def load_table_schema(name: str, directory: Traversable = TABLES_DIR) -> TableSc
     seen = set()
     for raw in doc.get("columns", []):
         col_type = raw.get("type", "")
-        if col_type not in ARROW_TYPES:
+        if col_type not in TYPE_NAMES:
             raise SchemaError(f"{path}: column {raw.get('name')!r} has unknown type {col_type!r}")
         if raw["name"] in seen:
             raise SchemaError(f"{path}: column {raw['name']!r} is defined twice")
