@@ -97,9 +97,7 @@ def parse(data: bytes) -> CsaHeader:
                 pos += (length + 3) // 4 * 4
             if pos > len(data):
                 raise CsaError("CSA item padding runs past the end of the header")
-            elements.append(
-                CsaElement(_cstr(name_b), vm, _cstr(vr_b), syngodt, status, tuple(items), data[start:pos])
-            )
+            elements.append(CsaElement(_cstr(name_b), vm, _cstr(vr_b), syngodt, status, tuple(items), data[start:pos]))
     except struct.error as exc:
         raise CsaError(f"CSA header truncated: {exc}") from exc
     return CsaHeader(unused, tuple(elements))

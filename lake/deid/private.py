@@ -39,6 +39,9 @@ NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "UV": "Q", "SV": "
 DEFAULT_PATTERNS = {"DS": r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", "IS": r"[-+]?\d+"}
 BINARY_KINDS = frozenset({"csa"})
 _TEXT_RUN = re.compile(rb"[A-Za-z]{5,}")  # a word spelt in the bytes of numbers
+# Bytes of unknown VR read as numbers: stricter, as text (names, dates) parses as numbers too.
+_UN_TEXT_RUN = re.compile(rb"[A-Za-z0-9]{4,}")
+_UN_RANGE = (1e-6, 1e7)  # text read as FD/FL lands far outside the magnitudes of acquisition values
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 
 
@@ -92,7 +95,9 @@ def load_safelist(path: Traversable = SAFELIST_PATH) -> tuple[SafePrivate, ...]:
             vr = str(entry["vr"])
             why = str(entry["why"])
         except (KeyError, ValueError) as exc:
-            raise ConfigError(f"{path}: malformed safelist entry {entry!r} (needs group, creator, element, vr, why)") from exc
+            raise ConfigError(
+                f"{path}: malformed safelist entry {entry!r} (needs group, creator, element, vr, why)"
+            ) from exc
         if group % 2 == 0 or not 0 <= element <= 0xFF:
             raise ConfigError(f"{path}: entry {entry!r} is not a private element (odd group, element byte 00-FF)")
         also = tuple(str(v) for v in entry.get("also_vr", []))  # type: ignore[attr-defined]
@@ -106,7 +111,7 @@ def load_safelist(path: Traversable = SAFELIST_PATH) -> tuple[SafePrivate, ...]:
         if binary is not None and (binary not in BINARY_KINDS or vr not in BINARY_VRS):
             raise ConfigError(f"{path}: entry {entry!r}: binary must be one of {sorted(BINARY_KINDS)} on an OB slot")
         if binary is None and {vr, *also} & BINARY_VRS:
-            raise ConfigError(f"{path}: entry {entry!r} has a binary VR: say binary = \"csa\" or remove it")
+            raise ConfigError(f'{path}: entry {entry!r} has a binary VR: say binary = "csa" or remove it')
         if {vr, *also} & TEXT_VRS and pattern is None:
             raise ConfigError(f"{path}: text entry {entry!r} needs a pattern its values must match")
         rules.append(
@@ -174,6 +179,9 @@ def _reinterpret(elem: DataElement, vr: str) -> DataElement | None:
         if not raw or len(raw) % size:
             return None
         numbers = list(struct.unpack(f"<{len(raw) // size}{NUMBER_FORMATS[vr]}", raw))
+        low, high = _UN_RANGE
+        if _UN_TEXT_RUN.search(raw) or not all(n == 0 or low <= abs(n) <= high for n in numbers):
+            return None
         return DataElement(elem.tag, vr, numbers if len(numbers) > 1 else numbers[0])
     try:
         text = raw.decode("ascii").rstrip("\x00 ")
@@ -253,4 +261,3 @@ def vet(
     if not all(vouches(cleaner, t) for t in texts):
         return "X-safelist-text"
     return elem
-

@@ -25,7 +25,7 @@ NAME = "QUIXOTE^ALONSO"
 CLEANER = TextCleaner([NAME, "QUIXOTE", "ALONSO", "MRN448100"])
 VOUCH = csa.Vouchers(lambda v: vouches(CLEANER, v), lambda v: CLEANER.remove_known(v) == v)
 PROTOCOL = (
-    "<XProtocol> { <Name> \"PhoenixMetaProtocol\" <ParamString.\"tProtocolName\"> { \"QUIXOTE HEAD\" } }\n"
+    '<XProtocol> { <Name> "PhoenixMetaProtocol" <ParamString."tProtocolName"> { "QUIXOTE HEAD" } }\n'
     "### ASCCONV BEGIN object=MrProtDataImpl@MrProtocolData version=51130001 ###\n"
     "ulVersion\t = \t51130001\n"
     'tSequenceFileName\t = \t""%SiemensSeq%\\ep2d_diff""\n'
@@ -41,7 +41,9 @@ PROTOCOL = (
 def _image_header() -> bytes:
     elements = [
         csa.element("B_value", 1, "IS", 6, [b"1000    \x00"], n_items=6),
-        csa.element("DiffusionGradientDirection", 3, "FD", 4, [b"0.70710678\x00", b"0.00000000\x00", b"0.70710678\x00"], 6),
+        csa.element(
+            "DiffusionGradientDirection", 3, "FD", 4, [b"0.70710678\x00", b"0.00000000\x00", b"0.70710678\x00"], 6
+        ),
         csa.element("MosaicRefAcqTimes", 0, "FD", 4, [b"0.00000000\x00", b"482.50000001\x00"], 6),
         csa.element("UsedPatientWeight", 1, "IS", 6, [b"90      \x00"], 6),
         csa.element("PatientName", 1, "PN", 25, [NAME.encode() + b"\x00"], 6),  # a name where none belongs
@@ -70,7 +72,12 @@ def test_filter_keeps_research_elements_exactly_and_drops_the_rest() -> None:
     rules, protocol = load_csa_rules()
     counts: Counter[tuple[str, str]] = Counter()
     kept = csa.parse(csa.filter_header(_image_header(), "image", rules, protocol, VOUCH, counts))
-    assert [e.name for e in kept.elements] == ["B_value", "DiffusionGradientDirection", "MosaicRefAcqTimes", "ImageHistory"]
+    assert [e.name for e in kept.elements] == [
+        "B_value",
+        "DiffusionGradientDirection",
+        "MosaicRefAcqTimes",
+        "ImageHistory",
+    ]
     for e in kept.elements:
         assert e.raw == original[e.name].raw  # byte for byte
     assert NAME.encode() not in csa.write(kept) and b"QUIXOTE" not in csa.write(kept)
@@ -95,7 +102,9 @@ def test_protocol_keeps_numeric_lines_and_safe_strings_only() -> None:
     assert counts[("SiemensCSASeriesHeader", "X-protocol-line")] == 3
 
 
-@pytest.mark.parametrize("data", [b"", b"SV10", b"\x05\x00\x00\x00M\x00\x00\x00", b"SV10\x04\x03\x02\x01\x02\x00\x00\x00M\x00\x00\x00"])
+@pytest.mark.parametrize(
+    "data", [b"", b"SV10", b"\x05\x00\x00\x00M\x00\x00\x00", b"SV10\x04\x03\x02\x01\x02\x00\x00\x00M\x00\x00\x00"]
+)
 def test_malformed_headers_raise(data: bytes) -> None:
     with pytest.raises(csa.CsaError):
         csa.parse(data)
@@ -165,7 +174,9 @@ def test_dcm2niix_reads_the_deidentified_mosaic_with_its_b_values(tmp_path: Path
         ds = pydicom.dcmread(f)
         deidentifier.deidentify(ds)
         ds.save_as(deid / f.name)
-    subprocess.run([exe, "-b", "y", "-z", "n", "-f", "%s", "-o", str(out), str(deid)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [exe, "-b", "y", "-z", "n", "-f", "%s", "-o", str(out), str(deid)], check=True, capture_output=True, timeout=120
+    )
     bval = next(out.glob("*.bval")).read_text().split()
     assert [float(b) for b in bval] == [0.0, 1000.0]
     sidecar = json.loads(next(out.glob("*.json")).read_text())

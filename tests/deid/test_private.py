@@ -40,7 +40,8 @@ def test_text_entries_state_a_pattern_their_example_matches() -> None:
             entry = next(
                 e
                 for e in tomllib.loads(SAFELIST_PATH.read_text())["elements"]
-                if int(e["group"], 16) == rule.group and int(e["element"], 16) == rule.element
+                if int(e["group"], 16) == rule.group
+                and int(e["element"], 16) == rule.element
                 and e["creator"] == rule.creator
             )
             assert rule.pattern and re.fullmatch(rule.pattern, entry["example"]), entry
@@ -99,7 +100,7 @@ RULE_COIL = next(r for r in load_safelist() if r.name == "CoilString")
         (RULE_DS, "DS", ["1", "2"], "X-safelist-vm"),
         (RULE_DS, "UN", b"QUIXOTE ", "X-safelist-un"),
         (RULE_FD3, "FD", [1.0, 0.0], "X-safelist-vm"),
-        (RULE_FD3, "UN", b"QUIXOTE^ALONSO__MRN448" + b"\x00\x00", "X-safelist-pattern"),  # 3 doubles spelling a name
+        (RULE_FD3, "UN", b"QUIXOTE^ALONSO__MRN448" + b"\x00\x00", "X-safelist-un"),  # 3 doubles spelling a name
         (RULE_FD3, "UN", b"QUIXOTE^ALONSO__MRN4481", "X-safelist-un"),  # 23 bytes: no FD value
         (RULE_FD3, "FD", [float("nan"), 0.0, 1.0], "X-safelist-pattern"),
         (RULE_COIL, "LO", "QUIXOTE ALONSO 555 0199", "X-safelist-pattern"),
