@@ -171,7 +171,7 @@ class Deidentifier:
             from lake.deid.private import load_safelist
 
             private_safelist = load_safelist()
-        self._safe_private = {(r.group, r.creator.strip().upper(), r.element) for r in private_safelist}
+        self._safe_private = {(r.group, r.creator.strip().upper(), r.element): r for r in private_safelist}
         self._post = list(post_processors)
         self.recipe = recipe
         self._recipe = RecipeApplier(recipe, self.profile) if recipe is not None else None
@@ -381,34 +381,28 @@ class Deidentifier:
     def _private(
         self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner, creators: dict[int, str]
     ) -> None:
+        """Kept only when safelisted and its value is what the slot is for (``lake.deid.private.vet``)."""
+        from lake.deid.private import vet
+
         tag = elem.tag
-        keep = False
         creator_tag = BaseTag((tag.group << 16) | (tag.element >> 8))
         creator_value = creators.get(int(creator_tag), "")
-        if self.retain_private and not tag.is_private_creator and elem.VR != "UN" and creator_value:
-            creator = creator_value.strip().upper()
-            keep = (tag.group, creator, tag.element & 0xFF) in self._safe_private
-        elif tag.is_private_creator:
-            keep = False  # creators are re-added below for any kept element of their block
-        if not keep:
+        rule = None
+        if self.retain_private and not tag.is_private_creator and creator_value:
+            rule = self._safe_private.get((tag.group, creator_value.strip().upper(), tag.element & 0xFF))
+        if rule is None:  # creators are re-added below for any kept element of their block
             del ds[tag]
             self._count(result, tag, "X")
             return
+        kept = vet(elem, rule, cleaner, result.counts)
+        if isinstance(kept, str):
+            del ds[tag]
+            self._count(result, tag, kept)
+            return
+        if kept is not elem:
+            ds[tag] = kept
         if creator_tag not in ds:
             ds.add_new(creator_tag, "LO", creator_value)
-        vr = elem.VR
-        if vr in ("DA", "DT"):
-            self._date(ds, elem, result)
-        elif vr == "UI":
-            self._remap_uid(elem)
-        elif vr == "PN":
-            self._zero(elem)
-        elif vr in TEXT_VRS and elem.value not in (None, ""):
-            self._clean_text(elem, cleaner, generic=vr in FREE_TEXT_VRS)
-        elif vr == "SQ":
-            del ds[tag]  # private sequences are not safelisted by element; their content is unknown
-            self._count(result, tag, "X")
-            return
         self._count(result, tag, "K-safe-private")
 
     # -- value transforms -----------------------------------------------------------------------

@@ -199,7 +199,7 @@ def test_private_elements_kept_only_when_safelisted_with_a_known_creator(key: La
     _private(ds, 0x0019, "SIEMENS MR HEADER", 0x0C, "IS", "1000")  # B_value: safelisted
     _private(ds, 0x0019, "SIEMENS MR HEADER", 0x13, "SL", [1, 2, 3])  # not safelisted
     _private(ds, 0x0029, "ACME PRIVATE", 0x10, "LO", "QUIXOTE")  # unknown creator
-    _private(ds, 0x0043, "GEMS_PARM_01", 0x39, "UN", b"1\\2\\3\\4")  # safelisted, but VR UN
+    _private(ds, 0x0043, "GEMS_PARM_01", 0x39, "UN", b"QUIXOTE ")  # safelisted, but UN that is no IS value
     _private(ds, 0x2001, "Philips Imaging DD 001", 0x5F, "SQ", Sequence([Dataset()]))  # a private sequence
     ds.add_new(Tag(0x0031, 0x1010), "LO", "no creator")  # element without a creator
     out = Deidentifier(key, RESEARCH).deidentify(ds).dataset
