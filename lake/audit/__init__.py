@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lake.audit.decode import Place, lake_texts
-from lake.audit.patterns import PHI_PATTERNS, inside_own_value, pattern_matches
-from lake.audit.vocabulary import MIN_LENGTH, not_searched_reason
+from lake.audit.patterns import PHI_PATTERNS, inside_own_value, may_contain, pattern_matches
+from lake.audit.vocabulary import MIN_LENGTH, is_vocabulary, not_searched_reason
 
 __all__ = [
     "PHI_PATTERNS",
@@ -152,37 +152,57 @@ class _Matcher:
         for ident in identifiers:
             for variant in sorted(_variants(ident.text.strip())):
                 self.needles.append((variant.casefold(), identifier_pattern(variant), ident))
-        alternatives = sorted({_identifier_regex(v) for v, _, _ in self.needles} | {p.pattern for _, p in patterns})
-        alternatives.sort(key=len, reverse=True)
-        self.any = re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE) if alternatives else None
+        self.folded = sorted({v for v, _, _ in self.needles})
         self.patterns = patterns
 
     def may_match(self, text: str) -> bool:
-        return self.any is not None and self.any.search(text) is not None
+        """False when nothing can be found in ``text`` (substring tests and pattern hints, no big regex)."""
+        if self.folded:
+            folded = text.casefold()
+            if any(v in folded for v in self.folded):
+                return True
+        return any(may_contain(name, pattern, text) for name, pattern in self.patterns)
 
-    def find(self, text: str) -> list[tuple[str, int | None, str]]:
-        """(identifier or <pattern>, its line, equals|contains) for each one found in ``text``."""
+    def find(self, text: str, is_name: bool = False) -> list[tuple[str, int | None, str]]:
+        """(identifier or <pattern>, its line, equals|contains) for each one found in ``text``.
+
+        A file name equals an identifier also when its stem does (``quixote.txt``).
+        """
         if not self.may_match(text):
             return []
         found: dict[tuple[str, int | None], str] = {}
         folded = text.casefold()
-        whole = text.strip().strip("\x00").strip().casefold()
+        wholes = {text.strip().strip("\x00").strip().casefold()}
+        if is_name and "." in text:
+            wholes.add(text.split(".", 1)[0].casefold())
         for variant, pattern, ident in self.needles:
             if variant not in folded:
                 continue
             for m in pattern.finditer(text):
                 if not _uid_like(variant) and inside_own_value(text, m.start(), m.end()):
                     continue  # digits inside a UID or a timestamp
-                match = "equals" if whole == variant else "contains"
+                if _inside_vocabulary_word(text, m.start(), m.end()):
+                    continue  # "operator" in OperatorsName
+                match = "equals" if variant in wholes else "contains"
                 key = (ident.text, ident.line)
                 if found.get(key) != "equals":
                     found[key] = match
                 break
         for name, pattern in self.patterns:
-            for m in pattern_matches(text, pattern):
+            for m in pattern_matches(text, name, pattern):
                 found[(f"<{name}>", None)] = "equals" if m.group(0).strip() == text.strip() else "contains"
                 break
         return [(ident, line, match) for (ident, line), match in found.items()]
+
+
+def _inside_vocabulary_word(text: str, start: int, end: int) -> bool:
+    """True when the match is part of a longer word of the lake's vocabulary (a keyword, a column name)."""
+    left, right = start, end
+    while left > 0 and (text[left - 1].isalnum() or text[left - 1] == "_"):
+        left -= 1
+    while right < len(text) and (text[right].isalnum() or text[right] == "_"):
+        right += 1
+    return (left, right) != (start, end) and is_vocabulary(text[left:right])
 
 
 def _uid_like(text: str) -> bool:
@@ -221,7 +241,7 @@ def audit(
     matcher = _Matcher(wanted, tuple(patterns))
     counts: dict[Hit, int] = {}
     for place, text in lake_texts(Path(root), matcher.may_match):
-        for ident, line, match in matcher.find(text):
+        for ident, line, match in matcher.find(text, is_name=place.where == "name"):
             hit = _hit(place, ident, line, match)
             counts[hit] = counts.get(hit, 0) + 1
     report.hits = [_with_count(h, n) for h, n in counts.items()]

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 TEXT_SUFFIXES = (".json", ".jsonl", ".txt", ".csv", ".md", ".html", ".crc", ".sql", ".toml", ".lock")
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 #: A base64 run long enough to hold a word (12 characters decode to 9 bytes).
-_BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{12,}={0,2}(?![A-Za-z0-9+/=])")
+_BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=])(?=[0-9]*[A-Za-z+/])[A-Za-z0-9+/]{12,}={0,2}(?![A-Za-z0-9+/=])")
 #: UTF-8 read as latin-1 somewhere on the way (``MÃœLLER`` for ``MÜLLER``).
 _MOJIBAKE = re.compile("[\xc2-\xf4][\x80-\xbf]")
 PRINTABLE_SHARE = 0.85
@@ -97,8 +97,10 @@ def byte_texts(data: bytes, always: bool = False) -> list[tuple[str, str]]:
 
 
 def string_texts(place: Place, text: str) -> Texts:
-    """The string itself, then what it holds: JSON, base64 runs that decode to text, mojibake undone."""
-    yield place, text
+    """The string itself, then what it holds: base64 runs that decode to text, mojibake undone.
+
+    A string that is JSON is parsed and walked instead (its escapes decoded, each value in its place).
+    """
     stripped = text.strip()
     if stripped[:1] in ("{", "[") and stripped[-1:] in ("}", "]"):
         try:
@@ -108,6 +110,7 @@ def string_texts(place: Place, text: str) -> Texts:
         else:
             yield from json_texts(place, obj)
             return
+    yield place, text
     if len(stripped) >= 12:
         for run in _BASE64_RUN.findall(text):
             try:
@@ -263,7 +266,9 @@ def _scalar_texts(place: Place, value: Any) -> Texts:
         yield place, str(value)
 
 
-_NEEDS_DECODING = re.compile(r"^\s*[\[{]|[A-Za-z0-9+/]{12,}|[\xc2-\xf4][\x80-\xbf]|\\u", re.MULTILINE)
+_NEEDS_DECODING = re.compile(
+    r"^\s*[\[{]|(?=[0-9]*[A-Za-z+/])[A-Za-z0-9+/]{12,}|[\xc2-\xf4][\x80-\xbf]|\\u", re.MULTILINE
+)
 
 
 def column_texts(place: Place, column: pa.ChunkedArray, may_match: Callable[[str], bool]) -> Texts:
@@ -333,18 +338,16 @@ def file_texts(root: Path, path: Path, may_match: Callable[[str], bool]) -> Text
     if "c" in parts[:-1] and parts[0] == "pixels":
         return  # a compressed pixel chunk or shard
     data = path.read_bytes()
-    if name.endswith(TEXT_SUFFIXES) or data[:1] in (b"{", b"["):
-        raw = data.decode("utf-8", "replace")
-        if data.lstrip()[:1] in (b"{", b"["):
-            yield from _json_file_texts(replace(place, where=place.where if delta else "json"), raw)
-        else:
-            yield from string_texts(place, raw)
-        if b"\x00" in data:
-            for encoding, text in byte_texts(data, always=True):
-                yield replace(place, encoding=encoding), text
-        return
+    if not (name.endswith(TEXT_SUFFIXES) or data.lstrip()[:1] in (b"{", b"[")):
+        place = replace(place, where="binary")
+    elif not delta:
+        place = replace(place, where="json" if data.lstrip()[:1] in (b"{", b"[") else "text")
     for encoding, text in byte_texts(data, always=True):
-        yield from string_texts(replace(place, where="binary", encoding=encoding), text)
+        at = replace(place, encoding="text" if encoding == "utf-8" else encoding)
+        if place.where in ("json", "delta log") and text.lstrip()[:1] in ("{", "["):
+            yield from _json_file_texts(at, text)
+        else:
+            yield from string_texts(at, text)
 
 
 def lake_texts(root: Path, may_match: Callable[[str], bool] = lambda _text: True) -> Texts:

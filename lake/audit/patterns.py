@@ -34,6 +34,10 @@ PHI_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("phone-like", PHONE),
 )
 
+#: A cheap test that must pass before a pattern is searched (Python's ``re`` scans the e-mail and
+#: SSN patterns slowly: 50 ms for the 0.5 MB of headers of the demo lake; the hint takes 0.3 ms).
+_HINTS: dict[str, re.Pattern[str]] = {"email-like": re.compile("@"), "ssn-like": re.compile(r"-\d\d-")}
+
 #: What a lake writes itself: UIDs and dotted versions, ISO dates and times, run ids.
 _OWN = re.compile(
     r"\d+(?:\.\d+){2,}"  # a UID, a version string
@@ -59,8 +63,17 @@ def inside_own_value(text: str, start: int, end: int) -> bool:
     return len(token) > end - start and _OWN.fullmatch(token) is not None
 
 
-def pattern_matches(text: str, pattern: re.Pattern[str]) -> Iterator[re.Match[str]]:
+def may_contain(name: str, pattern: re.Pattern[str], text: str) -> bool:
+    """A quick test: False when ``pattern`` (named ``name``) cannot match ``text``."""
+    hint = _HINTS.get(name)
+    return (hint is None or hint.search(text) is not None) and pattern.search(text) is not None
+
+
+def pattern_matches(text: str, name: str, pattern: re.Pattern[str]) -> Iterator[re.Match[str]]:
     """Matches of ``pattern`` in ``text`` that are not the lake's own values (and, for phones, 7 to 15 digits)."""
+    hint = _HINTS.get(name)
+    if hint is not None and not hint.search(text):
+        return
     for m in pattern.finditer(text):
         if inside_own_value(text, m.start(), m.end()) or _OWN.fullmatch(m.group(0)):
             continue

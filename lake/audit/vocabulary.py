@@ -15,8 +15,9 @@ from functools import lru_cache
 
 #: Shorter identifiers stand for nothing in particular ("CT", "M", "01").
 MIN_LENGTH = 3
-#: An identifier of digits only must have at least this many.
-MIN_DIGITS = 4
+#: An identifier of digits only must have at least this many: shorter numbers are measurements,
+#: counts and code values in every lake ("1234" is a code value of DCMTK's SR templates).
+MIN_DIGITS = 6
 
 #: Words of the lake's file formats: Zarr v3 metadata, Delta log actions, Parquet and Arrow types,
 #: the lake's own JSON files (fixity, ranges, reports, lake.json), and values the lake writes.
@@ -83,6 +84,19 @@ OFFIS DCMTK GDCM PYDICOM DCM4CHE DCM4CHEE DICOM3TOOLS DVTK MERGECOM ORTHANC CONQ
 HIGHDICOM DICOGNITO DEID SIEMENS GE GEMS PHILIPS TOSHIBA CANON HITACHI FUJI FUJIFILM AGFA KODAK CARESTREAM
 HOLOGIC KONICA MINOLTA ESAOTE SAMSUNG MINDRAY VARIAN ELEKTA ACCURAY BRAINLAB MEDRAD BRACCO PICKER MARCONI
 ELSCINT ADAC BRUKER VISAGE SECTRA MEDIMAGE DICOMSERVER LEADTOOLS ETIAM OSIRIX HOROS TERARECON
+MEDICAL SYSTEMS SYSTEM HEALTHCARE HEALTHINEERS HEALTH IMAGING SOLUTIONS INC LTD GMBH CORP CORPORATION COMPANY
+KURATORIUM
+"""
+
+#: Frequent English words (a name rarely is one, and these stand in every description).
+ENGLISH = """
+the and for are but not you all any can had her was one our out day get has him his how man new now old see two
+way who boy did its let put say she too use here there this that these those with from into over under about
+after before again then than them they their what when where which while will would could should shall may might
+must have been being were is it in on at by of or an as be do go if me my no so to up us we am
+image images study series report document documents structured reporting template templates name names none
+test tests phantom sample samples demo example examples default unknown anonymous patient patients doctor
+hospital clinic department radiology imaging physician operator station institution address phone
 """
 
 
@@ -124,6 +138,7 @@ def _vocabulary() -> dict[str, str]:
         ("DICOM defined term", set(DEFINED_TERMS.split())),
         ("DICOM keyword", set(_dicom_keywords())),
         ("manufacturer or toolkit", set(VENDORS.split())),
+        ("English word", set(ENGLISH.split())),
     )
     for source, words in sources:
         for word in words:
@@ -140,14 +155,23 @@ def not_searched_reason(identifier: str) -> tuple[str, str] | None:
     The reason is ``too short`` or ``too common``; the detail names the rule or vocabulary.
     """
     text = identifier.strip()
-    if len(text) < MIN_LENGTH:
-        return "too short", f"under {MIN_LENGTH} characters"
-    if text.isdigit() and len(text) < MIN_DIGITS:
-        return "too short", f"under {MIN_DIGITS} digits"
     significant = re.sub(r"[\W_]", "", text)
+    if len(text) < MIN_LENGTH or len(significant) < MIN_LENGTH:
+        return "too short", f"under {MIN_LENGTH} letters or digits"
+    if significant.isdigit() and len(significant) < MIN_DIGITS:
+        return "too short", f"under {MIN_DIGITS} digits"
     if len(set(significant.casefold())) <= 1:
         return "too common", "one character repeated"
-    source = _vocabulary().get(text.casefold())
+    vocabulary = _vocabulary()
+    source = vocabulary.get(text.casefold())
     if source is not None:
         return "too common", source
+    words = [w for w in re.split(r"[\W_]+", text.casefold()) if w]
+    if len(words) > 1 and all(w in vocabulary or len(w) < MIN_LENGTH for w in words):
+        return "too common", "every word in a vocabulary"
     return None
+
+
+def is_vocabulary(word: str) -> bool:
+    """True for a word of the lake's, DICOM's or the other vocabularies above (case-insensitive)."""
+    return word.casefold() in _vocabulary()

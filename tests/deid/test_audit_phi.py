@@ -45,10 +45,27 @@ def test_a_hit_exits_1_naming_the_place_and_only_the_identifier(tmp_path: Path, 
     capsys.readouterr()
     assert main(["audit-phi", "--lake", str(root), "--identifiers", str(ids)]) == 1
     out = capsys.readouterr().out
-    assert "reports/note.json: content: quixote" in out
-    assert "reports/quixote.txt: name: quixote" in out
-    assert "<phone-like>" in out
+    assert "reports/note.json: json, key x: contains quixote (line 1)" in out
+    assert "reports/quixote.txt: name: equals quixote (line 1)" in out
+    assert "reports/note.json: json, key x: contains <phone-like>" in out
     assert "today" not in out and "010-4477" not in out  # no more PHI than the identifier itself
+
+    assert main(["audit-phi", "--lake", str(root), "--identifiers", str(ids), "--json"]) == 1
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert report["clean"] is False and report["identifiers_searched"] == 1
+    hit = next(h for h in report["hits"] if h["identifier"] == "quixote" and h["where"] == "json")
+    assert hit == {
+        "path": "reports/note.json",
+        "where": "json",
+        "identifier": "quixote",
+        "match": "contains",
+        "key": "x",
+        "encoding": "text",
+        "line": 1,
+        "count": 1,
+    }
+    assert "today" not in out and "010-4477" not in out
 
 
 def test_parquet_values_and_statistics_are_decoded(clean_lake: tuple[Path, list[str]], tmp_path: Path) -> None:
@@ -60,11 +77,11 @@ def test_parquet_values_and_statistics_are_decoded(clean_lake: tuple[Path, list[
     pq.write_table(pa.table({"PatientComments": ["jane.doe@example.org", "ssn 123-45-6789"]}), leak)
     try:
         hits = audit_lake(root, ["Jane.Doe"])
-        wheres = {(h.where, h.identifier) for h in hits if h.path.endswith("leak.parquet")}
-        assert ("parquet column PatientComments", "Jane.Doe") in wheres
-        assert ("parquet statistics PatientComments", "Jane.Doe") in wheres
-        assert ("parquet column PatientComments", "<email-like>") in wheres
-        assert ("parquet column PatientComments", "<ssn-like>") in wheres
+        wheres = {(h.where, h.table, h.column, h.identifier, h.match) for h in hits if h.path.endswith("leak.parquet")}
+        assert ("parquet value", "instances", "PatientComments", "Jane.Doe", "contains") in wheres
+        assert ("parquet statistics", "instances", "PatientComments", "Jane.Doe", "contains") in wheres
+        assert ("parquet value", "instances", "PatientComments", "<email-like>", "equals") in wheres
+        assert ("parquet value", "instances", "PatientComments", "<ssn-like>", "contains") in wheres
     finally:
         leak.unlink()
 
