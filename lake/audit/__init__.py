@@ -241,8 +241,8 @@ def audit(
     matcher = _Matcher(wanted, tuple(patterns))
     counts: dict[Hit, int] = {}
     for place, text in lake_texts(Path(root), matcher.may_match):
-        for ident, line, match in matcher.find(text, is_name=place.where == "name"):
-            hit = _hit(place, ident, line, match)
+        for name, line, match in matcher.find(text, is_name=place.where == "name"):
+            hit = _hit(place, name, line, match)
             counts[hit] = counts.get(hit, 0) + 1
     report.hits = [_with_count(h, n) for h, n in counts.items()]
     return report

@@ -35,6 +35,12 @@ _BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=])(?=[0-9]*[A-Za-z+/])[A-Za-z0-9+/]{
 #: UTF-8 read as latin-1 somewhere on the way (``MÃœLLER`` for ``MÜLLER``).
 _MOJIBAKE = re.compile("[\xc2-\xf4][\x80-\xbf]")
 PRINTABLE_SHARE = 0.85
+#: Names the lake writes itself (UIDs, part files, Delta log entries, array folders, report files).
+_LAKE_NAME = re.compile(
+    r"2\.25\.\d+|part-\d{5}-[0-9a-f-]{36}-c\d{3}(?:\.[a-z0-9]+)*\.parquet|\d{20}(?:\.checkpoint(?:\.\d+\.\d+)?)?\.(?:json|parquet|crc)"
+    r"|_last_checkpoint|_delta_log|\d+(?:x\d+)*-[a-z]+\d*|deid-[A-Z]\d{8}T\d{6}-[0-9a-f]{6}\.json|_lake_[a-z]+\.json"
+    r"|zarr\.json|fixity\.json|lake\.json|\.lock|c|\d+"
+)
 
 #: (place, text) pairs; every text is searched as is.
 Texts = Iterator[tuple["Place", str]]
@@ -62,6 +68,19 @@ def _keyword(tag: str) -> str:
         return keyword_for_tag(int(tag, 16)) or tag
     except ValueError:
         return tag
+
+
+def safe_name(name: str, index: int) -> str:
+    """``name`` when it is one the lake or DICOM writes (a keyword, a column, a UID), else ``#index``.
+
+    Keys, column and file names of a lake are structure, but one written by a bug may be a value:
+    a place never shows a name it cannot vouch for, only its position.
+    """
+    from lake.audit.vocabulary import is_vocabulary
+
+    if _LAKE_NAME.fullmatch(name) or _TAG.match(name) or is_vocabulary(name):
+        return name
+    return f"#{index}"
 
 
 def _printable_share(text: str) -> float:
@@ -121,11 +140,11 @@ def string_texts(place: Place, text: str) -> Texts:
                 yield replace(place, encoding=_joined(place.encoding, "base64", encoding)), decoded
     if _MOJIBAKE.search(text):
         try:
-            yield replace(place, encoding=_joined(place.encoding, "utf-8 read as latin-1")), text.encode(
-                "latin-1"
-            ).decode("utf-8")
+            undone = text.encode("latin-1").decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
+            undone = ""
+        if undone:
+            yield replace(place, encoding=_joined(place.encoding, "utf-8 read as latin-1")), undone
 
 
 def _joined(*encodings: str) -> str:
@@ -147,8 +166,8 @@ def json_texts(place: Place, obj: Any) -> Texts:
         if is_dicom_dataset(obj):
             yield from dicom_texts(place, obj, [], [])
             return
-        for k, v in obj.items():
-            inner = replace(place, key=_key(place.key, str(k)))
+        for i, (k, v) in enumerate(obj.items()):
+            inner = replace(place, key=_key(place.key, safe_name(str(k), i)))
             if k in ("stats", "stats_parsed") and "_delta_log/" in place.path:
                 yield from _delta_stats(inner, v)
                 continue
@@ -183,9 +202,9 @@ def _delta_stats(place: Place, stats: Any) -> Texts:
 
 
 def _flatten(stats: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for k, v in stats.items():
-        name = f"{prefix}.{k}" if prefix else str(k)
-        yield name, name  # the column name is text in the file too
+    for i, (k, v) in enumerate(stats.items()):
+        name = f"{prefix}.{safe_name(str(k), i)}" if prefix else safe_name(str(k), i)
+        yield name, str(k)  # the column name is text in the file too
         if isinstance(v, dict):
             yield from _flatten(v, name)
         else:
@@ -212,7 +231,9 @@ def dicom_texts(place: Place, ds: dict[str, Any], tags: list[str], keywords: lis
             elif name == "Value" and isinstance(value, list):
                 for i, item in enumerate(value):
                     if isinstance(item, dict) and element.get("vr") == "SQ":
-                        yield from dicom_texts(place, item, [*tags, f"{tag}[{i}]"], [*keywords, f"{_keyword(tag)}[{i}]"])
+                        yield from dicom_texts(
+                            place, item, [*tags, f"{tag}[{i}]"], [*keywords, f"{_keyword(tag)}[{i}]"]
+                        )
                     elif isinstance(item, dict):  # PN: Alphabetic, Ideographic, Phonetic
                         for group in item.values():
                             yield from json_texts(here, group)
@@ -231,9 +252,9 @@ def parquet_texts(place: Place, path: Path, may_match: Callable[[str], bool]) ->
     """
     pf = pq.ParquetFile(path)
     meta = pf.metadata
-    for k, v in (meta.metadata or {}).items():
+    for i, (k, v) in enumerate((meta.metadata or {}).items()):
         key = k.decode("utf-8", "replace")
-        at = replace(place, where="parquet metadata", key=key)
+        at = replace(place, where="parquet metadata", key=safe_name(key, i))
         yield at, key
         for encoding, text in byte_texts(v, always=True):
             yield from string_texts(replace(at, encoding=encoding), text)
@@ -245,11 +266,12 @@ def parquet_texts(place: Place, path: Path, may_match: Callable[[str], bool]) ->
             if stats is None or not stats.has_min_max:
                 continue
             for which, value in (("min", stats.min), ("max", stats.max)):
-                at = replace(place, where="parquet statistics", column=col.path_in_schema, key=which)
+                column = ".".join(safe_name(p, c) for p in col.path_in_schema.split("."))
+                at = replace(place, where="parquet statistics", column=column, key=which)
                 yield from _scalar_texts(at, value)
     table = pf.read()
-    for name in table.column_names:
-        at = replace(place, where="parquet value", column=name)
+    for c, name in enumerate(table.column_names):
+        at = replace(place, where="parquet value", column=safe_name(name, c))
         yield at, name
         yield from column_texts(at, table.column(name), may_match)
 
@@ -324,11 +346,26 @@ def _json_file_texts(place: Place, raw: str) -> Texts:
     yield from json_texts(place, obj)
 
 
+def safe_path(root: Path, path: Path) -> str:
+    """``path`` relative to ``root``, each name the lake does not write replaced by ``#n``, its place
+    among its sorted siblings (``reports/#2``: the third entry of ``reports``)."""
+    rel = Path(os.path.relpath(path, root))
+    out: list[str] = []
+    parent = Path(root)
+    for part in rel.parts:
+        if part == safe_name(part, 0):
+            out.append(part)
+        else:
+            out.append(f"#{sorted(os.listdir(parent)).index(part)}")
+        parent = parent / part
+    return "/".join(out)
+
+
 def file_texts(root: Path, path: Path, may_match: Callable[[str], bool]) -> Texts:
     """Every text of one file of the lake (not its name)."""
-    rel = Path(os.path.relpath(path, root)).as_posix()
-    parts = rel.split("/")
-    table = parts[1] if parts[0] == "tables" and len(parts) > 2 else None
+    rel = safe_path(root, path)
+    parts = Path(os.path.relpath(path, root)).as_posix().split("/")
+    table = safe_name(parts[1], 0) if parts[0] == "tables" and len(parts) > 2 else None
     delta = "_delta_log" in parts
     place = Place(path=rel, where="delta log" if delta else "text", table=table)
     name = path.name
@@ -356,9 +393,9 @@ def lake_texts(root: Path, may_match: Callable[[str], bool] = lambda _text: True
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(dirnames + filenames):
-            rel = Path(os.path.relpath(os.path.join(dirpath, name), root)).as_posix()
-            parts = rel.split("/")
-            table = parts[1] if parts[0] == "tables" and len(parts) > 1 else None
-            yield Place(path=rel, where="name", table=table), name
+            full = Path(dirpath) / name
+            parts = Path(os.path.relpath(full, root)).as_posix().split("/")
+            table = safe_name(parts[1], 0) if parts[0] == "tables" and len(parts) > 1 else None
+            yield Place(path=safe_path(root, full), where="name", table=table), name
         for name in sorted(filenames):
             yield from file_texts(root, Path(dirpath) / name, may_match)
