@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lake.audit import PHI_PATTERNS, audit_lake
+from lake.audit.patterns import pattern_matches
 from lake.cli import main
 from lake.ingest import ingest
 from lake.testing.synthetic import make_cohort
@@ -45,10 +46,29 @@ def test_a_hit_exits_1_naming_the_place_and_only_the_identifier(tmp_path: Path, 
     capsys.readouterr()
     assert main(["audit-phi", "--lake", str(root), "--identifiers", str(ids)]) == 1
     out = capsys.readouterr().out
-    assert "reports/note.json: content: quixote" in out
-    assert "reports/quixote.txt: name: quixote" in out
-    assert "<phone-like>" in out
+    # names the lake does not write are shown by position (reports/#1: the second entry), never spelled out
+    assert "reports/#1: json, key x: contains quixote (line 1)" in out
+    assert "reports/#2: name: equals quixote (line 1)" in out
+    assert "reports/#1: json, key x: contains <phone-like>" in out
+    assert "note.json" not in out
     assert "today" not in out and "010-4477" not in out  # no more PHI than the identifier itself
+
+    assert main(["audit-phi", "--lake", str(root), "--identifiers", str(ids), "--json"]) == 1
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert report["clean"] is False and report["identifiers_searched"] == 1
+    hit = next(h for h in report["hits"] if h["identifier"] == "quixote" and h["where"] == "json")
+    assert hit == {
+        "path": "reports/#1",
+        "where": "json",
+        "identifier": "quixote",
+        "match": "contains",
+        "key": "x",
+        "encoding": "text",
+        "line": 1,
+        "count": 1,
+    }
+    assert "today" not in out and "010-4477" not in out
 
 
 def test_parquet_values_and_statistics_are_decoded(clean_lake: tuple[Path, list[str]], tmp_path: Path) -> None:
@@ -60,11 +80,13 @@ def test_parquet_values_and_statistics_are_decoded(clean_lake: tuple[Path, list[
     pq.write_table(pa.table({"PatientComments": ["jane.doe@example.org", "ssn 123-45-6789"]}), leak)
     try:
         hits = audit_lake(root, ["Jane.Doe"])
-        wheres = {(h.where, h.identifier) for h in hits if h.path.endswith("leak.parquet")}
-        assert ("parquet column PatientComments", "Jane.Doe") in wheres
-        assert ("parquet statistics PatientComments", "Jane.Doe") in wheres
-        assert ("parquet column PatientComments", "<email-like>") in wheres
-        assert ("parquet column PatientComments", "<ssn-like>") in wheres
+        wheres = {
+            (h.where, h.table, h.column, h.identifier, h.match) for h in hits if h.path.startswith("tables/instances/#")
+        }
+        assert ("parquet value", "instances", "PatientComments", "Jane.Doe", "contains") in wheres
+        assert ("parquet statistics", "instances", "PatientComments", "Jane.Doe", "contains") in wheres
+        assert ("parquet value", "instances", "PatientComments", "<email-like>", "equals") in wheres
+        assert ("parquet value", "instances", "PatientComments", "<ssn-like>", "contains") in wheres
     finally:
         leak.unlink()
 
@@ -80,3 +102,19 @@ def test_patterns_do_not_fire_on_what_a_lake_legitimately_holds() -> None:
 
 def test_missing_lake_is_an_error(tmp_path: Path) -> None:
     assert main(["audit-phi", "--lake", str(tmp_path / "none")]) == 2
+
+
+@pytest.mark.parametrize(
+    "phone", ["555 0199", "555-0199", "+49 30 1234567", "030/1234567", "(555) 010-0199", "07700 900123"]
+)
+def test_national_phone_formats_are_found(phone: str) -> None:
+    (name, pattern) = next(p for p in PHI_PATTERNS if p[0] == "phone-like")
+    assert list(pattern_matches(f"call {phone} today", name, pattern)), phone
+
+
+@pytest.mark.parametrize(
+    "legit",
+    ["1.2.840.10008.5.1.4.1.1.2", "2026-12-01T22:35:52.123+00:00", "R20261201T223552-106833", "1.0.3.37", "0.5\\0.5"],
+)
+def test_phone_patterns_skip_the_lakes_own_values(legit: str) -> None:
+    assert not any(list(pattern_matches(legit, n, p)) for n, p in PHI_PATTERNS), legit
