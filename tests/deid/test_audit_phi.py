@@ -20,7 +20,7 @@ def clean_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str
     src = base / "src"
     specs = make_cohort(src, n_patients=2, studies_per_patient=1, n_images=2)
     root = base / "lake"
-    ingest(root, [src])
+    ingest(root, [src], key_file=base / "lake.key")  # a module fixture runs before LAKE_HOME is set
     return root, [i for s in specs for i in s.identifiers()]
 
 
