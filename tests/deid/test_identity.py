@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,10 @@ def _deid(identifier: PatientIdentifier) -> Deidentifier:
 def _respell(draw: st.DrawFn, issuer: str) -> str:
     """The same issuer as another system may write it: case and surrounding or inner spaces."""
     cased = "".join(c.upper() if draw(st.booleans()) else c.lower() for c in issuer)
-    return draw(st.sampled_from(["", " "])) + cased.replace(" ", draw(st.sampled_from([" ", "  "]))) + draw(
-        st.sampled_from(["", " "])
+    return (
+        draw(st.sampled_from(["", " "]))
+        + cased.replace(" ", draw(st.sampled_from([" ", "  "])))
+        + draw(st.sampled_from(["", " "]))
     )
 
 
@@ -86,9 +89,7 @@ def test_issuer_spellings_link_in_a_patient_id_lake_and_with_aliases(spellings: 
         assert len({r.patient_pseudonym for r in results}) == 1
         assert len({r.day_offset for r in results}) == 1
         shifted = [_date(str(r.dataset.StudyDate)) for r in results]
-        assert [b - a for a, b in zip(shifted, shifted[1:], strict=False)] == [
-            b - a for a, b in zip(originals, originals[1:], strict=False)
-        ]  # intervals between the studies exact
+        assert [b - a for a, b in pairwise(shifted)] == [b - a for a, b in pairwise(originals)]  # exact intervals
         assert all("IssuerOfPatientID" not in r.dataset for r in results)
 
 
