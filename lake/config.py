@@ -113,12 +113,14 @@ class IdentitySettings:
     ``patient_identity`` is ``patient_id`` (PatientID alone, the default) or ``issuer_qualified``
     (IssuerOfPatientID and PatientID, issuers mapped through ``issuer_aliases``: folded spelling to
     domain). Chosen at ``init`` and never changed: a change would re-key the lake. A lake.json
-    without this section (written before it existed) reads as ``issuer_qualified`` without aliases,
-    which is how those lakes' pseudonyms were keyed.
+    without this section (written before it existed) reads as ``issuer_qualified`` without aliases
+    and with ``legacy_study_keys``: how those lakes' pseudonyms were keyed, studies without a
+    Patient ID included (``lake.deid.identity.PatientIdentifier``).
     """
 
     patient_identity: str = "patient_id"
     issuer_aliases: dict[str, str] = field(default_factory=dict)
+    legacy_study_keys: bool = False
 
     def check(self) -> None:
         from lake.deid.identity import PatientIdentity
@@ -135,6 +137,8 @@ class IdentitySettings:
             isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in aliases.items()
         ):
             raise ConfigError("identity.issuer_aliases must map issuer spellings to non-empty domain names")
+        if not isinstance(self.legacy_study_keys, bool):
+            raise ConfigError(f"identity.legacy_study_keys must be true or false, got {self.legacy_study_keys!r}")
         if aliases and self.patient_identity != PatientIdentity.ISSUER_QUALIFIED.value:
             raise ConfigError(
                 "issuer aliases need an issuer-qualified lake (--patient-identity issuer_qualified): a "
@@ -232,7 +236,8 @@ class LakeConfig:
                 deid.date_offset_days = tuple(deid.date_offset_days)
             pixels = PixelSettings(**data.get("pixels", {}))
             # written before the setting existed: those lakes keyed patients on (issuer, PatientID)
-            identity = IdentitySettings(**data.get("identity", {"patient_identity": "issuer_qualified"}))
+            legacy = {"patient_identity": "issuer_qualified", "legacy_study_keys": True}
+            identity = IdentitySettings(**data.get("identity", legacy))
             config = cls(
                 lake_id=data["lake_id"],
                 key_fingerprint=data["key_fingerprint"],

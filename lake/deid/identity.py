@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -163,6 +163,9 @@ class PatientIdentifier:
     identity: PatientIdentity = DEFAULT_IDENTITY
     aliases: dict[str, str] = field(default_factory=dict)
     crosswalk: Crosswalk = field(default_factory=Crosswalk)
+    #: lakes from before the identity setting keyed a study without a Patient ID as the patient ID
+    #: ``study:<StudyInstanceUID>``; they keep doing so, so that such a study's instances still link
+    legacy_study_keys: bool = False
 
     def domain(self, issuer: str) -> str:
         if self.identity is PatientIdentity.PATIENT_ID:
@@ -174,10 +177,13 @@ class PatientIdentifier:
     def member(self, ds: Dataset) -> PatientRef:
         """The dataset's own identity: (domain, PatientID), or its study when it has no Patient ID."""
         pid = str(ds.get("PatientID", "") or "").strip()
+        issuer = str(ds.get("IssuerOfPatientID", "") or "")
+        if not pid and self.legacy_study_keys:
+            return PatientRef(self.domain(issuer), "study:" + str(ds.get("StudyInstanceUID", "") or "").strip())
         if not pid:
             study = str(ds.get("StudyInstanceUID", "") or "").strip() or str(ds.get("SOPInstanceUID", "") or "")
             return PatientRef(study=study.strip())
-        return PatientRef(self.domain(str(ds.get("IssuerOfPatientID", "") or "")), pid)
+        return PatientRef(self.domain(issuer), pid)
 
     def resolve(self, member: PatientRef) -> PatientRef:
         return self.crosswalk.canonical.get(member, member)
@@ -247,9 +253,9 @@ def load_crosswalk(path: Path, identifier: PatientIdentifier) -> Crosswalk:
     return crosswalk
 
 
-def identity_fingerprint(identity: str, aliases: dict[str, str]) -> str:
+def identity_fingerprint(settings: IdentitySettings) -> str:
     """A digest of an identity setting (issuer names, no patient data), to notice a changed lake.json."""
-    text = json.dumps({"identity": identity, "aliases": aliases}, sort_keys=True)
+    text = json.dumps(asdict(settings), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -390,4 +396,5 @@ def identity_settings(
 def identifier_for(settings: IdentitySettings, crosswalk: Crosswalk | None = None) -> PatientIdentifier:
     """The :class:`PatientIdentifier` a lake's identity settings describe."""
     identity = PatientIdentity(settings.patient_identity)
-    return PatientIdentifier(identity, dict(settings.issuer_aliases), crosswalk or Crosswalk())
+    aliases = dict(settings.issuer_aliases)
+    return PatientIdentifier(identity, aliases, crosswalk or Crosswalk(), settings.legacy_study_keys)

@@ -339,7 +339,7 @@ def load_identity(lk: Lake, key: LakeKey, withdrawn: set[str]) -> tuple[PatientI
     vault = vault_dir(lk.key_path)
     settings = lk.config.identity
     ledger = IdentityLedger.for_lake(vault, lk.config.lake_id)
-    ledger.check_setting(identity_fingerprint(settings.patient_identity, settings.issuer_aliases), settings.describe())
+    ledger.check_setting(identity_fingerprint(settings), settings.describe())
     identifier = identifier_for(settings)
     path = vault / CROSSWALK_NAME
     identifier.crosswalk = load_crosswalk(path, identifier)

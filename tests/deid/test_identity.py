@@ -256,6 +256,7 @@ def test_old_lakes_without_the_setting_read_as_issuer_qualified(tmp_path: Path) 
     src = tmp_path / "src"
     _write(src, "a", "MRN1", "HOSP")
     _write(src, "b", "MRN1", "")
+    _write(src, "c", None, None, study="7")  # studies without a Patient ID keep their old keys too
     root, key = tmp_path / "lk", tmp_path / "k.key"
     lake.init(root, key_file=key)
     config = json.loads((root / "lake.json").read_text())
@@ -265,7 +266,8 @@ def test_old_lakes_without_the_setting_read_as_issuer_qualified(tmp_path: Path) 
     ingest(root, [src], key_file=key)
     found = {p["PatientID"] for p in _patients(root)}
     secret = LakeKey(bytes.fromhex(key.read_text()))
-    assert found == {secret.pseudonym("HOSP", "MRN1"), secret.pseudonym("", "MRN1")}  # as those lakes keyed them
+    study = secret.pseudonym("", "study:" + ROOT + "1.7")
+    assert found == {secret.pseudonym("HOSP", "MRN1"), secret.pseudonym("", "MRN1"), study}  # as those lakes did
 
 
 def test_studies_without_a_patient_id_are_separate_patients_never_null(tmp_path: Path) -> None:
