@@ -166,6 +166,7 @@ class PatientIdentifier:
     #: lakes from before the identity setting keyed a study without a Patient ID as the patient ID
     #: ``study:<StudyInstanceUID>``; they keep doing so, so that such a study's instances still link
     legacy_study_keys: bool = False
+    _facts: dict[tuple[PatientRef, str, str], IdentityFacts] = field(default_factory=dict, repr=False, compare=False)
 
     def domain(self, issuer: str) -> str:
         if self.identity is PatientIdentity.PATIENT_ID:
@@ -198,13 +199,20 @@ class PatientIdentifier:
 
         birth = str(ds.get("PatientBirthDate", "") or "").strip()
         sex = str(ds.get("PatientSex", "") or "").strip().upper()
-        return IdentityFacts(
+        # a patient's files usually come together: their digests are computed once
+        cached = self._facts.get((member, birth, sex))
+        if cached is not None:
+            return cached
+        if len(self._facts) >= 4096:
+            self._facts.clear()
+        facts = self._facts[(member, birth, sex)] = IdentityFacts(
             member=key.identity_digest("member", member.domain, member.patient_id),
             patient_id=key.identity_digest("patient-id", member.patient_id),
             domain=key.identity_digest("domain", member.domain),
             birth_date=digest("birth-date", birth),
             sex=digest("sex", sex),
         )
+        return facts
 
 
 def load_crosswalk(path: Path, identifier: PatientIdentifier) -> Crosswalk:
