@@ -2,7 +2,7 @@
 
 A lake folder holds only de-identified data::
 
-    LAKE/lake.json             format, lake id, key fingerprint, de-identification options
+    LAKE/lake.json             format, lake id, key fingerprint, de-identification options, patient identity
     LAKE/tables/<name>/        Delta Lake tables (Parquet + _delta_log)
     LAKE/pixels/<series>/...   Zarr v3 arrays
     LAKE/reports/              de-identification reports (counts only)
@@ -107,6 +107,59 @@ class DeidSettings:
 
 
 @dataclass
+class IdentitySettings:
+    """What identifies a patient (``lake.json`` section ``identity``; see :mod:`lake.deid.identity`).
+
+    ``patient_identity`` is ``patient_id`` (PatientID alone, the default) or ``issuer_qualified``
+    (IssuerOfPatientID and PatientID, issuers mapped through ``issuer_aliases``: folded spelling to
+    domain). Chosen at ``init`` and never changed: a change would re-key the lake. A lake.json
+    without this section (written before it existed) reads as ``issuer_qualified`` without aliases
+    and with ``legacy_study_keys``: how those lakes' pseudonyms were keyed, studies without a
+    Patient ID included (``lake.deid.identity.PatientIdentifier``).
+    """
+
+    patient_identity: str = "patient_id"
+    issuer_aliases: dict[str, str] = field(default_factory=dict)
+    legacy_study_keys: bool = False
+
+    def check(self) -> None:
+        from lake.deid.identity import PatientIdentity
+
+        valid = ", ".join(p.value for p in PatientIdentity)
+        identity = self.patient_identity
+        if not isinstance(identity, str) or identity not in {p.value for p in PatientIdentity}:
+            raise ConfigError(
+                f"unknown patient identity {self.patient_identity!r} (--patient-identity at `lake init`, "
+                f"identity.patient_identity in lake.json); valid: {valid}"
+            )
+        aliases = self.issuer_aliases
+        if not isinstance(aliases, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in aliases.items()
+        ):
+            raise ConfigError("identity.issuer_aliases must map issuer spellings to non-empty domain names")
+        if not isinstance(self.legacy_study_keys, bool):
+            raise ConfigError(f"identity.legacy_study_keys must be true or false, got {self.legacy_study_keys!r}")
+        if aliases and self.patient_identity != PatientIdentity.ISSUER_QUALIFIED.value:
+            raise ConfigError(
+                "issuer aliases need an issuer-qualified lake (--patient-identity issuer_qualified): a "
+                f"{self.patient_identity} lake ignores IssuerOfPatientID"
+            )
+
+    def validate(self) -> None:
+        self.check()
+
+    def describe(self) -> str:
+        """One line for ``lake info`` (issuer names only, no patient data)."""
+        if self.patient_identity != "issuer_qualified":
+            return f"{self.patient_identity} (PatientID alone; issuers ignored)"
+        if not self.issuer_aliases:
+            return "issuer_qualified (IssuerOfPatientID + PatientID; no issuer aliases)"
+        domains = len(set(self.issuer_aliases.values()))
+        spellings = len(self.issuer_aliases)
+        return f"issuer_qualified (IssuerOfPatientID + PatientID; {spellings} issuer spellings in {domains} domain(s))"
+
+
+@dataclass
 class PixelSettings:
     codec: str = "auto"  # lake.pixels.codecs.PixelCodec; auto = chosen per array by measurement
     shard_frames: int = 64
@@ -136,21 +189,26 @@ class LakeConfig:
     created: str
     deid: DeidSettings = field(default_factory=DeidSettings)
     pixels: PixelSettings = field(default_factory=PixelSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     format: str = FORMAT
 
     @classmethod
-    def new(cls, key_fingerprint: str, deid: DeidSettings | None = None) -> LakeConfig:
+    def new(
+        cls, key_fingerprint: str, deid: DeidSettings | None = None, identity: IdentitySettings | None = None
+    ) -> LakeConfig:
         return cls(
             lake_id=str(uuid.uuid4()),
             key_fingerprint=key_fingerprint,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             deid=deid or DeidSettings(),
+            identity=identity or IdentitySettings(),
         )
 
     def validate(self) -> None:
         """Check every setting, names included (imports the profile and codecs: used by init and ingest)."""
         self.deid.validate()
         self.pixels.validate()
+        self.identity.validate()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -159,7 +217,12 @@ class LakeConfig:
     def from_dict(cls, data: dict[str, Any]) -> LakeConfig:
         if data.get("format") != FORMAT:
             raise ConfigError(f"unsupported lake format {data.get('format')!r}; this lake package reads {FORMAT}")
-        for section, known in (("deid", DeidSettings), ("pixels", PixelSettings)):
+        sections: tuple[tuple[str, type[DeidSettings | PixelSettings | IdentitySettings]], ...] = (
+            ("deid", DeidSettings),
+            ("pixels", PixelSettings),
+            ("identity", IdentitySettings),
+        )
+        for section, known in sections:
             value = data.get(section, {})
             if not isinstance(value, dict):
                 raise ConfigError(f"{section} must be an object, got {value!r}")
@@ -172,18 +235,23 @@ class LakeConfig:
             if isinstance(deid.date_offset_days, list):
                 deid.date_offset_days = tuple(deid.date_offset_days)
             pixels = PixelSettings(**data.get("pixels", {}))
+            # written before the setting existed: those lakes keyed patients on (issuer, PatientID)
+            legacy = {"patient_identity": "issuer_qualified", "legacy_study_keys": True}
+            identity = IdentitySettings(**data.get("identity", legacy))
             config = cls(
                 lake_id=data["lake_id"],
                 key_fingerprint=data["key_fingerprint"],
                 created=data["created"],
                 deid=deid,
                 pixels=pixels,
+                identity=identity,
                 format=data["format"],
             )
         except KeyError as exc:
             raise ConfigError(f"the field {exc} is missing") from exc
         config.deid.check()
         config.pixels.check()
+        config.identity.check()
         return config
 
 

@@ -43,6 +43,8 @@ def init(
     date_offset_days: tuple[int, int] = (30, 1095),
     burned_in_policy: str | PixelPolicy = "mask-or-quarantine",
     keep_crosswalk: bool = False,
+    patient_identity: str = "patient_id",
+    issuer_aliases: dict[str, str] | str | os.PathLike[str] | None = None,
 ) -> Lake:
     """Create a lake at ``path`` and its key (or adopt an existing key file, to link lakes).
 
@@ -53,8 +55,14 @@ def init(
     behind. Raises :class:`LakeExistsError` if ``path`` already holds a lake, ``LakePathError`` if
     it is a file, :class:`KeyFileError` if the key would sit inside the lake or is a folder,
     ``ConfigError`` for a bad setting.
+
+    ``patient_identity`` is ``"patient_id"`` (PatientID alone) or ``"issuer_qualified"``, with
+    ``issuer_aliases`` (``{spelling: domain}`` or the path of an ``issuer,domain`` CSV); it is fixed
+    for the lake's life (:mod:`lake.deid.identity`).
     """
-    return create_lake(path, key_file, options, date_offset_days, burned_in_policy, keep_crosswalk)[0]
+    return create_lake(
+        path, key_file, options, date_offset_days, burned_in_policy, keep_crosswalk, patient_identity, issuer_aliases
+    )[0]
 
 
 def create_lake(
@@ -64,10 +72,13 @@ def create_lake(
     date_offset_days: tuple[int, int] = (30, 1095),
     burned_in_policy: str | PixelPolicy = "mask-or-quarantine",
     keep_crosswalk: bool = False,
+    patient_identity: str = "patient_id",
+    issuer_aliases: dict[str, str] | str | os.PathLike[str] | None = None,
 ) -> tuple[Lake, CreatedPaths]:
     """:func:`init`, also returning what it created (the lake, a new key, the vault to be), so a
     command that fails later can remove exactly that (:meth:`CreatedPaths.remove`)."""
     from lake.config import check_lake_folder, vault_dir
+    from lake.deid.identity import identity_settings
 
     paths = LakePaths(path)
     check_lake_folder(paths.root)
@@ -81,12 +92,13 @@ def create_lake(
         keep_crosswalk=keep_crosswalk,
     )
     deid.validate()
+    identity = identity_settings(patient_identity, issuer_aliases)
     key_path = Path(key_file) if key_file else None
     if key_path is not None and key_path.is_dir():
         example = key_path / "lake.key"
         raise KeyFileError(f"the key file {key_path} is a folder: give the path of a key file, e.g. {example}")
     key = read_key(key_path) if key_path is not None and key_path.exists() else generate_key()
-    config = LakeConfig.new(key.fingerprint, deid)
+    config = LakeConfig.new(key.fingerprint, deid, identity)
     key_path = key_path or default_key_path(config.lake_id)
     if _inside(key_path, paths.root):
         raise KeyFileError(f"the key file {key_path} must not be inside the lake {paths.root}")

@@ -56,13 +56,30 @@ class LakeKey:
         value = (value & ~(0x3 << 62)) | (0x2 << 62)
         return _UID_ROOT + str(value)
 
+    def study_pseudonym(self, study_uid: str) -> str:
+        """Pseudonym of a study without a Patient ID (its own patient), keyed on its original UID in a
+        digest domain of its own: no Patient ID and issuer can produce it."""
+        return "P-" + self.digest("patient-study", study_uid.strip())[:8].hex().upper()
+
     def day_offset(self, patient_key: str, low: int, high: int) -> int:
         """Keyed per-patient shift in whole days, in ``[-high, -low]`` (never zero; dates move back)."""
+        return self._offset("day-offset", patient_key, low, high)
+
+    def study_day_offset(self, study_uid: str, low: int, high: int) -> int:
+        """:meth:`day_offset` of a study without a Patient ID (a digest domain of its own)."""
+        return self._offset("day-offset-study", study_uid.strip(), low, high)
+
+    def _offset(self, domain: str, value: str, low: int, high: int) -> int:
         if not 0 < low <= high:
             raise ValueError(f"date offset range must satisfy 0 < low <= high, got {low}..{high}")
         span = high - low + 1
-        n = int.from_bytes(self.digest("day-offset", patient_key)[:8], "big")
+        n = int.from_bytes(self.digest(domain, value)[:8], "big")
         return -(low + n % span)
+
+    def identity_digest(self, what: str, *parts: str) -> str:
+        """Keyed digest of identity facts (a patient ID, a birth date) for the vault's identity ledger:
+        128 bits, hex; equal values give equal digests, and nothing is readable without the key."""
+        return self.digest("identity-" + what, *parts)[:16].hex()
 
     def source_ref(self, content_sha256: bytes) -> str:
         """Keyed reference to an input file's content; lets re-ingests be recognised without storing paths."""

@@ -28,6 +28,7 @@ def describe(lk: Lake) -> dict[str, Any]:
     info["date_offset_days"] = "{} to {} (per-patient backwards shift)".format(*deid.date_offset_days)
     info["burned_in_policy"] = deid.burned_in_policy
     info["keep_crosswalk"] = "yes" if deid.keep_crosswalk else "no"
+    info["patient_identity"] = lk.config.identity.describe()
     return info
 
 

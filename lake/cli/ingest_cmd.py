@@ -86,6 +86,8 @@ def print_summary(summary: IngestSummary, vault_log: Path | None = None) -> None
         print(f"the rejected files are listed in {vault_log} (the vault, beside the key)")
     if summary.warnings:
         print("warnings: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.warnings.items())))
+    if summary.identity:
+        print("identity: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.identity.items())))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,11 +1,13 @@
-"""``lake init LAKE [--key-file KEY] [--option NAME]... [--only-options] ...``."""
+"""``lake init LAKE [--key-file KEY] [--option NAME]... [--only-options] [--patient-identity ...] ...``."""
 
 from __future__ import annotations
 
 import argparse
 
 import lake
+from lake.cli.argtypes import readable_file
 from lake.cli.common import add_key_option
+from lake.deid.identity import DEFAULT_IDENTITY, PatientIdentity
 from lake.deid.policy import PixelPolicy
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption
 
@@ -47,6 +49,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the region, else quarantine); default mask-or-quarantine",
     )
     p.add_argument(
+        "--patient-identity",
+        choices=[x.value for x in PatientIdentity],
+        default=DEFAULT_IDENTITY.value,
+        help="what identifies a patient, fixed for the lake's life: patient_id (PatientID alone, one MRN "
+        "domain; IssuerOfPatientID ignored) or issuer_qualified (IssuerOfPatientID + PatientID, for several "
+        "hospitals' MRNs); default patient_id",
+    )
+    p.add_argument(
+        "--issuer-aliases",
+        metavar="FILE",
+        type=readable_file,
+        help="with --patient-identity issuer_qualified: a CSV with the header issuer,domain mapping each "
+        "spelling of an issuer (an empty one too) to one domain; kept in lake.json; default: none",
+    )
+    p.add_argument(
         "--keep-crosswalk",
         action="store_true",
         help="record original to pseudonym patient IDs in the vault beside the key (default: off)",
@@ -79,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         date_offset_days=tuple(args.date_offset_days),
         burned_in_policy=args.burned_in_policy,
         keep_crosswalk=args.keep_crosswalk,
+        patient_identity=args.patient_identity,
+        issuer_aliases=args.issuer_aliases,
     )
     deid = lk.config.deid
     print(f"created lake {lk.root}")
@@ -86,4 +105,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"options: {', '.join(deid.options) or '(none: the Basic Profile alone)'}")
     low, high = deid.date_offset_days
     print(f"dates shifted back {low} to {high} days per patient; burned-in policy {deid.burned_in_policy}")
+    print(f"patient identity: {lk.config.identity.describe()}")
     return 0

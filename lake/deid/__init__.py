@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lake.config import DeidSettings
     from lake.deid.engine import Deidentifier, DeidResult, PrivateRule
+    from lake.deid.identity import PatientIdentifier
     from lake.deid.policy import PixelPolicy
     from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Action, Profile, ProfileOption
     from lake.deid.recipe import Recipe, load_recipe
@@ -32,9 +33,13 @@ __all__ = [
 ]
 
 
-def build_deidentifier(key: LakeKey, settings: DeidSettings, recipe: Recipe | None = None) -> Deidentifier:
+def build_deidentifier(
+    key: LakeKey, settings: DeidSettings, recipe: Recipe | None = None, identifier: PatientIdentifier | None = None
+) -> Deidentifier:
     """The de-identifier a lake's settings describe, with an optional site recipe on top.
 
+    ``identifier`` resolves patients under the lake's identity setting and crosswalk
+    (``lake.deid.identity.identifier_for``; default: PatientID alone, no crosswalk).
     Raises :class:`lake.errors.RecipeError` when the recipe would re-admit what the profile removes.
     """
     from lake.deid.engine import Deidentifier
@@ -47,6 +52,7 @@ def build_deidentifier(key: LakeKey, settings: DeidSettings, recipe: Recipe | No
         date_offset_days=(int(settings.date_offset_days[0]), int(settings.date_offset_days[1])),
         private_safelist=load_safelist(),
         recipe=recipe,
+        identifier=identifier,
     )
 
 

@@ -26,6 +26,7 @@ from pydicom.tag import BaseTag
 from lake.deid.attribute_types import concrete_action
 from lake.deid.clean import TextCleaner, date_forms
 from lake.deid.dates import shift_da, shift_dt
+from lake.deid.identity import IdentityFacts, PatientIdentifier, PatientRef
 from lake.deid.profile import Action, Profile, ProfileOption
 from lake.deid.recipe import Recipe, RecipeApplier
 from lake.keys import LakeKey
@@ -150,6 +151,7 @@ class DeidResult:
     day_offset: int
     original_patient_id: str
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    identity: IdentityFacts | None = None  # keyed digests for the vault's identity ledger
 
 
 class Deidentifier:
@@ -163,8 +165,10 @@ class Deidentifier:
         private_safelist: Iterable[PrivateRule] | None = None,
         post_processors: Iterable[Callable[[Dataset, DeidResult], None]] = (),
         recipe: Recipe | None = None,
+        identifier: PatientIdentifier | None = None,
     ) -> None:
         self.key = key
+        self.identifier = identifier or PatientIdentifier()
         self.profile = profile or Profile()
         self.date_offset_days = date_offset_days
         if private_safelist is None:  # the project's safelist (schemas/deid/private-safelist.toml)
@@ -182,17 +186,15 @@ class Deidentifier:
         self.retain_private = self.profile.private_action != Action.REMOVE
 
     # -- identity ------------------------------------------------------------------------------
-    def patient_identity(self, ds: Dataset) -> tuple[str, str]:
-        """(issuer, patient id) that keys the pseudonym and date offset.
+    def patient_identity(self, ds: Dataset) -> tuple[PatientRef, PatientRef]:
+        """(member, ref): the dataset's own identity under the lake's setting, and the identity that
+        keys its pseudonym and date offset (the crosswalk group's canonical member, else the member).
 
-        Without a Patient ID the study is its own patient: its instances still link together,
-        and nothing is merged on a guess.
+        Without a Patient ID the study is its own patient (:mod:`lake.deid.identity`): its instances
+        still link together, and nothing is merged on a guess.
         """
-        issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
-        pid = str(ds.get("PatientID", "") or "").strip()
-        if not pid:
-            pid = "study:" + str(ds.get("StudyInstanceUID", "") or "").strip()
-        return issuer, pid
+        member = self.identifier.member(ds)
+        return member, self.identifier.resolve(member)
 
     def _identifiers(self, ds: Dataset) -> list[str]:
         found: list[str] = []
@@ -226,18 +228,20 @@ class Deidentifier:
     # -- main entry -----------------------------------------------------------------------------
     def deidentify(self, ds: Dataset) -> DeidResult:
         """De-identify ``ds`` in place and return it with what was done (counts carry no values)."""
-        issuer, pid = self.patient_identity(ds)
-        patient_key = f"{issuer}\x00{pid}"
+        member, ref = self.patient_identity(ds)
         low, high = self.date_offset_days
         result = DeidResult(
             dataset=ds,
-            patient_pseudonym=self.key.pseudonym(issuer, pid),
-            patient_key=patient_key,
-            day_offset=self.key.day_offset(patient_key, low, high),
-            original_patient_id=pid,
+            patient_pseudonym=ref.pseudonym(self.key),
+            patient_key=ref.key,
+            day_offset=ref.day_offset(self.key, low, high),
+            original_patient_id=member.patient_id or "study:" + member.study,
+            identity=self.identifier.facts(self.key, ds, member),
         )
         cleaner = TextCleaner(self._identifiers(ds))
         self._walk(ds, result, cleaner, cleaning=False)
+        if "PatientID" not in ds:  # a study without one is its own patient, never a NULL one
+            ds.PatientID = result.patient_pseudonym
         self._file_meta(ds)
         if self._recipe is not None:
             self._recipe.apply(ds, result.counts)

@@ -34,6 +34,15 @@ from lake.crashpoints import crash_point
 from lake.created import CreatedPaths
 from lake.deid import build_deidentifier
 from lake.deid.engine import Deidentifier
+from lake.deid.identity import (
+    CROSSWALK_NAME,
+    IdentityLedger,
+    PatientIdentifier,
+    PatientIdentity,
+    identifier_for,
+    identity_fingerprint,
+    load_crosswalk,
+)
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile
 from lake.deid.recipe import Recipe, check_recipe, load_recipe
 from lake.diagnostics import FileWarning, silence_process
@@ -64,6 +73,10 @@ class IngestSummary:
 
     ``warnings`` counts, per PHI-free reason code (:mod:`lake.diagnostics`), the files processed
     in this run on which the libraries warned; the messages are in the vault's run log.
+    ``identity`` counts identity anomalies among this run's instances, with every earlier run:
+    ``several_birth_dates`` and ``several_sexes`` (patient IDs seen with more than one: MRN reuse),
+    ``several_issuers`` (issuer-qualified lakes: PatientIDs under several issuer domains), and
+    ``studies_without_patient_id`` (each its own patient).
     """
 
     run_id: str
@@ -77,6 +90,7 @@ class IngestSummary:
     reject_reasons: Counter[str] = field(default_factory=Counter)
     empty_sources: int = 0  # sources that held no file (their paths go to the console only)
     warnings: Counter[str] = field(default_factory=Counter)
+    identity: Counter[str] = field(default_factory=Counter)  # see lake.deid.identity: counts, no values
 
     @property
     def outcome(self) -> str:
@@ -87,6 +101,7 @@ class IngestSummary:
         out["pixel_status"] = dict(self.pixel_status)
         out["reject_reasons"] = dict(self.reject_reasons)
         out["warnings"] = dict(sorted(self.warnings.items()))
+        out["identity"] = dict(sorted(self.identity.items()))
         out["outcome"] = self.outcome
         return out
 
@@ -108,10 +123,12 @@ _worker_deid: Deidentifier | None = None
 _worker_policy: str = ""
 
 
-def _init_worker(secret: bytes, settings: DeidSettings, recipe: Recipe | None = None) -> None:
+def _init_worker(
+    secret: bytes, settings: DeidSettings, recipe: Recipe | None = None, identifier: PatientIdentifier | None = None
+) -> None:
     global _worker_deid, _worker_policy
     silence_process()  # a worker never prints: what it logs or warns is about the files
-    _worker_deid = build_deidentifier(LakeKey(secret), settings, recipe)
+    _worker_deid = build_deidentifier(LakeKey(secret), settings, recipe, identifier)
     _worker_policy = settings.burned_in_policy
 
 
@@ -139,13 +156,17 @@ class _Run:
         self.max_batch = batch_size
         self.max_batch_bytes = batch_bytes
         self.deid_counts: Counter[tuple[str, str]] = Counter()
+        self.withdrawn = load_withdrawn(lk.key_path)
+        self.identifier, self.ledger = load_identity(lk, key, self.withdrawn)  # may refuse: before any write
+        self.identity_members: set[str] = set()  # committed in this run (keyed digests)
+        self.identity_pids: set[str] = set()
+        self.studies_without_id: set[str] = set()
         vault = vault_dir(lk.key_path)
         (vault / "runs").mkdir(parents=True, exist_ok=True, mode=0o700)
         self.vault = vault
         self.log = open(vault / "runs" / f"{run_id}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self.crosswalk: dict[str, str] = {}
         self.recipe: Recipe | None = None
-        self.withdrawn = load_withdrawn(lk.key_path)
 
     def close(self) -> None:
         self.log.close()
@@ -215,6 +236,11 @@ class _Run:
         if result.patient_pseudonym in self.withdrawn:
             self.reject(item, ref, "policy", "patient_withdrawn", size, warnings=result.warnings)
             return
+        facts = result.identity
+        if facts is not None and self.ledger.rekeyed(facts, result.patient_pseudonym, self.withdrawn):
+            # the crosswalk changed under patients already in the lake; the vault log says so
+            self.reject(item, ref, "policy", "patient_rekeyed", size, REKEYED, result.warnings)
+            return
         sop = result.row["SOPInstanceUID"]
         if sop in self.state.sop_uids or sop in self.batch_sops:
             self.summary.duplicates += 1
@@ -239,6 +265,11 @@ class _Run:
 
     def _commit(self) -> None:
         crash_point("ingest.flush")
+        # Before the rows: a crash then leaves facts of files a rerun processes again (the same facts).
+        for result, _ref, _size in self.batch:
+            if result.identity is not None:
+                self.ledger.add(result.identity, result.patient_pseudonym)
+        self.ledger.save()
         rows = []
         pending: dict[str, list[tuple[int, np.ndarray, dict[str, Any]]]] = {}
         for result, ref, size in self.batch:
@@ -272,6 +303,11 @@ class _Run:
             self.state.instance_sources.add(ref)
             self.summary.ingested += 1
             self.summary.pixel_status[result.row["pixel_status"]] += 1
+            if result.identity is None:
+                self.studies_without_id.add(result.patient_pseudonym)
+            else:
+                self.identity_members.add(result.identity.member)
+                self.identity_pids.add(result.identity.patient_id)
         self.batch, self.batch_sops, self.rejects, self.batch_bytes = [], set(), [], 0
         self._write_crosswalk()
 
@@ -284,6 +320,31 @@ class _Run:
                 f.write(json.dumps({"original_patient_id": original, "pseudonym": pseudonym}) + "\n")
         os.chmod(path, 0o600)
         self.crosswalk.clear()
+
+
+REKEYED = (
+    "this patient ID was given another pseudonym by an earlier run: the identity crosswalk "
+    f"({CROSSWALK_NAME} in the vault) changed under it; restore its row, or `lake forget` the earlier "
+    "pseudonym and ingest the files again"
+)
+
+
+def load_identity(lk: Lake, key: LakeKey, withdrawn: set[str]) -> tuple[PatientIdentifier, IdentityLedger]:
+    """The lake's patient identifier (its identity setting and the vault's crosswalk) and ledger.
+
+    Raises :class:`ConfigError` when lake.json's identity setting is not the one the lake's patients
+    were keyed with, or when the crosswalk would link patient IDs already in the lake under another
+    pseudonym (both would re-key patients).
+    """
+    vault = vault_dir(lk.key_path)
+    settings = lk.config.identity
+    ledger = IdentityLedger.for_lake(vault, lk.config.lake_id)
+    ledger.check_setting(identity_fingerprint(settings), settings.describe())
+    identifier = identifier_for(settings)
+    path = vault / CROSSWALK_NAME
+    identifier.crosswalk = load_crosswalk(path, identifier)
+    ledger.check_crosswalk(identifier.crosswalk, key, withdrawn, path)
+    return identifier, ledger
 
 
 def _read_items(
@@ -339,8 +400,13 @@ def ingest(
     recipe: str | os.PathLike[str] | Recipe | None = None,
     file_timeout: float | None = None,
     worker_memory_bytes: int | None = None,
+    patient_identity: str | PatientIdentity | None = None,
 ) -> IngestSummary:
     """Ingest every file under ``sources`` into the lake (created if missing).
+
+    ``patient_identity`` (``lake.deid.identity.PatientIdentity``) is the identity of a lake this
+    call creates (default ``patient_id``); for an existing lake it must be the lake's own, else
+    ``ConfigError`` (a lake's identity is fixed at init: changing it would re-key its patients).
 
     ``on_file(nbytes)`` is called once per input file for progress display. With ``file_timeout``
     (seconds) or ``worker_memory_bytes`` files are processed in worker processes that are replaced
@@ -367,10 +433,18 @@ def ingest(
         options = read_config(paths).deid.options if paths.exists() else DEFAULT_RESEARCH_OPTIONS
         check_recipe(site_recipe, Profile(options))
     created: CreatedPaths | None = None
+    asked = None if patient_identity is None else PatientIdentity(patient_identity).value
     if paths.exists():
-        read_config(paths, validate=True)
+        config = read_config(paths, validate=True)
+        if asked is not None and config.identity.patient_identity != asked:
+            raise ConfigError(
+                f"the lake {paths.root} keys patients on {config.identity.patient_identity} "
+                f"(identity.patient_identity in lake.json), not {asked}: a lake's patient identity is fixed at "
+                "`lake init`, as changing it would re-key every patient. Build a new lake with "
+                f"`lake init NEW --patient-identity {asked}` and ingest the sources into it"
+            )
     else:
-        lk, created = create_lake(lake_path, key_file)
+        lk, created = create_lake(lake_path, key_file, patient_identity=asked or PatientIdentity.PATIENT_ID.value)
         if on_message:
             on_message(
                 f"created lake {lk.root}; key: {lk.key_path} (fingerprint {lk.config.key_fingerprint}); "
@@ -436,6 +510,7 @@ def _ingest(
     paths = LakePaths(lake_path)
     lk = Lake(lake_path, key_file)
     key = lk.key()
+    load_identity(lk, key, load_withdrawn(lk.key_path))  # refuses a re-keying setting or crosswalk now
     excluded = _excluded(lk)
     empty: list[Path] = []
 
@@ -470,7 +545,8 @@ def _ingest(
                         _sequential(run, todo, on_file)
                     else:
                         limits_ = (file_timeout, worker_memory_bytes)
-                        _parallel(run, todo, workers, key, lk.config.deid, on_file, site_recipe, limits_)
+                        deid = lk.config.deid
+                        _parallel(run, todo, workers, key, deid, on_file, site_recipe, limits_, run.identifier)
                     run.flush()
                     with deferred():
                         run.summary.seconds = time.monotonic() - t0
@@ -493,7 +569,7 @@ def _ingest(
 def _sequential(
     run: _Run, todo: Iterator[tuple[SourceItem, str, int, bytes]], on_file: Callable[[int], None] | None
 ) -> None:
-    deid = build_deidentifier(run.key, run.lk.config.deid, run.recipe)
+    deid = build_deidentifier(run.key, run.lk.config.deid, run.recipe, run.identifier)
     for item, ref, size, data in todo:
         outcome = process_file(data, deid, run.lk.config.deid.burned_in_policy)
         _handle(run, item, ref, size, outcome)
@@ -524,9 +600,11 @@ def _parallel(
     on_file: Callable[[int], None] | None,
     recipe: Recipe | None = None,
     limits: tuple[float | None, int | None] = (None, None),
+    identifier: PatientIdentifier | None = None,
 ) -> None:
     """Process in worker processes; results are handled in input order, so runs are deterministic."""
-    pool = TimedPool(_work, workers, _init_worker, (key.secret, settings, recipe), limits[0], limits[1])
+    initargs = (key.secret, settings, recipe, identifier)
+    pool = TimedPool(_work, workers, _init_worker, initargs, limits[0], limits[1])
     tagged = (((item, ref, size), data) for item, ref, size, data in todo)
     # closed at once when an interrupt ends the loop: the workers are killed, not waited for
     with closing(pool.run(tagged)) as results:
@@ -544,6 +622,12 @@ def _finish(lk: Lake, run: _Run, started: datetime, interrupted_with: int | None
     (``seen == ingested + duplicates + rejected + abandoned``)."""
     from lake.deid.profile import Profile
 
+    run.ledger.save()  # the identity setting, when no batch wrote it
+    qualified = lk.config.identity.patient_identity == PatientIdentity.ISSUER_QUALIFIED.value
+    identity = run.ledger.anomalies(run.identity_members, run.identity_pids, qualified)
+    if run.studies_without_id:
+        identity["studies_without_patient_id"] = len(run.studies_without_id)
+    run.summary.identity = identity
     counts = run.summary.to_dict()
     if interrupted_with is not None:
         counts.update(outcome=INTERRUPTED, abandoned=interrupted_with)
@@ -555,6 +639,7 @@ def _finish(lk: Lake, run: _Run, started: datetime, interrupted_with: int | None
         "options": list(lk.config.deid.options),
         "date_offset_days": list(lk.config.deid.date_offset_days),
         "burned_in_policy": lk.config.deid.burned_in_policy,
+        "patient_identity": lk.config.identity.patient_identity,
         "recipe_sha256": run.recipe.sha256 if run.recipe is not None else None,
         "summary": counts,
         "actions": [
@@ -563,7 +648,11 @@ def _finish(lk: Lake, run: _Run, started: datetime, interrupted_with: int | None
     }
     lk.paths.reports.mkdir(exist_ok=True)
     (lk.paths.reports / f"deid-{run.run_id}.json").write_text(json.dumps(report, indent=1) + "\n")
-    params = {"options": list(lk.config.deid.options), "burned_in_policy": lk.config.deid.burned_in_policy}
+    params = {
+        "options": list(lk.config.deid.options),
+        "burned_in_policy": lk.config.deid.burned_in_policy,
+        "patient_identity": lk.config.identity.patient_identity,
+    }
     if run.recipe is not None:
         params["recipe_sha256"] = run.recipe.sha256
     crash_point("ingest.before_runs_row")

@@ -21,6 +21,7 @@ from pydicom.errors import InvalidDicomError
 
 from lake import diagnostics
 from lake.deid.engine import Deidentifier
+from lake.deid.identity import IdentityFacts
 from lake.deid.pixels import PixelPolicy, apply_pixel_policy, assess
 from lake.diagnostics import FileWarning
 from lake.errors import RejectedInput
@@ -42,6 +43,7 @@ class Processed:
     original_patient_id: str = field(repr=False)  # for the optional crosswalk in the vault only
     array_attributes: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[FileWarning, ...] = ()  # codes are PHI-free; messages go to the vault log only
+    identity: IdentityFacts | None = None  # keyed digests for the vault's identity ledger
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ def process(
         patient_pseudonym=result.patient_pseudonym,
         original_patient_id=result.original_patient_id,
         array_attributes=_array_attributes(ds, row),
+        identity=result.identity,
     )
 
 
