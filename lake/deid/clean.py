@@ -34,7 +34,7 @@ _GENERIC = [
 
 
 def date_forms(value: str) -> list[str]:
-    """Common written forms of a DA value ``YYYYMMDD``."""
+    """Common written forms of a DA value ``YYYYMMDD`` (other spellings: ``lake.deid.text_dates``)."""
     if len(value) != 8 or not value.isdigit():
         return []
     try:
@@ -50,6 +50,11 @@ def date_forms(value: str) -> list[str]:
         d.strftime("%d %b %Y"),
         d.strftime("%d %B %Y"),
         d.strftime("%B %d, %Y"),
+        d.strftime("%b %d, %Y"),
+        d.strftime("%d-%b-%Y"),  # 14-MAR-2019 (matched case-insensitively)
+        d.strftime("%d%b%Y"),
+        d.strftime("%d-%m-%Y"),
+        d.strftime("%Y/%m/%d"),
     ]
 
 
