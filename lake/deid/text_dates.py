@@ -39,6 +39,7 @@ or year is written beside them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -121,10 +122,13 @@ def _month_index() -> dict[str, list[_Spelling]]:
 
 
 _MONTHS = _month_index()
-_MONTH_ALT = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_LONGEST = max(len(t) for t in _MONTHS)
+_WORD = re.compile(r"[^\W\d_]+")
 _NOT_LETTER_BEFORE = r"(?<![^\W\d_])"
 _NOT_LETTER_AFTER = r"(?![^\W\d_])"
-MON_WORD = rf"{_NOT_LETTER_BEFORE}(?P<m>{_MONTH_ALT}){_NOT_LETTER_AFTER}"
+# Any word of a month's length; _parse keeps the month names (an alternation of 150 names at every
+# position costs 10x more than a character class and a dictionary look-up).
+MON_WORD = rf"{_NOT_LETTER_BEFORE}(?P<m>[^\W\d_]{{3,{_LONGEST}}}){_NOT_LETTER_AFTER}"
 MON = rf"{MON_WORD}(?P<mdot>\.)?"
 DAY = r"(?P<d>0?[1-9]|[12]\d|3[01])"
 ORD = r"(?P<o>st|nd|rd|th|er|º|°|ª|\.)?"
@@ -143,13 +147,14 @@ def _c(pattern: str) -> re.Pattern[str]:
 # (kind, precision, regex) in priority order: a full date before a partial one at the same place.
 _FORMS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     ("dmy", "day", _c(rf"{_NB}{DAY}{ORD}(?P<s1>{_SEP}|){_OF}{MON}(?P<s2>{_SEP}|){_OF}{Y4}{_NA}")),
-    ("dmy2", "day", _c(rf"{_NB}{DAY}(?P<s1>[-/.]?){MON_WORD}(?P=s1)(?P<y>\d{{2}}){_NA}")),
+    ("dmy2", "day", _c(rf"{_NB}{DAY}(?P<s1>[-/.]?){MON}(?P=s1)(?P<y>\d{{2}}){_NA}")),
     ("mdy", "day", _c(rf"{MON}\s*{DAY}(?P<o>st|nd|rd|th)?(?:\s*,\s*|\s+){Y4}{_NA}")),
     ("ymd_name", "day", _c(rf"{_NB}{Y4}(?P<s1>[-/ ]){MON}(?P=s1){DAY}{_NA}")),
     ("ymd", "day", _c(rf"{_NB}{Y4}(?P<s1>[-/.])(?P<mn>0?[1-9]|1[0-2])(?P=s1){DAY}{_NA}")),
     ("num", "day", _c(rf"{_NB}(?P<a>\d{{1,2}})(?P<s1>[-/.])(?P<b>\d{{1,2}})(?P=s1){Y4}{_NA}")),
     ("num2", "day", _c(rf"{_NB}(?P<a>\d{{2}})/(?P<b>\d{{2}})/(?P<y>\d{{2}}){_NA}")),
-    ("compact", "day", _c(rf"(?<![\w.])(?P<y>(?:19|20)\d{{2}})(?P<mn>0[1-9]|1[0-2])(?P<d>0[1-9]|[12]\d|3[01])(?![\w]|[.,]\d)")),
+    ("compact", "day", _c(r"(?<![\w.])(?P<y>(?:19|20)\d{2})(?P<mn>0[1-9]|1[0-2])(?P<d>0[1-9]|[12]\d|3[01])"
+                          r"(?![\w]|[.,]\d)")),
     ("my", "month", _c(rf"{MON}(?P<s1>\s*[-/.'’]\s*|\s+(?:de\s+|del\s+)?|){Y4}{_NA}")),
     ("my_num", "month", _c(rf"{_NB}(?P<mn>0[1-9]|1[0-2])(?P<s1>[-/.]){Y4}{_NA}")),
     ("ym_num", "month", _c(rf"{_NB}{Y4}(?P<s1>[-/])(?P<mn>0[1-9]|1[0-2]){_NA}")),
@@ -218,10 +223,8 @@ def _day_first(a: int, b: int, year: int, sep: str) -> bool | None:
     """
     readings = {}
     for first, (day, month) in ((True, (a, b)), (False, (b, a))):
-        try:
+        with contextlib.suppress(ValueError):
             readings[first] = date(year, month, day)
-        except ValueError:
-            pass
     if len(readings) == 1:
         return next(iter(readings))
     if len(readings) == 2 and (sep == "." or readings[True] == readings[False]):
@@ -355,7 +358,10 @@ def find_dates(text: str, days: int | None, remove: Iterable[date] = ()) -> list
     removed = tuple(remove)
     taken: list[tuple[int, int]] = []
     found: list[FoundDate] = []
+    names = any(w.lower() in _MONTHS for w in _WORD.findall(text))
     for kind, precision, regex in _FORMS:
+        if not names and "(?P<m>" in regex.pattern:
+            continue
         for m in regex.finditer(text):
             start, end = m.span()
             if any(start < e and s < end for s, e in taken):
