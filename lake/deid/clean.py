@@ -52,11 +52,6 @@ def date_forms(value: str) -> list[str]:
         d.strftime("%d %b %Y"),
         d.strftime("%d %B %Y"),
         d.strftime("%B %d, %Y"),
-        d.strftime("%b %d, %Y"),
-        d.strftime("%d-%b-%Y"),  # 14-MAR-2019 (matched case-insensitively)
-        d.strftime("%d%b%Y"),
-        d.strftime("%d-%m-%Y"),
-        d.strftime("%Y/%m/%d"),
     ]
 
 
