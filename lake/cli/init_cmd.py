@@ -9,7 +9,7 @@ from lake.cli.argtypes import readable_file
 from lake.cli.common import add_key_option
 from lake.deid.identity import DEFAULT_IDENTITY, PatientIdentity
 from lake.deid.policy import PixelPolicy
-from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption
+from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, OPTION_NAMES, ProfileOption
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,11 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--option",
         action="append",
         dest="options",
-        choices=[o.value for o in ProfileOption],
+        choices=OPTION_NAMES,
         metavar="OPTION",
         help="a PS3.15 profile option added to the default research profile (repeatable; "
-        f"retain_longitudinal_full_dates replaces retain_longitudinal_modified_dates); default: {defaults}; "
-        f"choices: {', '.join(o.value for o in ProfileOption)}",
+        f"retain_longitudinal_full_dates replaces retain_longitudinal_modified_dates), or the lake's own "
+        f"hipaa_safe_harbor_ages (ages over 89 become 90 or older; off by default); default: {defaults}; "
+        f"choices: {', '.join(OPTION_NAMES)}",
     )
     p.add_argument(
         "--only-options",

@@ -20,8 +20,10 @@ _MONTHS = (
 )
 _GENERIC = [
     # dates: 2020-03-14, 2020/3/14, 14.03.2020, 03/14/20, 20200314, 14 Mar 2020, March 14, 2020
-    r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b",
-    r"\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b",
+    # (not inside a longer dotted number: "1.0.3.37" and "2.5.1" are versions, not dates)
+    r"(?<![\w.,/:])\d{4}(?P<ymd_sep>[-/.])\d{1,2}(?P=ymd_sep)\d{1,2}(?![\w]|[.,/:-]\d)",
+    r"(?<![\w.,/:])\d{1,2}(?P<dmy_sep>[-/.])\d{1,2}(?P=dmy_sep)\d{4}(?![\w]|[.,/:-]\d)",
+    r"(?<![\w.,/:])\d{1,2}/\d{1,2}/\d{2}(?![\w]|[.,/:-]\d)",  # 03/14/20; "12.30.45" is a time
     r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b",
     rf"\b\d{{1,2}}\s*(?:{_MONTHS})\.?\s*,?\s*\d{{2,4}}\b",
     rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b",
@@ -34,7 +36,7 @@ _GENERIC = [
 
 
 def date_forms(value: str) -> list[str]:
-    """Common written forms of a DA value ``YYYYMMDD``."""
+    """Common written forms of a DA value ``YYYYMMDD`` (other spellings: ``lake.deid.text_dates``)."""
     if len(value) != 8 or not value.isdigit():
         return []
     try:

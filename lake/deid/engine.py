@@ -27,8 +27,9 @@ from lake.deid.attribute_types import concrete_action
 from lake.deid.clean import TextCleaner, date_forms
 from lake.deid.dates import shift_da, shift_dt
 from lake.deid.identity import IdentityFacts, PatientIdentifier, PatientRef
-from lake.deid.profile import Action, Profile, ProfileOption
+from lake.deid.profile import Action, LakeOption, Profile, ProfileOption
 from lake.deid.recipe import Recipe, RecipeApplier
+from lake.deid.text_dates import TextDateCleaner, collapse_ages  # issue 12: dates and ages in free text
 from lake.keys import LakeKey
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ class Deidentifier:
         self.modified_dates = ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in opts
         self.retain_uids = ProfileOption.RETAIN_UIDS in opts
         self.retain_private = self.profile.private_action != Action.REMOVE
+        self.hipaa_ages = LakeOption.HIPAA_SAFE_HARBOR_AGES in self.profile.lake_options  # issue 12
 
     # -- identity ------------------------------------------------------------------------------
     def patient_identity(self, ds: Dataset) -> tuple[PatientRef, PatientRef]:
@@ -239,6 +241,9 @@ class Deidentifier:
             identity=self.identifier.facts(self.key, ds, member),
         )
         cleaner = TextCleaner(self._identifiers(ds))
+        # issue 12 (text dates): dates written in text shift by the patient's offset (or are removed)
+        days = result.day_offset if self.modified_dates else None
+        cleaner = TextDateCleaner.for_dataset(cleaner, ds, days, self.hipaa_ages)
         self._walk(ds, result, cleaner, cleaning=False)
         if "PatientID" not in ds:  # a study without one is its own patient, never a NULL one
             ds.PatientID = result.patient_pseudonym
@@ -248,6 +253,8 @@ class Deidentifier:
         self._mark(ds, result)
         for post in self._post:
             post(ds, result)
+        if self.hipaa_ages and (n := collapse_ages(ds)):  # issue 12: Age Strings over 89 become 090Y
+            result.counts[("AS", "age-90-or-older")] += n
         return result
 
     # -- walking --------------------------------------------------------------------------------

@@ -46,6 +46,22 @@ class ProfileOption(StrEnum):
     CLEAN_GRAPHICS = "clean_graphics"
 
 
+class LakeOption(StrEnum):
+    """Options of this lake beyond PS3.15 E.3 (not in CID 7050, so not in the method code sequence).
+
+    ``hipaa_safe_harbor_ages``: every age over 89 years becomes "90 or older", as HIPAA Safe Harbor
+    (45 CFR 164.514(b)(2)(i)(C)) asks: Age String values (``093Y``, ``1100M``, ``4800W``) become
+    ``090Y``, and ages written in free text ("93-year-old", "93 yo", "aged 93") become ``90+``.
+    Off by default: PS3.15 keeps exact ages under Retain Patient Characteristics.
+    """
+
+    HIPAA_SAFE_HARBOR_AGES = "hipaa_safe_harbor_ages"
+
+
+#: Every option name ``lake init --option`` accepts: the PS3.15 options, then the lake's own.
+OPTION_NAMES: tuple[str, ...] = (*(o.value for o in ProfileOption), *(o.value for o in LakeOption))
+
+
 #: The default research profile: Basic + these options.
 DEFAULT_RESEARCH_OPTIONS: tuple[ProfileOption, ...] = (
     ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES,
@@ -89,14 +105,19 @@ def load_profile_table(path: Traversable = PROFILE_PATH) -> tuple[dict[str, Any]
     return doc, rows
 
 
-def parse_options(options: Iterable[str | ProfileOption]) -> frozenset[ProfileOption]:
+def parse_options(
+    options: Iterable[str | ProfileOption | LakeOption],
+) -> frozenset[ProfileOption | LakeOption]:
     """Accept option names (strings or enums); raise with the valid names on a typo."""
-    out = set()
+    out: set[ProfileOption | LakeOption] = set()
     for opt in options:
+        if str(opt) in {o.value for o in LakeOption}:
+            out.add(LakeOption(opt))
+            continue
         try:
             out.add(ProfileOption(opt))
         except ValueError as exc:
-            valid = ", ".join(o.value for o in ProfileOption)
+            valid = ", ".join(OPTION_NAMES)
             raise ConfigError(f"unknown de-identification option {opt!r}; valid: {valid}") from exc
     if {ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES, ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES} <= out:
         raise ConfigError("choose one of retain_longitudinal_full_dates and retain_longitudinal_modified_dates")
@@ -114,8 +135,12 @@ def _pattern(tag: str) -> tuple[int, int]:
 class Profile:
     """Table E.1-1 resolved for one set of options: ``action_for(tag)`` in O(1)."""
 
-    def __init__(self, options: Iterable[str | ProfileOption] = DEFAULT_RESEARCH_OPTIONS) -> None:
-        self.options = parse_options(options)
+    def __init__(self, options: Iterable[str | ProfileOption | LakeOption] = DEFAULT_RESEARCH_OPTIONS) -> None:
+        parsed = parse_options(options)
+        #: the PS3.15 options (each with its CID 7050 code)
+        self.options: frozenset[ProfileOption] = frozenset(o for o in parsed if isinstance(o, ProfileOption))
+        #: the lake's own options (:class:`LakeOption`), applied by the engine besides Table E.1-1
+        self.lake_options: frozenset[LakeOption] = frozenset(o for o in parsed if isinstance(o, LakeOption))
         doc, rows = load_profile_table()
         self.edition: str = doc["edition"]
         self.option_codes: dict[str, tuple[str, str]] = {
