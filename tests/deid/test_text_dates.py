@@ -373,7 +373,7 @@ def test_a_seeded_text_date_reaches_no_lake_file_and_its_shifted_value_does(tmp_
         ds.save_as(path)
     root = tmp_path / "lake"
     ingest(root, [tmp_path / "src"])
-    for _rel, _where, text in lake_texts(root):
+    for _place, text in lake_texts(root):
         assert "14-MAR-2019" not in text.upper()
     lk = lake.open(root)
     rows = lk.sql("SELECT StudyDate, header_json FROM instances").to_dicts()
