@@ -83,8 +83,8 @@ REASONS = {
     "removed_unlisted_url": "a UR attribute Table E.1-1 does not list",
     "removed_unlisted_name": "a PN attribute Table E.1-1 does not list",
     "removed_unlisted_text_vr": "free text (ST, LT, UT, UC) Table E.1-1 does not list, without Clean Descriptors",
-    "removed_un_text": "a UN payload that decodes as text, of a tag whose VR is not text",
-    "decoded_un_text": "a UN payload of a text attribute, decoded and treated as its VR",
+    "removed_un_text": "a UN (or undecoded) payload that reads as text, of a tag whose VR is not text",
+    "decoded_un_text": "a UN (or undecoded) payload of a text attribute, decoded and treated as its VR",
     "cleaned_identifier_token": "an identifier of this file's people was removed from the value",
     "cleaned_identifier_value": "the whole value was a short or common identifier",
     "cleaned_generic_pattern": "a date, phone number, e-mail address or long number was removed",
@@ -229,8 +229,10 @@ def _name_parts(pn: str) -> list[str]:
 
 def _identifier_tags(profile: Profile) -> frozenset[int]:
     """Tags whose values identify people or places: the fixed list, and the text rows of Table E.1-1
-    that the profile removes or replaces and whose keyword names an ID, number, name or address."""
-    tags = set(_IDENTITY_TAGS)
+    that the profile removes or replaces and whose keyword names an ID, number, name or address;
+    never a row the profile keeps (an option that retains it retains it everywhere)."""
+    # what an option retains (K: institution, device identity) is not an identifier to remove elsewhere
+    tags = {t for t in _IDENTITY_TAGS if profile.action_for(t) is not Action.KEEP}
     for tag, keyword in profile.keywords.items():
         action = profile.action_for(tag)
         if action in (None, Action.KEEP, Action.CLEAN, Action.UID) or keyword in _DESCRIPTOR_ROWS:
@@ -242,6 +244,14 @@ def _identifier_tags(profile: Profile) -> frozenset[int]:
         if vr in ("LO", "SH", "PN", "ST", "LT", "UT", "UC") and _IDENTIFIER_KEYWORD.search(keyword):
             tags.add(tag)
     return frozenset(tags)
+
+
+_BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN", "SQ"})
+
+
+def _undecoded(elem: DataElement) -> bool:
+    """A UN element, or a payload left as bytes under a VR that is not binary ("US or SS", LT...)."""
+    return elem.VR == "UN" or (isinstance(elem.value, bytes | bytearray) and elem.VR not in _BINARY_VRS)
 
 
 def _is_code_item(ds: Dataset) -> bool:
@@ -366,7 +376,7 @@ class Deidentifier:
     @staticmethod
     def _learn(tag: int, vr: str, text: str, found: list[str]) -> None:
         found.append(text)
-        if vr == "PN":
+        if vr == "PN" or "^" in text:  # a person name written into an LO (an observer, an organisation)
             found.extend(_name_parts(text))
         elif tag in _ADDRESS_TAGS:
             # addresses are written in pieces elsewhere ("12 Imaginary Lane", "Nowhere")
@@ -414,7 +424,7 @@ class Deidentifier:
                 del ds[tag]
                 continue
             action = self.profile.action_for(int(tag))
-            if elem.VR == "UN" and _known(tag):
+            if _undecoded(elem) and _known(tag):
                 decoded = self._decode_un(ds, elem, result)
                 if decoded is None:
                     continue
@@ -549,7 +559,7 @@ class Deidentifier:
 
     def _coded(self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner) -> None:
         """A code sequence item's code: kept in standard schemes; other schemes lose identifiers only."""
-        if elem.VR == "UR" or elem.value in (None, "", b"") or isinstance(elem.value, bytes | bytearray):
+        if elem.value in (None, "", b"") or isinstance(elem.value, bytes | bytearray):
             if isinstance(elem.value, bytes | bytearray):
                 del ds[elem.tag]  # a code is text; an undecodable payload is not kept
                 self._count(result, elem.tag, "removed_un_text")
@@ -567,7 +577,8 @@ class Deidentifier:
             self._count(result, elem.tag, "kept_coded_value")
 
     def _decode_un(self, ds: Dataset, elem: DataElement, result: DeidResult) -> DataElement | None:
-        """A known public attribute read as UN: its payload as the dictionary VR, or None if removed.
+        """A known public attribute read as UN (or left as bytes): its payload as the dictionary VR,
+        or None if removed.
 
         Text VRs are decoded (ASCII or Latin-1, values split at ``\\``) and then treated as that VR;
         a payload of another VR that decodes as text is removed (it cannot be what the VR says);
