@@ -56,6 +56,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pydicom import Dataset
 from pydicom._uid_dict import UID_dictionary
@@ -246,6 +247,21 @@ def _identifier_tags(profile: Profile) -> frozenset[int]:
     return frozenset(tags)
 
 
+def _may_hold_names(tag: int, vr: str | None) -> bool:
+    """A sequence or a person name (by the element's VR, or the dictionary's when it has none)."""
+    if vr is None or vr == "UN":
+        vr = _dictionary_vr(tag)
+    return vr in ("SQ", "PN", "", "UN")
+
+
+@lru_cache(maxsize=8192)
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(get_entry(tag)[0])
+    except KeyError:
+        return ""  # unknown (private without a dictionary entry): looked at
+
+
 _BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN", "SQ"})
 
 
@@ -355,7 +371,10 @@ class Deidentifier:
         return [f for f in found if f and f.strip()]
 
     def _collect(self, ds: Dataset, found: list[str], identity_codes: bool) -> None:
-        for tag in list(ds.keys()):
+        for raw in list(ds.values()):  # raw or converted elements; only candidates are converted
+            tag = raw.tag
+            if not (identity_codes or tag in self._identifier_tags or _may_hold_names(tag, raw.VR)):
+                continue
             elem = ds[tag]
             vr = elem.VR
             if vr == "SQ":

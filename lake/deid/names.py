@@ -126,6 +126,7 @@ class Reach(IntEnum):
     INSIDE = 2  # also inside a longer token: JSMITH, SMITH2, HEAD_SMITHJ
 
 
+@lru_cache(maxsize=8192)
 def distinctiveness(identifier: str) -> Reach:
     """Short or common tokens only as whole values; medium as tokens; long inside tokens."""
     letters = alnum(identifier)
@@ -139,6 +140,7 @@ def distinctiveness(identifier: str) -> Reach:
     return Reach.TOKEN
 
 
+@lru_cache(maxsize=8192)
 def variant_regex(identifier: str) -> str:
     """A regex over folded text matching the identifier's spellings (transliterations, separators).
 
