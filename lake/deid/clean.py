@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import date
+from functools import lru_cache
+
+from lake.deid.names import SUBSTRING_MIN, Reach, alnum, distinctiveness, fold_text, variant_regex
 
 REDACTED = "*"
 
@@ -56,23 +59,111 @@ def date_forms(value: str) -> list[str]:
 
 
 class TextCleaner:
-    """Removes the given identifiers and generic identifier patterns from text."""
+    """Removes the given identifiers and generic identifier patterns from text.
+
+    Identifiers are matched on folded text (:mod:`lake.deid.names`: case, accents and the usual
+    transliterations ignored), each as far as its distinctiveness allows: long tokens inside other
+    tokens (the whole glued token goes: ``JSMITH``, ``SMITH2``, ``HEAD_SMITHJ`` -> ``HEAD_*``),
+    medium ones and phrases as whole tokens, and short or common ones (``CT``, ``PERFUSION``) only
+    when they are the whole value. Digit-only IDs match where no digit touches them
+    (``MRN448100``), never inside a longer number.
+    """
 
     def __init__(self, identifiers: Iterable[str]) -> None:
-        words = sorted({w.strip() for w in identifiers if w and len(w.strip()) >= 2}, key=len, reverse=True)
-        patterns = [re.escape(w) for w in words]
-        # Whole-token matches for identifiers so "ALI" does not blank "CALIBRATION".
-        specific = rf"(?<![A-Za-z0-9])(?:{'|'.join(patterns)})(?![A-Za-z0-9])" if patterns else None
-        alternatives = ([specific] if specific else []) + _GENERIC
-        self._regex = re.compile("|".join(f"(?:{p})" for p in alternatives), re.IGNORECASE)
-        self._known = re.compile(specific, re.IGNORECASE) if specific else None
+        groups: dict[str, list[tuple[int, str]]] = {"value": [], "token": [], "inside": [], "digits": []}
+        for ident in {w.strip() for w in identifiers if w and w.strip()}:
+            regex = variant_regex(ident)
+            if not regex:
+                continue
+            reach = distinctiveness(ident)
+            letters = alnum(ident)
+            if reach is Reach.VALUE:
+                group = "value"
+            elif letters.isdigit() and len(letters) >= SUBSTRING_MIN:
+                group = "digits"
+            else:
+                group = "token" if reach is Reach.TOKEN else "inside"
+            groups[group].append((len(letters), regex))
+
+        def alternation(name: str) -> str:
+            return "|".join(r for _n, r in sorted(groups[name], key=lambda x: (-x[0], x[1])))
+
+        branches = []
+        if groups["value"]:
+            branches.append(rf"(?P<value>\A[\W_]*(?:{alternation('value')})[\W_]*\Z)")
+        if groups["token"]:
+            branches.append(rf"(?<![^\W_])(?:{alternation('token')})(?![^\W_])")
+        if groups["digits"]:
+            branches.append(rf"(?<!\d)(?:{alternation('digits')})(?!\d)")
+        if groups["inside"]:
+            branches.append(rf"(?P<inside>{alternation('inside')})")
+        self._known = re.compile("|".join(branches)) if branches else None
+
+    def scrub(self, text: str, generic: bool = True) -> tuple[str, str | None]:
+        """``text`` cleaned, and why it changed: ``"identifier_value"`` (the whole value is a short or
+        common identifier), ``"identifier"``, ``"pattern"`` (a generic pattern only) or None."""
+        spans: list[tuple[int, int]] = []
+        reason: str | None = None
+        if self._known is not None:
+            folded, origin = fold_text(text)
+            for m in self._known.finditer(folded):
+                start, end = m.span()
+                if start == end:
+                    continue
+                if m.lastgroup == "value":
+                    return REDACTED, "identifier_value"
+                if m.lastgroup == "inside":  # the glued token goes with it: JSMITH, SMITH2
+                    while start > 0 and folded[start - 1].isalnum():
+                        start -= 1
+                    while end < len(folded) and folded[end].isalnum():
+                        end += 1
+                if origin is not None:
+                    start, end = origin[start], origin[end - 1] + 1
+                spans.append((start, end))
+            if spans:
+                reason = "identifier"
+        if generic:
+            found = [m.span() for m in _generic_regex().finditer(text) if m.end() > m.start()]
+            if found and reason is None:
+                reason = "pattern"
+            spans.extend(found)
+        if not spans:
+            return text, None
+        return _redact(text, spans), reason
 
     def clean(self, text: str) -> str:
-        return self._regex.sub(REDACTED, text)
+        return self.scrub(text, generic=True)[0]
 
     def remove_known(self, text: str) -> str:
         """Only this patient's own identifiers (for kept values: no generic patterns)."""
-        return self._known.sub(REDACTED, text) if self._known is not None else text
+        return self.scrub(text, generic=False)[0]
 
     def contains_identifier(self, text: str) -> bool:
-        return self._regex.search(text) is not None
+        return self.scrub(text, generic=True)[1] is not None
+
+
+@lru_cache(maxsize=1)
+def _generic_regex() -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in _GENERIC), re.IGNORECASE)
+
+
+def _redact(text: str, spans: list[tuple[int, int]]) -> str:
+    """Each run of overlapping or touching spans becomes one ``*``."""
+    out: list[str] = []
+    pos = 0
+    for start, end in sorted(spans):
+        if start < pos:  # overlaps the previous span
+            if end > pos:
+                pos = end
+            continue
+        out.append(text[pos:start])
+        out.append(REDACTED)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+@lru_cache(maxsize=256)
+def cleaner_for(identifiers: frozenset[str]) -> TextCleaner:
+    """One compiled cleaner per identity: the files of a series share it (compiling is the cost)."""
+    return TextCleaner(identifiers)

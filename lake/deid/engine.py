@@ -5,6 +5,48 @@ index of the whole dataset first and walks nested sequences only in some code pa
 files it is about 50x slower than a pydicom read (``benchmarks/ingest.py`` measures it). This
 engine makes one pass over the elements with an O(1) action lookup per tag; ``deid`` still parses
 site recipes (``lake.deid.recipe``) and supplies the burned-in pixel rules.
+
+Text, in three steps:
+
+1. **Identifiers are learned from every depth** before any text is cleaned (:meth:`_identifiers`):
+   every person name (any PN element, in any sequence item, private ones included), every
+   identifier-like attribute the profile removes or replaces (IDs, accession and order numbers,
+   names of institutions, physicians, operators, observers and organisations, addresses, phone
+   numbers: ``_IDENTITY_TAGS`` plus the profile rows ``_identifier_tags`` selects), and the codes of
+   person and institution identification code sequences. A name written only in a Verifying
+   Observer or Request Attributes item is then also removed from StudyDescription or an SR
+   TextValue elsewhere in the file.
+2. **Matching is spelling-tolerant and bounded by distinctiveness** (:class:`TextCleaner`,
+   :mod:`lake.deid.names`): case, accents and transliterations are ignored; long tokens are found
+   inside glued tokens, short or common ones (``CT``, ``US``, ``PERFUSION``, ``HEAD``) only as whole
+   values.
+3. **What is text depends on the VR** of attributes Table E.1-1 does not list:
+
+   =====================  ===========================================================================
+   UR                     removed (a URL is never research data: ``...?patientID=...``)
+   PN                     removed (a person name is never research data)
+   ST, LT, UT, UC         cleaned under Clean Descriptors (or inside a sequence the profile cleans),
+                          removed otherwise
+   LO, SH, AE             cleaned (this patient's identifiers, dates, phones, e-mails, long numbers)
+   CS                     kept: enumerated values (Modality, ImageType, BodyPartExamined) are not text
+   UN                     decoded with the dictionary VR when the tag is known and the payload is
+                          text, then treated as that VR; a text payload of a non-text VR is removed
+   =====================  ===========================================================================
+
+   Coded values are never text either: CodeValue, CodingSchemeDesignator, CodingSchemeVersion,
+   CodeMeaning (and the long/URN code values, mapping resource, context identifier) are kept as
+   they are in code sequence items of standard coding schemes (counted ``kept_coded_value`` when
+   one contains an identifier token, so the report shows it); in local schemes (``99...``, or any
+   designator not in ``STANDARD_SCHEMES``) they lose this patient's identifiers only. An item
+   without a CodingSchemeDesignator is not a code, and its "CodeMeaning" is cleaned as text.
+   Six-digit codes (DCM 113690, SCT 39607008) used to become ``*``: inside a sequence the profile
+   cleans (ContentSequence, Request Attributes) CodeValue, an unlisted SH, was cleaned as free text,
+   and the cleaner's "long digit run" pattern (for record numbers) took it. UIDs of SOP
+   classes and transfer syntaxes are kept (:meth:`Deidentifier.map_uid`).
+
+Every change is counted in ``DeidResult.counts`` as (attribute keyword or tag, action or reason),
+never with a value: the profile's action codes (``X``, ``Z``, ``D``, ``K``, ``C``, ``U``...) and
+the reasons of this module's own rules (``REASONS``), which ``reports/deid-RUN.json`` lists.
 """
 
 from __future__ import annotations
@@ -14,6 +56,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pydicom import Dataset
 from pydicom._uid_dict import UID_dictionary
@@ -24,7 +67,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from lake.deid.attribute_types import concrete_action
-from lake.deid.clean import TextCleaner, date_forms
+from lake.deid.clean import TextCleaner, cleaner_for, date_forms
 from lake.deid.dates import shift_da, shift_dt
 from lake.deid.identity import IdentityFacts, PatientIdentifier, PatientRef
 from lake.deid.profile import Action, LakeOption, Profile, ProfileOption
@@ -36,8 +79,63 @@ logger = logging.getLogger(__name__)
 
 METHOD = "lake PS3.15 E.1-1 de-identification"
 DICOM_ROOT = "1.2.840.10008."
-TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "AE", "CS"})
+TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "AE"})  # CS is enumerated, never cleaned
 FREE_TEXT_VRS = frozenset({"ST", "LT", "UT", "UC"})
+#: the reasons (besides the profile's action codes) that counts and the deid report carry
+REASONS = {
+    "removed_unlisted_url": "a UR attribute Table E.1-1 does not list",
+    "removed_unlisted_name": "a PN attribute Table E.1-1 does not list",
+    "removed_unlisted_text_vr": "free text (ST, LT, UT, UC) Table E.1-1 does not list, without Clean Descriptors",
+    "removed_un_text": "a UN (or undecoded) payload that reads as text, of a tag whose VR is not text",
+    "decoded_un_text": "a UN (or undecoded) payload of a text attribute, decoded and treated as its VR",
+    "cleaned_identifier_token": "an identifier of this file's people was removed from the value",
+    "cleaned_identifier_value": "the whole value was a short or common identifier",
+    "cleaned_generic_pattern": "a date, phone number, e-mail address or long number was removed",
+    "kept_coded_value": "a coded or enumerated value that contains an identifier token, kept as coded",
+    "shifted_text_date": "a date written in free text was shifted by the patient's offset (or removed)",
+    "collapsed_text_age": "an age over 89 written in free text became 90+ (hipaa_safe_harbor_ages)",
+}
+_CLEAN_REASON = {
+    "identifier": "cleaned_identifier_token",
+    "identifier_value": "cleaned_identifier_value",
+    "pattern": "cleaned_generic_pattern",
+    "date": "shifted_text_date",
+    "age": "collapsed_text_age",
+}
+#: attributes of code sequence items (PS3.3 Table 8.8-1): codes, never text
+_CODE_TAGS = frozenset(
+    {0x00080100, 0x00080102, 0x00080103, 0x00080104, 0x00080105, 0x0008010F, 0x00080119, 0x00080120, 0x00080122}
+)
+_CODING_SCHEME = 0x00080102
+#: registered coding scheme designators (PS3.16 Table 8-1, the common ones): their codes are kept
+#: verbatim; any other designator (``99...`` local, or unknown) is a local scheme
+_STANDARD_SCHEME_NAMES = """DCM SCT SRT SNM3 LN LNC FMA RADLEX UCUM NCIT NCIt MDC ICD10 I10 I9C I9 ICD9CM
+    ICD10PCS ICDO3 C4 C5 CPT HPC ACR BARI CD2 DC ISO3166_1 ISO639_1 ISO639_2 MSH UMLS NDC RXNORM HL7
+    ITIS_TSN NEU PUBCHEM_CID
+    UNS UPC MGI RFC5646 DCMUID UBERON NCBITaxon ORPHA GO CHEBI IBSI ATC NBD DCMR"""
+STANDARD_SCHEMES = frozenset(_STANDARD_SCHEME_NAMES.split())
+#: code sequences whose codes identify a person or an institution (their codes are identifiers)
+_IDENTITY_CODE_SEQUENCES = frozenset({0x00401101, 0x00080082, 0x00081072, 0x00081052, 0x00081062, 0x0008009D})
+#: profile rows that look like identifiers by keyword but hold research descriptors
+_DESCRIPTOR_ROWS = frozenset(
+    {
+        "ProtocolName",
+        "ROIName",
+        "StructureSetName",
+        "RTPlanName",
+        "PositionAcquisitionTemplateName",
+        "ClinicalTrialProtocolName",
+        "ClinicalTrialTimePointID",
+        "CountryOfResidence",
+        "EntityName",
+        "RTAccessoryHolderSlotID",
+        "RTAccessoryDeviceSlotID",
+        "ContainerComponentID",
+    }
+)
+_IDENTIFIER_KEYWORD = re.compile(
+    r"ID$|IDs$|Identifier|Number|Numbers$|Name$|Names$|Address|Organization|Telephone|Telecom|Location|Residence"
+)
 _PATIENT_ID = 0x00100020
 _PATIENT_NAME = 0x00100010
 _IDENTITY_TAGS = {
@@ -71,6 +169,16 @@ _IDENTITY_TAGS = {
     0x00380400: "PatientInstitutionResidence",
     0x00102180: "Occupation",
     0x0040A123: "PersonName",
+    0x0040A027: "VerifyingOrganization",
+    0x0040A075: "VerifyingObserverName",
+    0x00400009: "ScheduledProcedureStepID",
+    0x00400253: "PerformedProcedureStepID",
+    0x00402016: "PlacerOrderNumberImagingServiceRequest",
+    0x00402017: "FillerOrderNumberImagingServiceRequest",
+    0x00102297: "ResponsiblePerson",
+    0x00102299: "ResponsibleOrganization",
+    0x00401102: "PersonAddress",
+    0x00401103: "PersonTelephoneNumbers",
 }
 _NAME_LIKE = re.compile(r"[^\W\d_][\w\s'.,^=-]*", re.UNICODE)
 _HONORIFICS = frozenset({"dr", "md", "phd", "mr", "mrs", "ms", "miss", "prof", "jr", "sr", "ii", "iii", "iv", "rn"})
@@ -78,7 +186,7 @@ _STREET_WORDS = frozenset(
     {"lane", "road", "street", "avenue", "drive", "court", "place", "suite", "floor", "north", "south", "east"}
     | {"west", "apartment", "building"}
 )
-_ADDRESS_TAGS = frozenset({0x00101040, 0x00080081, 0x00080092, 0x00321033})
+_ADDRESS_TAGS = frozenset({0x00101040, 0x00080081, 0x00080092, 0x00321033, 0x00401102})
 _DATE_IDENTIFIERS = (0x00100030, 0x00080020, 0x00080021, 0x00080022, 0x00080023)
 
 DUMMIES: dict[str, object] = {
@@ -117,11 +225,71 @@ def _name_parts(pn: str) -> list[str]:
     and over-clean technical values.
     """
     components = [c.strip() for c in pn.replace("=", "^").split("^")[:5] if c.strip()]
+    if len(components) >= 2:  # "Alonso Quixote", "Quixote, Alonso": the name as a phrase in either order
+        components += [f"{components[1]} {components[0]}", f"{components[0]} {components[1]}"]
     words: list[str] = []
     if _NAME_LIKE.fullmatch(pn):
         words = [w.strip(".,") for c in components for w in c.split()]
         words = [w for w in words if len(w) >= 2 and w.lower() not in _HONORIFICS]
     return components + words
+
+
+def _identifier_tags(profile: Profile) -> frozenset[int]:
+    """Tags whose values identify people or places: the fixed list, and the text rows of Table E.1-1
+    that the profile removes or replaces and whose keyword names an ID, number, name or address;
+    never a row the profile keeps (an option that retains it retains it everywhere)."""
+    # what an option retains (K: institution, device identity) is not an identifier to remove elsewhere
+    tags = {t for t in _IDENTITY_TAGS if profile.action_for(t) is not Action.KEEP}
+    for tag, keyword in profile.keywords.items():
+        action = profile.action_for(tag)
+        if action in (None, Action.KEEP, Action.CLEAN, Action.UID) or keyword in _DESCRIPTOR_ROWS:
+            continue
+        try:
+            vr = get_entry(tag)[0]
+        except KeyError:
+            continue
+        if vr in ("LO", "SH", "PN", "ST", "LT", "UT", "UC") and _IDENTIFIER_KEYWORD.search(keyword):
+            tags.add(tag)
+    return frozenset(tags)
+
+
+def _may_hold_names(tag: int, vr: str | None) -> bool:
+    """A sequence or a person name (by the element's VR, or the dictionary's when it has none)."""
+    if vr is None or vr == "UN":
+        vr = _dictionary_vr(tag)
+    return vr in ("SQ", "PN", "", "UN")
+
+
+@lru_cache(maxsize=8192)
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(get_entry(tag)[0])
+    except KeyError:
+        return ""  # unknown (private without a dictionary entry): looked at
+
+
+_BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN", "SQ"})
+
+
+def _undecoded(elem: DataElement) -> bool:
+    """A UN element, or a payload left as bytes under a VR that is not binary ("US or SS", LT...)."""
+    return elem.VR == "UN" or (isinstance(elem.value, bytes | bytearray) and elem.VR not in _BINARY_VRS)
+
+
+def _is_code_item(ds: Dataset) -> bool:
+    """A code sequence item: it names its coding scheme (without one, a "code" is only text)."""
+    elem = ds.get(_CODING_SCHEME)
+    return elem is not None and isinstance(elem.value, str) and bool(elem.value.strip())
+
+
+def _as_text(raw: bytes) -> str | None:
+    """The payload as text when it is printable ASCII or Latin-1 (with ``\\`` separators), else None."""
+    body = raw.rstrip(b"\x00 ")
+    if not body:
+        return None
+    text = body.decode("latin-1")
+    printable = sum(1 for c in text if c.isprintable() or c in "\r\n\t")
+    return text if printable == len(text) else None
 
 
 def _known(tag: BaseTag) -> bool:
@@ -186,6 +354,8 @@ class Deidentifier:
         self.retain_uids = ProfileOption.RETAIN_UIDS in opts
         self.retain_private = self.profile.private_action != Action.REMOVE
         self.hipaa_ages = LakeOption.HIPAA_SAFE_HARBOR_AGES in self.profile.lake_options  # issue 12
+        self.clean_descriptors = ProfileOption.CLEAN_DESCRIPTORS in opts
+        self._identifier_tags = _identifier_tags(self.profile)
 
     # -- identity ------------------------------------------------------------------------------
     def patient_identity(self, ds: Dataset) -> tuple[PatientRef, PatientRef]:
@@ -199,33 +369,50 @@ class Deidentifier:
         return member, self.identifier.resolve(member)
 
     def _identifiers(self, ds: Dataset) -> list[str]:
+        """Identifier strings of this file's people, learned from every depth (nothing is changed)."""
         found: list[str] = []
-        for tag in _IDENTITY_TAGS:
-            elem = ds.get(tag)
-            if elem is None or elem.value in (None, ""):
-                continue
-            values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
-            for v in values:
-                text = str(v)
-                found.append(text)
-                if elem.VR == "PN":
-                    found.extend(_name_parts(text))
-                elif tag in _ADDRESS_TAGS:
-                    # addresses are written in pieces elsewhere ("12 Imaginary Lane", "Nowhere")
-                    parts = [p.strip() for p in re.split(r"[,^\n;]", text) if len(p.strip()) >= 4]
-                    # single words only when long and alphabetic: place names, not "HEAD" or "12"
-                    words = {
-                        w
-                        for p in parts
-                        for w in p.split()
-                        if len(w) >= 5 and w.isalpha() and w.lower() not in _STREET_WORDS
-                    }
-                    found.extend([*parts, *words])
+        self._collect(ds, found, identity_codes=False)
         for tag in _DATE_IDENTIFIERS:
             value = ds.get(tag)
             if value is not None and isinstance(value.value, str):
                 found.extend(date_forms(value.value))
         return [f for f in found if f and f.strip()]
+
+    def _collect(self, ds: Dataset, found: list[str], identity_codes: bool) -> None:
+        for raw in list(ds.values()):  # raw or converted elements; only candidates are converted
+            tag = raw.tag
+            if not (identity_codes or tag in self._identifier_tags or _may_hold_names(tag, raw.VR)):
+                continue
+            elem = ds[tag]
+            vr = elem.VR
+            if vr == "SQ":
+                inner = identity_codes or int(tag) in _IDENTITY_CODE_SEQUENCES
+                for item in elem.value or ():
+                    self._collect(item, found, inner)
+                continue
+            itag = int(tag)
+            if vr == "PN" or itag in self._identifier_tags or (identity_codes and itag in (0x00080100, 0x00080104)):
+                if elem.value in (None, "", b""):
+                    continue
+                if isinstance(elem.value, bytes | bytearray):
+                    continue  # a binary payload is removed or decoded elsewhere, not learned
+                values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
+                for v in values:
+                    self._learn(itag, vr, str(v), found)
+
+    @staticmethod
+    def _learn(tag: int, vr: str, text: str, found: list[str]) -> None:
+        found.append(text)
+        if vr == "PN" or "^" in text:  # a person name written into an LO (an observer, an organisation)
+            found.extend(_name_parts(text))
+        elif tag in _ADDRESS_TAGS:
+            # addresses are written in pieces elsewhere ("12 Imaginary Lane", "Nowhere")
+            parts = [p.strip() for p in re.split(r"[,^\n;]", text) if len(p.strip()) >= 4]
+            # single words only when long and alphabetic: place names, not "HEAD" or "12"
+            words = {
+                w for p in parts for w in p.split() if len(w) >= 5 and w.isalpha() and w.lower() not in _STREET_WORDS
+            }
+            found.extend([*parts, *words])
 
     # -- main entry -----------------------------------------------------------------------------
     def deidentify(self, ds: Dataset) -> DeidResult:
@@ -240,7 +427,7 @@ class Deidentifier:
             original_patient_id=member.patient_id or "study:" + member.study,
             identity=self.identifier.facts(self.key, ds, member),
         )
-        cleaner = TextCleaner(self._identifiers(ds))
+        cleaner: TextCleaner = cleaner_for(frozenset(self._identifiers(ds)))
         # issue 12 (text dates): dates written in text shift by the patient's offset (or are removed)
         days = result.day_offset if self.modified_dates else None
         cleaner = TextDateCleaner.for_dataset(cleaner, ds, days, self.hipaa_ages)
@@ -271,7 +458,14 @@ class Deidentifier:
                 del ds[tag]
                 continue
             action = self.profile.action_for(int(tag))
-            if action is None:
+            if _undecoded(elem) and _known(tag):
+                decoded = self._decode_un(ds, elem, result)
+                if decoded is None:
+                    continue
+                elem = decoded
+            if action is None and int(tag) in _CODE_TAGS and _is_code_item(ds):
+                self._coded(ds, elem, result, cleaner)
+            elif action is None:
                 self._unlisted(ds, elem, result, cleaner, cleaning)
             else:
                 self._apply(ds, elem, action, result, cleaner, cleaning)
@@ -312,9 +506,7 @@ class Deidentifier:
                     self._walk(item, result, cleaner, cleaning)
             elif elem.VR in TEXT_VRS and elem.value not in (None, ""):
                 # K keeps the value, but never this patient's own name or IDs written into it
-                values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
-                out = [cleaner.remove_known(str(v)) for v in values]
-                elem.value = out if len(out) > 1 else out[0]
+                self._clean_text(elem, cleaner, generic=False, result=result, identifiers_only=True)
         elif action is Action.CLEAN:
             self._clean(ds, elem, result, cleaner)
         self._count(result, tag, action.value)
@@ -351,11 +543,13 @@ class Deidentifier:
         elif vr == "TM":
             return  # a whole-day shift leaves the time of day as it was
         elif vr in TEXT_VRS:
-            self._clean_text(elem, cleaner, generic=True)
+            self._clean_text(elem, cleaner, generic=True, result=result)
         elif vr == "PN":
             self._zero(elem)
         elif vr == "UI":
             self._remap_uid(elem)
+        elif vr == "CS":
+            self._kept_coded(elem, cleaner, result)
 
     def _date(self, ds: Dataset, elem: DataElement, result: DeidResult) -> None:
         """A date or date-time under the lake's temporal option: kept, shifted, or removed."""
@@ -369,7 +563,7 @@ class Deidentifier:
     def _unlisted(
         self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner, cleaning: bool
     ) -> None:
-        """Attributes Table E.1-1 does not name: kept, but made safe by VR."""
+        """Attributes Table E.1-1 does not name: kept, but made safe by VR (see the module docstring)."""
         vr = elem.VR
         tag = elem.tag
         if not _known(tag):
@@ -382,12 +576,65 @@ class Deidentifier:
             self._date(ds, elem, result)
             self._count(result, tag, "date")
         elif vr == "PN":
-            self._zero(elem)
-            self._count(result, tag, "Z-name")
+            del ds[tag]
+            self._count(result, tag, "removed_unlisted_name")
+        elif vr == "UR":
+            del ds[tag]
+            self._count(result, tag, "removed_unlisted_url")
         elif vr == "UI":
             self._remap_uid(elem)
+        elif vr == "CS":
+            self._kept_coded(elem, cleaner, result)
+        elif vr in FREE_TEXT_VRS and not (cleaning or self.clean_descriptors):
+            del ds[tag]
+            self._count(result, tag, "removed_unlisted_text_vr")
         elif vr in TEXT_VRS and elem.value not in (None, ""):
-            self._clean_text(elem, cleaner, generic=cleaning or vr in FREE_TEXT_VRS)
+            self._clean_text(elem, cleaner, generic=True, result=result)
+
+    def _coded(self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner) -> None:
+        """A code sequence item's code: kept in standard schemes; other schemes lose identifiers only."""
+        if elem.value in (None, "", b"") or isinstance(elem.value, bytes | bytearray):
+            if isinstance(elem.value, bytes | bytearray):
+                del ds[elem.tag]  # a code is text; an undecodable payload is not kept
+                self._count(result, elem.tag, "removed_un_text")
+            return
+        scheme = str(ds[_CODING_SCHEME].value).strip()
+        if scheme not in STANDARD_SCHEMES:
+            self._clean_text(elem, cleaner, generic=False, result=result, identifiers_only=True)
+        else:
+            self._kept_coded(elem, cleaner, result)
+
+    def _kept_coded(self, elem: DataElement, cleaner: TextCleaner, result: DeidResult) -> None:
+        """Coded and enumerated values stay as they are; counted when an identifier token was in one."""
+        values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
+        if any(v and cleaner.scrub(str(v), generic=False)[1] for v in values):
+            self._count(result, elem.tag, "kept_coded_value")
+
+    def _decode_un(self, ds: Dataset, elem: DataElement, result: DeidResult) -> DataElement | None:
+        """A known public attribute read as UN (or left as bytes): its payload as the dictionary VR,
+        or None if removed.
+
+        Text VRs are decoded (ASCII or Latin-1, values split at ``\\``) and then treated as that VR;
+        a payload of another VR that decodes as text is removed (it cannot be what the VR says);
+        a binary payload of a binary VR is kept as it is.
+        """
+        raw = elem.value if isinstance(elem.value, bytes | bytearray) else b""
+        try:
+            dict_vr = get_entry(elem.tag)[0]
+        except KeyError:
+            dict_vr = "UN"
+        text = _as_text(bytes(raw))
+        if dict_vr in TEXT_VRS | {"PN", "UR", "CS"} and text is not None:
+            parts = [p.strip(" \x00") for p in text.split("\\")]
+            new = DataElement(elem.tag, dict_vr, parts if len(parts) > 1 else parts[0])
+            ds[elem.tag] = new
+            self._count(result, elem.tag, "decoded_un_text")
+            return new
+        if text is not None and raw.strip(b" \x00"):
+            del ds[elem.tag]
+            self._count(result, elem.tag, "removed_un_text")
+            return None
+        return elem
 
     def _private(
         self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner, creators: dict[int, str]
@@ -448,13 +695,35 @@ class Deidentifier:
             return uid
         return self.key.uid(uid)
 
-    def _clean_text(self, elem: DataElement, cleaner: TextCleaner, generic: bool) -> None:
+    def _clean_text(
+        self,
+        elem: DataElement,
+        cleaner: TextCleaner,
+        generic: bool,
+        result: DeidResult | None = None,
+        identifiers_only: bool = False,
+    ) -> None:
+        """Clean a text value in place; counted (with the reason) when it changed.
+
+        ``generic`` adds the generic patterns (dates, phones, e-mails, long numbers) to this file's
+        identifiers; ``identifiers_only`` is for values the profile keeps (K) and local codes.
+        """
+        if elem.VR == "CS":  # enumerated: never text (the profile's own actions still apply)
+            return
         values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
-        if generic:
-            out = [cleaner.clean(str(v)) for v in values]
-        else:
-            out = [cleaner.clean(str(v)) if cleaner.contains_identifier(str(v)) else str(v) for v in values]
+        out: list[str] = []
+        reasons: set[str] = set()
+        for v in values:
+            text, why = cleaner.scrub(str(v), generic=generic or not identifiers_only)
+            out.append(text)
+            if why is not None:
+                reasons.add(_CLEAN_REASON[why])
+        if not reasons:
+            return
         elem.value = out if len(out) > 1 else (out[0] if out else "")
+        if result is not None:
+            for reason in sorted(reasons):
+                self._count(result, elem.tag, reason)
 
     # -- markers --------------------------------------------------------------------------------
     def _file_meta(self, ds: Dataset) -> None:

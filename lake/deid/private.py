@@ -210,8 +210,16 @@ def vouches(cleaner: TextCleaner, text: str) -> bool:
     return not cleaner.contains_identifier(text)
 
 
+#: A number with fewer digits than this is a measurement (``1``, ``0.5``, ``120``), never taken for an
+#: identifier: a StudyID ``1`` must not remove every ``1`` of a CSA header (PhaseEncodingDirectionPositive).
+MIN_IDENTIFIER_DIGITS = 6
+
+
 def _knows_nothing(cleaner: TextCleaner, text: str) -> bool:
-    """For numbers: not one of this patient's identifiers (generic digit-run patterns would drop them all)."""
+    """For numbers: not one of this patient's identifiers (generic digit-run patterns would drop them all);
+    numbers too short to be a distinctive identifier always pass."""
+    if sum(c.isdigit() for c in text) < MIN_IDENTIFIER_DIGITS:
+        return True
     return cleaner.remove_known(text) == text
 
 

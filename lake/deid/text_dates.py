@@ -514,31 +514,42 @@ class TextDateCleaner(TextCleaner):
     def _is_identifier(self, span: str) -> bool:
         return span.casefold() not in self._known_dates and self._inner.remove_known(span) != span
 
-    def clean(self, text: str) -> str:
+    def scrub(self, text: str, generic: bool = True) -> tuple[str, str | None]:
+        """The inner cleaner's :meth:`TextCleaner.scrub`, with the dates written in ``text`` shifted (or
+        removed) around it when ``generic`` (values the profile keeps lose only identifiers).
+
+        Reasons are the inner cleaner's, plus ``"date"`` when only a date was shifted or removed (and
+        ``"age"`` when only an age over 89 was collapsed).
+        """
+        if not generic:
+            return self._inner.scrub(text, generic=False)
         found = [f for f in find_dates(text, self.days, self._remove) if not self._is_identifier(text[f.start : f.end])]
         if any(_PLACEHOLDER_BASE <= ord(c) < _PLACEHOLDER_BASE + 0x10000 for c in text):
             text = "".join("?" if _PLACEHOLDER_BASE <= ord(c) < _PLACEHOLDER_BASE + 0x10000 else c for c in text)
         if len(found) > 0xFFFF:  # pragma: no cover - a text of 65536 dates
-            return MARKER
+            return MARKER, "date"
         slots = {id(f): i for i, f in enumerate(found)}
         protected = _apply(text, found, lambda f: chr(_PLACEHOLDER_BASE + slots[id(f)]))
-        cleaned = self._inner.clean(protected)
+        cleaned, reason = self._inner.scrub(protected, generic=True)
         if self.ages:
-            cleaned = collapse_ages_in_text(cleaned)[0]
-        return "".join(
+            cleaned, ages = collapse_ages_in_text(cleaned)
+            reason = reason or ("age" if ages else None)
+        restored = "".join(
             found[ord(c) - _PLACEHOLDER_BASE].replacement
             if _PLACEHOLDER_BASE <= ord(c) < _PLACEHOLDER_BASE + len(found)
             else c
             for c in cleaned
         )
+        return restored, reason or ("date" if found else None)
+
+    def clean(self, text: str) -> str:
+        return self.scrub(text, generic=True)[0]
 
     def remove_known(self, text: str) -> str:
         return self._inner.remove_known(text)
 
     def contains_identifier(self, text: str) -> bool:
-        if self._inner.contains_identifier(text) or find_dates(text, self.days, self._remove):
-            return True
-        return self.ages and collapse_ages_in_text(text)[1] > 0
+        return self.scrub(text, generic=True)[1] is not None
 
 
 def _da(value: str) -> date | None:
