@@ -110,18 +110,23 @@ def print_frame(df: pl.DataFrame, fmt: str, max_rows: int = DEFAULT_MAX_ROWS) ->
         shown = df.height if max_rows <= 0 else min(max_rows, df.height)
         with pl.Config(tbl_rows=max(shown, 1), tbl_cols=TABLE_COLUMNS, fmt_str_lengths=80, tbl_width_chars=200):
             print(df.head(shown))
-        if shown < df.height:
-            print(
-                f"showing the first {shown} of {df.height} rows: --max-rows N shows more (0: all); "
-                "--format csv|json or --out FILE gives every row",
-                file=sys.stderr,
-            )
-        if df.width > TABLE_COLUMNS:
-            print(
-                f"showing {TABLE_COLUMNS} of {df.width} columns: select the ones you need, or use "
-                "--format csv|json or --out FILE for all",
-                file=sys.stderr,
-            )
+        print_left_out(shown, df.height, df.width)
+
+
+def print_left_out(shown_rows: int, rows: int, columns: int) -> None:
+    """On stderr: how many rows and columns a printed table left out, and how to get them all."""
+    if shown_rows < rows:
+        print(
+            f"showing the first {shown_rows} of {rows} rows: --max-rows N shows more (0: all); "
+            "--format csv|json or --out FILE gives every row",
+            file=sys.stderr,
+        )
+    if columns > TABLE_COLUMNS:
+        print(
+            f"showing {TABLE_COLUMNS} of {columns} columns: select the ones you need, or use "
+            "--format csv|json or --out FILE for all",
+            file=sys.stderr,
+        )
 
 
 def print_mapping(data: dict[str, Any]) -> None:

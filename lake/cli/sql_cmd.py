@@ -15,7 +15,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lake.cli.common import DEFAULT_MAX_ROWS, TABLE_COLUMNS, add_lake_option, csv_frame, json_text, print_frame
+from lake.cli.common import (
+    DEFAULT_MAX_ROWS,
+    TABLE_COLUMNS,
+    add_lake_option,
+    csv_frame,
+    json_text,
+    print_frame,
+    print_left_out,
+)
 from lake.config import CONFIG_NAME, lake_home
 from lake.errors import LakeError
 
@@ -111,18 +119,7 @@ def run(args: argparse.Namespace) -> int:
 def print_rendered(rendered: Rendered, max_rows: int) -> None:
     """A rendered table on stdout; on stderr, how many rows and columns it left out and how to get them."""
     sys.stdout.write(rendered.text)
-    if 0 < max_rows < rendered.rows:
-        print(
-            f"showing the first {max_rows} of {rendered.rows} rows: --max-rows N shows more (0: all); "
-            "--format csv|json or --out FILE gives every row",
-            file=sys.stderr,
-        )
-    if rendered.columns > TABLE_COLUMNS:
-        print(
-            f"showing {TABLE_COLUMNS} of {rendered.columns} columns: select the ones you need, or use "
-            "--format csv|json or --out FILE for all",
-            file=sys.stderr,
-        )
+    print_left_out(min(max_rows, rendered.rows) if max_rows > 0 else rendered.rows, rendered.rows, rendered.columns)
 
 
 def out_format(out: Path, given: str | None) -> str:
