@@ -15,11 +15,12 @@ of a lake array works in any process where lake is installed.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
 from lake.errors import LakeError
+from lake.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lake.core import Lake, init, open
@@ -28,18 +29,10 @@ logging.getLogger("lake").addHandler(logging.NullHandler())
 
 __all__ = ["Lake", "LakeError", "__version__", "init", "open"]
 
-_FROM_CORE = frozenset({"Lake", "init", "open"})
+_FROM_CORE = {"Lake": "lake.core", "init": "lake.core", "open": "lake.core"}
 
-
-def __getattr__(name: str) -> Any:
-    if name in _FROM_CORE:
-        from lake import core
-
-        value = getattr(core, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'lake' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _FROM_CORE)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _FROM_CORE)
+    return sorted(set(globals()) | set(_FROM_CORE))

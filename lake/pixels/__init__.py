@@ -8,8 +8,9 @@ needs them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lake.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lake.pixels.codecs import PixelCodec
@@ -27,9 +28,4 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'lake.pixels' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
