@@ -21,9 +21,11 @@ How partial dates shift (documented choices, tested in ``tests/deid/test_text_da
   result is the month of the shifted mid-month day (within half a month of any day of that month
   shifted);
 - a day-month without a year is shifted within a common year (2001; 29 February within 2000);
-- a numeric date whose order is ambiguous (``03/04/2019``: both fields 12 or less, and different)
-  is removed, never guessed: ``D.M.Y`` with dots counts as day-first, which is how dotted dates
-  are written; ``14/03/2019`` and ``03/14/2019`` are unambiguous;
+- a numeric date whose order is ambiguous (``03/04/2019``: both fields 12 or less) is removed,
+  never guessed: ``04/04/2019`` too, because its shifted date could not be written in the writer's
+  own order (``1/1/2000`` + 1 day is ``2/1/2000`` to a day-first reader, ``1/2/2000`` to a
+  month-first one); ``D.M.Y`` with dots counts as day-first, which is how dotted dates are
+  written; ``14/03/2019`` and ``03/14/2019`` are unambiguous;
 - a date equal to the patient's birth date (at the precision written) is removed, as the header's
   Patient's Birth Date is; with no offset (``days=None``: dates are not shifted in this lake), every
   date found is removed.
@@ -218,8 +220,8 @@ def _english_ordinal(day: int, template: str) -> str:
 def _day_first(a: int, b: int, year: int, sep: str) -> bool | None:
     """Whether numeric ``a sep b sep year`` is day-first; None when it is no date or ambiguous.
 
-    Ambiguous means both readings are dates and differ; dotted dates are read day-first, as they
-    are written.
+    Ambiguous means both readings are dates (even the same date, ``04/04/2019``: the order of its
+    shifted date would be a guess); dotted dates are read day-first, as they are written.
     """
     readings = {}
     for first, (day, month) in ((True, (a, b)), (False, (b, a))):
@@ -227,7 +229,7 @@ def _day_first(a: int, b: int, year: int, sep: str) -> bool | None:
             readings[first] = date(year, month, day)
     if len(readings) == 1:
         return next(iter(readings))
-    if len(readings) == 2 and (sep == "." or readings[True] == readings[False]):
+    if len(readings) == 2 and sep == ".":
         return True
     return None
 
