@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from pydicom.data import get_testdata_file
+
+# The suite is deterministic: property tests draw the same examples on every run (a red CI is a
+# defect found, reproducible from a clean clone, never luck). LAKE_HYPOTHESIS=explore draws new
+# examples on each run, to look for more; a failure found that way becomes a regression test.
+settings.register_profile("lake", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile("explore" if os.environ.get("LAKE_HYPOTHESIS") == "explore" else "lake")
 
 SHARED_DICOM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dicom"
 

@@ -21,6 +21,11 @@ _MONTHS = (
     "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|"
     "january|february|march|april|june|july|august|september|october|november|december"
 )
+#: phone numbers and e-mail addresses: never part of a code or an enumerated value either
+_CONTACT = [
+    r"(?:\+\d{1,3}[\s.-]?)?\(?\d{2,4}\)?[\s.-]\d{3,4}[\s.-]\d{3,4}\b",
+    r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b",
+]
 _GENERIC = [
     # dates: 2020-03-14, 2020/3/14, 14.03.2020, 03/14/20, 20200314, 14 Mar 2020, March 14, 2020
     # (not inside a longer dotted number: "1.0.3.37" and "2.5.1" are versions, not dates)
@@ -30,9 +35,7 @@ _GENERIC = [
     r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b",
     rf"\b\d{{1,2}}\s*(?:{_MONTHS})\.?\s*,?\s*\d{{2,4}}\b",
     rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b",
-    # phone numbers and e-mail addresses
-    r"(?:\+\d{1,3}[\s.-]?)?\(?\d{2,4}\)?[\s.-]\d{3,4}[\s.-]\d{3,4}\b",
-    r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b",
+    *_CONTACT,
     # runs of 6 or more digits (record numbers, accession numbers, IDs)
     r"\b\d{6,}\b",
 ]
@@ -99,9 +102,12 @@ class TextCleaner:
             branches.append(rf"(?P<inside>{alternation('inside')})")
         self._known = re.compile("|".join(branches)) if branches else None
 
-    def scrub(self, text: str, generic: bool = True) -> tuple[str, str | None]:
+    def scrub(self, text: str, generic: bool = True, contact: bool = False) -> tuple[str, str | None]:
         """``text`` cleaned, and why it changed: ``"identifier_value"`` (the whole value is a short or
-        common identifier), ``"identifier"``, ``"pattern"`` (a generic pattern only) or None."""
+        common identifier), ``"identifier"``, ``"pattern"`` (a generic pattern only) or None.
+
+        ``generic`` adds every generic pattern; ``contact`` only phone numbers and e-mail addresses
+        (for local codes, where digit runs and dates are legitimate code values)."""
         spans: list[tuple[int, int]] = []
         reason: str | None = None
         if self._known is not None:
@@ -122,8 +128,9 @@ class TextCleaner:
                 spans.append((start, end))
             if spans:
                 reason = "identifier"
-        if generic:
-            found = [m.span() for m in _generic_regex().finditer(text) if m.end() > m.start()]
+        if generic or contact:
+            regex = _generic_regex() if generic else _contact_regex()
+            found = [m.span() for m in regex.finditer(text) if m.end() > m.start()]
             if found and reason is None:
                 reason = "pattern"
             spans.extend(found)
@@ -145,6 +152,11 @@ class TextCleaner:
 @lru_cache(maxsize=1)
 def _generic_regex() -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in _GENERIC), re.IGNORECASE)
+
+
+@lru_cache(maxsize=1)
+def _contact_regex() -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in _CONTACT), re.IGNORECASE)
 
 
 def _redact(text: str, spans: list[tuple[int, int]]) -> str:

@@ -37,7 +37,8 @@ Text, in three steps:
    CodeMeaning (and the long/URN code values, mapping resource, context identifier) are kept as
    they are in code sequence items of standard coding schemes (counted ``kept_coded_value`` when
    one contains an identifier token, so the report shows it); in local schemes (``99...``, or any
-   designator not in ``STANDARD_SCHEMES``) they lose this patient's identifiers only. An item
+   designator not in ``STANDARD_SCHEMES``) they lose this patient's identifiers, phone numbers and
+   e-mail addresses only. An item
    without a CodingSchemeDesignator is not a code, and its "CodeMeaning" is cleaned as text.
    Six-digit codes (DCM 113690, SCT 39607008) used to become ``*``: inside a sequence the profile
    cleans (ContentSequence, Request Attributes) CodeValue, an unlisted SH, was cleaned as free text,
@@ -600,7 +601,7 @@ class Deidentifier:
             return
         scheme = str(ds[_CODING_SCHEME].value).strip()
         if scheme not in STANDARD_SCHEMES:
-            self._clean_text(elem, cleaner, generic=False, result=result, identifiers_only=True)
+            self._clean_text(elem, cleaner, generic=False, result=result, identifiers_only=True, contact=True)
         else:
             self._kept_coded(elem, cleaner, result)
 
@@ -702,11 +703,13 @@ class Deidentifier:
         generic: bool,
         result: DeidResult | None = None,
         identifiers_only: bool = False,
+        contact: bool = False,
     ) -> None:
         """Clean a text value in place; counted (with the reason) when it changed.
 
         ``generic`` adds the generic patterns (dates, phones, e-mails, long numbers) to this file's
-        identifiers; ``identifiers_only`` is for values the profile keeps (K) and local codes.
+        identifiers; ``identifiers_only`` is for values the profile keeps (K) and local codes, which
+        still lose phone numbers and e-mail addresses when ``contact`` is set.
         """
         if elem.VR == "CS":  # enumerated: never text (the profile's own actions still apply)
             return
@@ -714,7 +717,7 @@ class Deidentifier:
         out: list[str] = []
         reasons: set[str] = set()
         for v in values:
-            text, why = cleaner.scrub(str(v), generic=generic or not identifiers_only)
+            text, why = cleaner.scrub(str(v), generic=generic or not identifiers_only, contact=contact)
             out.append(text)
             if why is not None:
                 reasons.add(_CLEAN_REASON[why])

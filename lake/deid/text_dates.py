@@ -516,15 +516,16 @@ class TextDateCleaner(TextCleaner):
     def _is_identifier(self, span: str) -> bool:
         return span.casefold() not in self._known_dates and self._inner.remove_known(span) != span
 
-    def scrub(self, text: str, generic: bool = True) -> tuple[str, str | None]:
+    def scrub(self, text: str, generic: bool = True, contact: bool = False) -> tuple[str, str | None]:
         """The inner cleaner's :meth:`TextCleaner.scrub`, with the dates written in ``text`` shifted (or
-        removed) around it when ``generic`` (values the profile keeps lose only identifiers).
+        removed) around it when ``generic`` (values the profile keeps lose only identifiers, and
+        phone numbers and e-mail addresses when ``contact``).
 
         Reasons are the inner cleaner's, plus ``"date"`` when only a date was shifted or removed (and
         ``"age"`` when only an age over 89 was collapsed).
         """
         if not generic:
-            return self._inner.scrub(text, generic=False)
+            return self._inner.scrub(text, generic=False, contact=contact)
         found = [f for f in find_dates(text, self.days, self._remove) if not self._is_identifier(text[f.start : f.end])]
         if any(_PLACEHOLDER_BASE <= ord(c) < _PLACEHOLDER_BASE + 0x10000 for c in text):
             text = "".join("?" if _PLACEHOLDER_BASE <= ord(c) < _PLACEHOLDER_BASE + 0x10000 else c for c in text)

@@ -298,3 +298,18 @@ def test_report_counts_reasons_for_removal_and_kept_codes() -> None:
         == 1
     )
     _assert_phi_free_counts(dict(counts), ["MULLER", "MUELLER", "HANS"])
+
+
+def test_local_codes_lose_phone_numbers_and_e_mail_addresses_but_keep_their_digits() -> None:
+    """Found by Hypothesis in CI: an e-mail address written as a local scheme's designator survived
+    (local codes lost only this patient's own identifiers, and the address was not one of them)."""
+    ds = base()
+    ds.PatientName = "DOE^JANE"
+    local = _code("998877", "someone@example.org", "call +1 555 100 1000")
+    ds.AnatomicRegionSequence = Sequence([local, _code("123456", "99LOCAL", "Lung 2019")])
+    out = Deidentifier(KEY, Profile(DEFAULT_RESEARCH_OPTIONS)).deidentify(ds).dataset
+    first, second = out.AnatomicRegionSequence
+    assert "example.org" not in str(first.get("CodingSchemeDesignator", ""))
+    assert "555" not in str(first.get("CodeMeaning", ""))
+    assert first.CodeValue == "998877"  # a local code's six digits are its value, not a record number
+    assert (second.CodeValue, second.CodingSchemeDesignator, second.CodeMeaning) == ("123456", "99LOCAL", "Lung 2019")
