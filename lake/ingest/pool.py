@@ -2,9 +2,13 @@
 
 A file that hangs a parser or exhausts memory must cost one rejection, never the run: when the
 oldest file in flight exceeds its time limit, or a worker dies, the workers are killed and a fresh
-pool takes over the files still in flight. Memory per worker is capped with ``RLIMIT_AS`` so a
-decompression bomb raises ``MemoryError`` in the worker instead of swapping the machine (the
-budget is counted on top of what the worker inherits from its parent).
+pool takes over the files still in flight. A dead worker does not say which of the files in flight
+killed it, so each of those suspects then runs alone, in input order, before the pool fills up again:
+the one that kills its worker alone is the culprit, and a healthy file is never blamed for another.
+
+Memory per worker is capped with ``RLIMIT_AS`` so a decompression bomb raises ``MemoryError`` in
+the worker instead of swapping the machine (the budget is counted on top of what the worker
+inherits from its parent).
 
 Workers never outlive the run. Each asks the kernel for ``SIGKILL`` when its parent dies
 (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the ingest, or the OOM killer, takes the workers with it
@@ -111,12 +115,20 @@ def _limited_init(
         initializer(*initargs)
 
 
+def _finished(future: Future[Any] | None) -> bool:
+    """The function returned or raised in a worker (a dead worker's files are not finished)."""
+    if future is None or not future.done() or future.cancelled():
+        return False
+    return not isinstance(future.exception(), BrokenProcessPool)
+
+
 @dataclass
 class _Slot(Generic[T]):
     tag: T
     data: bytes
-    future: Future[Any]
-    attempts: int = 1
+    future: Future[Any] | None = None
+    #: in flight when a worker died: runs alone before anything after it is submitted
+    suspect: bool = False
 
 
 class TimedPool:
@@ -163,13 +175,26 @@ class TimedPool:
                 os.kill(pid, signal.SIGKILL)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _restart(self, window: Iterable[_Slot[T]]) -> None:
+    def _restart(self, window: deque[_Slot[T]]) -> None:
         """Kill our workers (by pid), start a fresh pool and resubmit what was in flight."""
         self.restarts += 1
         self._kill_workers()
         self._pool = self._new_pool()
         for slot in window:
-            slot.future = self._pool.submit(self.func, slot.data)
+            if not _finished(slot.future):  # a result already in hand is kept
+                slot.future = None
+        self._dispatch(window)
+
+    def _dispatch(self, window: deque[_Slot[T]]) -> None:
+        """Submit what waits: the first suspect alone while suspects remain (they are the oldest),
+        else every file not yet submitted."""
+        if window and window[0].suspect:
+            if window[0].future is None:
+                window[0].future = self._pool.submit(self.func, window[0].data)
+            return
+        for slot in window:
+            if slot.future is None:
+                slot.future = self._pool.submit(self.func, slot.data)
 
     def run(self, items: Iterable[tuple[T, bytes]]) -> Generator[tuple[T, R | WorkerFailure], None, None]:
         """Close the iterator (``contextlib.closing``) to stop early: the workers are killed then,
@@ -178,7 +203,8 @@ class TimedPool:
         finished = False
         try:
             for tag, data in items:
-                window.append(_Slot(tag, data, self._pool.submit(self.func, data)))
+                window.append(_Slot(tag, data))
+                self._dispatch(window)
                 # Bounded memory: at most 4 files per worker, and no more than MAX_INFLIGHT_BYTES
                 # of input held in this process (beyond the one file that exceeds it alone).
                 while len(window) > self.workers * 4 or (
@@ -197,6 +223,8 @@ class TimedPool:
     def _next(self, window: deque[_Slot[T]]) -> tuple[T, R | WorkerFailure]:
         while True:
             head = window[0]
+            self._dispatch(window)
+            assert head.future is not None
             try:
                 result: R = head.future.result(timeout=self.timeout)
             except FutureTimeout:
@@ -205,13 +233,13 @@ class TimedPool:
                 self._restart(window)
                 return head.tag, WorkerFailure(TIMEOUT_REASON)
             except BrokenProcessPool:
-                # Any file in flight may have killed the worker: retry them all once in a fresh pool;
-                # the oldest one failing a second time is the culprit.
-                if head.attempts > 1:
+                if head.suspect:  # it ran alone (see _dispatch) and killed its worker: the culprit
                     window.popleft()
                     self._restart(window)
                     return head.tag, WorkerFailure(WORKER_DIED_REASON)
-                head.attempts += 1
+                # Any file in flight may have killed the worker: each runs alone, oldest first.
+                for slot in window:
+                    slot.suspect = slot.suspect or (slot.future is not None and not _finished(slot.future))
                 self._restart(window)
                 continue
             except Exception as exc:  # the function itself raised: one file's failure, not the pool's

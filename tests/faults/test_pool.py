@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from lake.ingest.pool import TIMEOUT_REASON, WORKER_DIED_REASON, TimedPool, WorkerFailure
 
@@ -42,3 +43,39 @@ def test_memory_is_capped_per_worker() -> None:
     pool = TimedPool(_task, workers=1, timeout=30, memory_bytes=256 * 1024**2)
     results = dict(pool.run([(0, b"hog"), (1, b"ok")]))
     assert results == {0: WorkerFailure("worker_failed:MemoryError"), 1: 2}
+
+
+def _deaths(path: str) -> int:
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def _task_with_marker(data: bytes) -> int:
+    """``die:PATH`` counts a death in PATH and kills its worker; ``wait:PATH`` is a healthy file that
+    stays in flight until a worker dies while it runs (or, alone, for 2 s at most: the outcome never
+    depends on that limit, only the test's duration)."""
+    kind, _, path = data.decode().partition(":")
+    if kind == "die":
+        with open(path, "ab") as f:
+            f.write(b"x")
+        os._exit(3)
+    if kind == "wait":
+        seen, deadline = _deaths(path), time.monotonic() + 2
+        while _deaths(path) == seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return len(data)
+
+
+def test_a_healthy_file_in_flight_beside_a_killer_is_never_blamed(tmp_path: Path) -> None:
+    marker = tmp_path / "died"
+    wait, die = f"wait:{marker}".encode(), f"die:{marker}".encode()
+    items = [(0, wait), (1, die), (2, b"ok"), (3, wait), (4, die), (5, b"fine")]
+    pool = TimedPool(_task_with_marker, workers=2, timeout=60)
+    results = dict(pool.run(items))
+    assert results == {
+        0: len(wait),
+        1: WorkerFailure(WORKER_DIED_REASON),
+        2: 2,
+        3: len(wait),
+        4: WorkerFailure(WORKER_DIED_REASON),
+        5: 4,
+    }
