@@ -300,7 +300,7 @@ def _qualified(alias: str, order: str) -> str:
 def _select_studies(priors: bool) -> str:
     columns = (
         "t.PatientID, t.StudyInstanceUID, t.StudyDate, t.StudyTime, t.StudyDescription, t.PatientAge, "
-        "t.PatientSex, t.modalities, t.series_count, t.time_point, t.time_points, t.days_from_baseline, "
+        "t.PatientSex, t.modalities, t.series_count, t.time_point, t.days_from_baseline, "
         "t.is_baseline, t.BaselineStudyInstanceUID, t.BaselineStudyDate"
     )
     if not priors:
