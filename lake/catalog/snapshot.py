@@ -198,4 +198,3 @@ def _identifiers(sql: str) -> set[str]:
         if kind == duckdb.token_type.identifier:
             out.add(sql[start:end].strip().strip('"').split(".")[-1])
     return out
-

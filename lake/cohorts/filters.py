@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import Enum
+from enum import StrEnum
 
 from lake.errors import CohortError
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """Where a criterion applies: the view its predicate reads."""
 
     PATIENTS = "patients"

@@ -91,9 +91,14 @@ def test_studies_without_patient_id_are_separate_one_study_patients(built: Built
     patients = lk.cohort().filter_patients(f"PatientID IN ('{pseudonyms[0]}', '{pseudonyms[1]}')").patients()
     assert sorted(patients["PatientID"].to_list()) == sorted(pseudonyms)
     assert patients["time_points"].to_list() == [1, 1]
-    assert lk.cohort().filter_patients(f"PatientID IN ('{pseudonyms[0]}', '{pseudonyms[1]}')").follow_ups(
-        0, 10_000
-    ).patients().height == 0
+    assert (
+        lk.cohort()
+        .filter_patients(f"PatientID IN ('{pseudonyms[0]}', '{pseudonyms[1]}')")
+        .follow_ups(0, 10_000)
+        .patients()
+        .height
+        == 0
+    )
 
 
 def test_min_time_points_and_priors(built: Built) -> None:
