@@ -20,7 +20,9 @@ the index date), ``time_points`` (the baseline and the later cohort studies, wit
 window when one is set; ``time_point`` 1 is the baseline, ``days_from_baseline`` exact day
 differences of the shifted dates, which keep every interval of a patient). Studies before the
 baseline are not time points. With ``follow_ups`` a patient needs at least one follow-up; with
-``min_time_points(n)`` at least ``n`` time points.
+``min_time_points(n)`` at least ``n`` time points. A study row holds only values that later
+studies cannot change (no per-patient counts: those are in ``patients()``), so a saved study-level
+cohort can still be matched row by row after a ``lake forget`` (:mod:`lake.cohorts.manifest`).
 
 A filter is SQL text, a :class:`~lake.cohorts.filters.Criterion` or a polars expression. A polars
 expression is evaluated once, on the snapshot, and enters the SQL as the list of keys it selected
