@@ -23,13 +23,14 @@ from lake.errors import LakeError
 from lake.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from lake.cohorts.manifest import load_cohort
     from lake.core import Lake, init, open
 
 logging.getLogger("lake").addHandler(logging.NullHandler())
 
-__all__ = ["Lake", "LakeError", "__version__", "init", "open"]
+__all__ = ["Lake", "LakeError", "__version__", "init", "load_cohort", "open"]
 
-_FROM_CORE = {"Lake": "lake.core", "init": "lake.core", "open": "lake.core"}
+_FROM_CORE = {"Lake": "lake.core", "init": "lake.core", "load_cohort": "lake.cohorts.manifest", "open": "lake.core"}
 
 __getattr__ = lazy_exports(__name__, _FROM_CORE)
 

@@ -8,22 +8,26 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lake.catalog.query import fetch_arrow, fetch_rows, snapshot_versions, view_definitions
-from lake.catalog.sandbox import ReadOnlyConnection, sandboxed_connection
-from lake.catalog.tables import snapshot_files
+from lake.catalog.query import fetch_rows, snapshot_versions, view_definitions
+from lake.catalog.sandbox import ReadOnlyConnection
+from lake.catalog.snapshot import Snapshot
 from lake.config import DeidSettings, LakeConfig, LakePaths, default_key_path, read_config, write_config
 from lake.created import CreatedPaths
 from lake.deid.policy import PixelPolicy
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption, parse_options
 from lake.errors import KeyFileError, KeyMismatchError, LakeExistsError, NotInLakeError
-from lake.headers.schema import load_table_schema, table_names
+from lake.headers.schema import table_names
 from lake.keys import LakeKey, generate_key, read_key, write_key
 
 if TYPE_CHECKING:  # zarr, dask and the codecs load when pixels are first read (lake.pixels.api)
+    from collections.abc import Mapping
+
     import dask.array
     import numpy as np
     import polars as pl
 
+    from lake.cohorts.builder import Cohort
+    from lake.cohorts.manifest import LoadedCohort
     from lake.pixels.store import PixelStore
     from lake.pixels.volume import Volume
 
@@ -134,8 +138,7 @@ class Lake:
         self.paths = LakePaths(path)
         self.config: LakeConfig = read_config(self.paths)
         self._key_file = Path(key_file) if key_file else None
-        self._con: ReadOnlyConnection | None = None
-        self._versions: dict[str, int | None] = {}
+        self._latest: Snapshot | None = None
 
     @cached_property
     def pixel_store(self) -> PixelStore:
@@ -172,19 +175,30 @@ class Lake:
         write_config(self.paths, self.config)
 
     # -- queries ---------------------------------------------------------------------------------
+    def snapshot(self, versions: Mapping[str, int | None] | None = None) -> Snapshot:
+        """Every table pinned to one Delta version (``versions``: table -> version; the others and
+        None: latest), with its own connection and pixel lookups (:mod:`lake.catalog.snapshot`).
+
+        Raises :class:`~lake.errors.VersionsVacuumedError` for versions vacuumed or purged.
+        """
+        return Snapshot(self, versions)
+
+    def latest(self) -> Snapshot:
+        """The snapshot of the tables' latest committed versions, re-taken when a table changes."""
+        versions = snapshot_versions(self.paths)
+        if self._latest is None or versions != self._latest.versions:
+            if self._latest is not None:
+                self._latest.close()
+            self._latest = Snapshot(self, versions)
+        return self._latest
+
     def connection(self) -> ReadOnlyConnection:
         """The read-only connection whose views match the tables' latest committed versions.
 
         It runs one query per call and opens only the snapshot's table files
         (:mod:`lake.catalog.sandbox`); a refused statement raises :class:`QueryRefusedError`.
         """
-        versions = snapshot_versions(self.paths)
-        if self._con is None or versions != self._versions:
-            if self._con is not None:
-                self._con.close()
-            self._con = sandboxed_connection(self.paths)
-            self._versions = versions
-        return self._con
+        return self.latest().connection()
 
     def sql(self, query: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         """Run one read-only DuckDB query over the lake's tables and views; returns a polars DataFrame.
@@ -192,29 +206,26 @@ class Lake:
         ``params`` fill ``?`` (a list) or ``$name`` (a dict) placeholders. Writes, settings, several
         statements and reads of other files raise :class:`QueryRefusedError` (nothing runs).
         """
-        import polars as pl
-
-        result = pl.from_arrow(fetch_arrow(self.connection(), query, params))
-        assert isinstance(result, pl.DataFrame)
-        return result
+        return self.latest().sql(query, params)
 
     def tables(self) -> list[str]:
         return table_names() + [v.name for v in view_definitions()]
 
     def table(self, name: str) -> pl.LazyFrame:
         """A lazy polars frame over a table (Parquet scan of its snapshot) or a derived view."""
-        import polars as pl
+        if name not in self.tables():
+            raise NotInLakeError(f"no table {name!r}; tables: {', '.join(self.tables())}")
+        return self.latest().table(name)
 
-        if name in table_names():
-            files = snapshot_files(self.paths.table(name))
-            if files:
-                frame = pl.scan_parquet(files, missing_columns="insert")
-                times = load_table_schema(name).time_columns
-                return frame.with_columns([(pl.col(c) * 1000).cast(pl.Time) for c in times]) if times else frame
-            return self.sql(f"SELECT * FROM {name}").lazy()
-        if name in {v.name for v in view_definitions()}:
-            return self.sql(f"SELECT * FROM {name}").lazy()
-        raise NotInLakeError(f"no table {name!r}; tables: {', '.join(self.tables())}")
+    def cohort(self) -> Cohort:
+        """A cohort builder over a snapshot of the latest versions (see :mod:`lake.cohorts`)."""
+        return self.snapshot().cohort()
+
+    def load_cohort(self, path: str | os.PathLike[str], key_file: str | os.PathLike[str] | None = None) -> LoadedCohort:
+        """Re-run a saved cohort manifest against its pinned versions (see :func:`lake.load_cohort`)."""
+        from lake.cohorts.manifest import load_cohort
+
+        return load_cohort(path, lake=self, key_file=key_file)
 
     def header(self, sop_instance_uid: str) -> dict[str, Any]:
         """The whole de-identified header of one instance (DICOM JSON model, pixel data omitted).

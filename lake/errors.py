@@ -112,3 +112,16 @@ class ReplicaError(LakeError, ValueError):
 class QueryRefusedError(LakeError, PermissionError):
     """A SQL statement would write, change a setting, run more than one statement or open a file
     other than the lake's tables (see :mod:`lake.catalog.sandbox`); nothing was run."""
+
+
+class VersionsVacuumedError(LakeError, FileNotFoundError):
+    """Table versions asked for (a snapshot, a saved cohort) are no longer readable: ``lake vacuum``
+    removed their files, or ``lake forget`` purged the table history."""
+
+
+class LakeMismatchError(LakeError, ValueError):
+    """A saved cohort (or other pinned reference) belongs to another lake (its lake id differs)."""
+
+
+class CohortError(LakeError, ValueError):
+    """A cohort definition or manifest is invalid, or a re-run does not give the saved rows."""

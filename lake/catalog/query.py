@@ -84,8 +84,51 @@ SPILL_DIR = os.path.join(tempfile.gettempdir(), "lake-duckdb-spill")
 Params = list[Any] | dict[str, Any] | None
 
 
-def open_views(paths: LakePaths, threads: int | None = None) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+#: A table's files and stored column names at one version (:func:`listing_at`).
+Listing = tuple[list[str], list[str]]
+
+
+def listing_at(paths: LakePaths, name: str, version: int | None) -> Listing:
+    """(absolute Parquet file paths, column names) of table ``name`` at Delta ``version`` (None: no
+    table yet, ([], [])), by Delta time travel.
+
+    Raises :class:`~lake.errors.VersionsVacuumedError` when that version is no longer readable:
+    ``lake forget`` purged the log history, or ``lake vacuum`` removed some of its files.
+    """
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    from lake.errors import VersionsVacuumedError
+
+    if version is None:
+        return [], []
+    hint = (
+        "re-run the cohort's SQL on the current tables (lake.open(...).sql or `lake sql`) and save it "
+        "again; keep versions readable with `lake vacuum --retention-hours H` longer than cohorts must last"
+    )
+    try:
+        dt = DeltaTable(str(paths.table(name)), version=version)
+    except DeltaError as exc:
+        raise VersionsVacuumedError(
+            f"version {version} of table {name} is no longer readable (its log history was purged, e.g. by "
+            f"`lake forget`, or it never existed); {hint}"
+        ) from exc
+    files = [uri.removeprefix("file://") for uri in dt.file_uris()]
+    missing = sum(1 for f in files if not os.path.exists(f))
+    if missing:
+        raise VersionsVacuumedError(
+            f"version {version} of table {name} was vacuumed ({missing} of its {len(files)} files are gone); {hint}"
+        )
+    return files, [f.name for f in dt.schema().fields]
+
+
+def open_views(
+    paths: LakePaths, threads: int | None = None, listings: dict[str, Listing] | None = None
+) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     """An in-memory DuckDB connection with a view per table and derived view, and the files they read.
+
+    ``listings`` pins tables to given files (:func:`listing_at`, a :class:`lake.catalog.snapshot.Snapshot`);
+    a table it does not name reads its current snapshot.
 
     The connection is unrestricted (it can write files and change settings): internal code and
     :func:`lake.catalog.sandbox.sandboxed_connection`, which confines it to the returned files,
@@ -109,7 +152,7 @@ def open_views(paths: LakePaths, threads: int | None = None) -> tuple[duckdb.Duc
     read: list[str] = []
     for name in table_names():
         schema = load_table_schema(name)
-        files, stored = snapshot(paths.table(name))
+        files, stored = listings[name] if listings and name in listings else snapshot(paths.table(name))
         if files:
             read += files
             file_list = ", ".join(_quote(f) for f in files)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from lake.catalog.query import Params, open_views, relation_arrow
+from lake.catalog.query import Listing, Params, open_views, relation_arrow
 from lake.config import LakePaths
 from lake.errors import QueryRefusedError
 
@@ -227,7 +227,10 @@ def _quote_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def sandboxed_connection(paths: LakePaths, threads: int | None = None) -> ReadOnlyConnection:
-    """A :class:`ReadOnlyConnection` over the lake's current snapshot (its views and ``dicom_*`` macros)."""
-    con, files = open_views(paths, threads)
+def sandboxed_connection(
+    paths: LakePaths, threads: int | None = None, listings: dict[str, Listing] | None = None
+) -> ReadOnlyConnection:
+    """A :class:`ReadOnlyConnection` over the lake's current snapshot (its views and ``dicom_*`` macros),
+    or over the table files ``listings`` pins (:class:`lake.catalog.snapshot.Snapshot`)."""
+    con, files = open_views(paths, threads, listings)
     return ReadOnlyConnection(con, files)

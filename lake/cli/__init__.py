@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "restore_cmd",
     "forget_cmd",
     "vacuum_cmd",
+    "cohort_cmd",
 )
 
 
