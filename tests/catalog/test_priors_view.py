@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, time, timedelta
 from itertools import count
 from pathlib import Path
@@ -302,18 +303,27 @@ def _reference(studies: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
     return out
 
 
+@pytest.fixture(scope="module")
+def memory_con() -> Iterator[duckdb.DuckDBPyConnection]:
+    con = duckdb.connect()
+    yield con
+    con.close()
+
+
 @settings(max_examples=60, deadline=None)
 @given(studies=histories())
-def test_random_histories_match_the_definition(studies: list[dict[str, Any]]) -> None:
+def test_random_histories_match_the_definition(
+    memory_con: duckdb.DuckDBPyConnection, studies: list[dict[str, Any]]
+) -> None:
     # the view's SQL over an in-memory instances table (two instances per study): no lake needed
-    con = duckdb.connect()
-    con.execute(
-        "CREATE TABLE instances (PatientID VARCHAR, StudyInstanceUID VARCHAR, StudyDate DATE, StudyTime TIME, "
-        "Modality VARCHAR, BodyPartExamined VARCHAR)"
-    )
+    con = memory_con
     columns = ["PatientID", "StudyInstanceUID", "StudyDate", "StudyTime", "Modality", "BodyPartExamined"]
-    rows = [tuple(s[c] for c in columns) for s in studies for _ in range(2)]
-    con.executemany("INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.execute(
+        "CREATE OR REPLACE TABLE instances (PatientID VARCHAR, StudyInstanceUID VARCHAR, StudyDate DATE, "
+        "StudyTime TIME, Modality VARCHAR, BodyPartExamined VARCHAR)"
+    )
+    values = [s[c] for s in studies for _ in range(2) for c in columns]
+    con.execute("INSERT INTO instances VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * (2 * len(studies))), values)
     sql = next(v for v in view_definitions() if v.name == "priors").sql
     got = con.execute(
         f"SELECT StudyInstanceUID, Modality, PriorStudyInstanceUID, interval_days, time_point FROM ({sql})"
