@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from lake.catalog import series_summary
 from lake.catalog.macros import install as install_macros
 from lake.catalog.tables import snapshot, table_version
 from lake.config import LakePaths
@@ -84,13 +85,16 @@ SPILL_DIR = os.path.join(tempfile.gettempdir(), "lake-duckdb-spill")
 Params = list[Any] | dict[str, Any] | None
 
 
-def open_views(paths: LakePaths, threads: int | None = None) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+def open_views(
+    paths: LakePaths, threads: int | None = None, use_materialised: bool = True
+) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     """An in-memory DuckDB connection with a view per table and derived view, and the files they read.
 
     The connection is unrestricted (it can write files and change settings): internal code and
     :func:`lake.catalog.sandbox.sandboxed_connection`, which confines it to the returned files,
     use it. No extension is loaded or installed: the views read the snapshot's Parquet files
     directly. The ``dicom_*`` macros (:mod:`lake.catalog.macros`) reach any attribute in ``header_json``.
+    ``use_materialised=False`` makes the ``series`` view ignore ``series_summary`` (optimize rebuilds it so).
     """
     con = duckdb.connect(
         ":memory:",
@@ -107,9 +111,12 @@ def open_views(paths: LakePaths, threads: int | None = None) -> tuple[duckdb.Duc
     con.execute("SET parquet_metadata_cache = true")
     install_macros(con)
     read: list[str] = []
+    instances: list[str] = []
     for name in table_names():
         schema = load_table_schema(name)
         files, stored = snapshot(paths.table(name))
+        if name == "instances":
+            instances = files
         if files:
             read += files
             file_list = ", ".join(_quote(f) for f in files)
@@ -122,6 +129,8 @@ def open_views(paths: LakePaths, threads: int | None = None) -> tuple[duckdb.Duc
         else:  # no file yet: every column a typed NULL, and no row
             nulls = ", ".join(f"NULL::{c.type} AS {c.name}" for c in schema.columns)
             con.execute(f"CREATE VIEW {name} AS SELECT {nulls} WHERE false")
+    for statement in series_summary.helper_views(paths, instances, use_materialised):
+        con.execute(statement)
     for view in view_definitions():
         con.execute(f"CREATE VIEW {view.name} AS {view.sql}")
     return con, read
