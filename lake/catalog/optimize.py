@@ -160,9 +160,7 @@ def rebuild_series_summary(
         return TableCompaction(series_summary.NAME, len(before), len(before), 0, size, size, skipped=True)
     rows = series_summary.build(paths, on_rows)
     after = snapshot_files(table)
-    return TableCompaction(
-        series_summary.NAME, len(before), len(after), rows, _file_sizes(before), _file_sizes(after)
-    )
+    return TableCompaction(series_summary.NAME, len(before), len(after), rows, _file_sizes(before), _file_sizes(after))
 
 
 def optimize(
@@ -198,9 +196,7 @@ def optimize(
                 logger.info("optimized %s", name)
             if "instances" in (tables or written):
                 summary.tables.append(rebuild_header_index(paths, force=force, on_rows=rows_of(header_index.NAME)))
-                summary.tables.append(
-                    rebuild_series_summary(paths, force=force, on_rows=rows_of(series_summary.NAME))
-                )
+                summary.tables.append(rebuild_series_summary(paths, force=force, on_rows=rows_of(series_summary.NAME)))
             crash_point("optimize.before_runs_row")
             with deferred():
                 record("ok")
