@@ -6,6 +6,9 @@ sit together, so DuckDB prunes row groups by min/max statistics), and writes it 
 ``overwrite`` commit with zstd, page statistics and a bloom filter on the table's key (so a lookup
 by SOPInstanceUID reads one row group). The old files stay on disk (readers holding the previous
 snapshot keep working; a Delta vacuum removes them later) and the run is recorded in ``runs``.
+After ``instances`` it rebuilds the tables derived from it: ``header_index`` (lookups by UID,
+:mod:`lake.catalog.header_index`) and ``series_summary`` (the ``series`` view materialised,
+:mod:`lake.catalog.series_summary`), each only when it does not cover the current files already.
 
 Ctrl-C or SIGTERM (in the main thread) stops it between two Delta commits: the tables rewritten so far
 stay rewritten, the others are unchanged, the run is recorded with outcome ``interrupted`` and
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lake.catalog import header_index, ordered
+from lake.catalog import header_index, ordered, series_summary
 from lake.catalog.tables import TARGET_FILE_SIZE, arrow_schema_of, open_table, snapshot_files
 from lake.config import LakePaths
 from lake.crashpoints import crash_point
@@ -146,6 +149,20 @@ def rebuild_header_index(
     return TableCompaction(header_index.NAME, len(before), len(after), rows, _file_sizes(before), _file_sizes(after))
 
 
+def rebuild_series_summary(
+    paths: LakePaths, force: bool = False, on_rows: Callable[[int], None] | None = None
+) -> TableCompaction:
+    """Rebuild ``series_summary`` unless it already covers exactly the current instances files."""
+    table = paths.table(series_summary.NAME)
+    before = snapshot_files(table)
+    if not force and series_summary.is_current(paths):
+        size = _file_sizes(before)
+        return TableCompaction(series_summary.NAME, len(before), len(before), 0, size, size, skipped=True)
+    rows = series_summary.build(paths, on_rows)
+    after = snapshot_files(table)
+    return TableCompaction(series_summary.NAME, len(before), len(after), rows, _file_sizes(before), _file_sizes(after))
+
+
 def optimize(
     root: str | os.PathLike[str],
     tables: list[str] | None = None,
@@ -179,6 +196,7 @@ def optimize(
                 logger.info("optimized %s", name)
             if "instances" in (tables or written):
                 summary.tables.append(rebuild_header_index(paths, force=force, on_rows=rows_of(header_index.NAME)))
+                summary.tables.append(rebuild_series_summary(paths, force=force, on_rows=rows_of(series_summary.NAME)))
             crash_point("optimize.before_runs_row")
             with deferred():
                 record("ok")

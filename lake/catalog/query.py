@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from lake.catalog import series_summary
 from lake.catalog.macros import install as install_macros
 from lake.catalog.tables import snapshot, table_version
 from lake.config import LakePaths
@@ -123,7 +124,10 @@ def listing_at(paths: LakePaths, name: str, version: int | None) -> Listing:
 
 
 def open_views(
-    paths: LakePaths, threads: int | None = None, listings: dict[str, Listing] | None = None
+    paths: LakePaths,
+    threads: int | None = None,
+    listings: dict[str, Listing] | None = None,
+    use_materialised: bool = True,
 ) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     """An in-memory DuckDB connection with a view per table and derived view, and the files they read.
 
@@ -134,6 +138,7 @@ def open_views(
     :func:`lake.catalog.sandbox.sandboxed_connection`, which confines it to the returned files,
     use it. No extension is loaded or installed: the views read the snapshot's Parquet files
     directly. The ``dicom_*`` macros (:mod:`lake.catalog.macros`) reach any attribute in ``header_json``.
+    ``use_materialised=False`` makes the ``series`` view ignore ``series_summary`` (optimize rebuilds it so).
     """
     con = duckdb.connect(
         ":memory:",
@@ -150,9 +155,16 @@ def open_views(
     con.execute("SET parquet_metadata_cache = true")
     install_macros(con)
     read: list[str] = []
+    instances: list[str] = []
     for name in table_names():
         schema = load_table_schema(name)
         files, stored = listings[name] if listings and name in listings else snapshot(paths.table(name))
+        if name == "instances":
+            instances = files
+        if name == series_summary.NAME and listings and name in listings:
+            # the coverage map describes the table's latest version only: pinned to another, the
+            # series view computes every series live (same rows, only slower)
+            use_materialised = use_materialised and sorted(files) == sorted(snapshot(paths.table(name))[0])
         if files:
             read += files
             file_list = ", ".join(_quote(f) for f in files)
@@ -165,6 +177,8 @@ def open_views(
         else:  # no file yet: every column a typed NULL, and no row
             nulls = ", ".join(f"NULL::{c.type} AS {c.name}" for c in schema.columns)
             con.execute(f"CREATE VIEW {name} AS SELECT {nulls} WHERE false")
+    for statement in series_summary.helper_views(paths, instances, use_materialised):
+        con.execute(statement)
     for view in view_definitions():
         con.execute(f"CREATE VIEW {view.name} AS {view.sql}")
     return con, read

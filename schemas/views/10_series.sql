@@ -34,6 +34,12 @@
 -- column: field_of_view_mm: In-plane extent [columns x column spacing, rows x row spacing], mm.
 -- column: slice_extent_mm: Distance from the first to the last slice position along the normal, mm.
 -- column: is_volume: True when the series forms a regular 3D volume: one orientation, one image size and pixel spacing, one frame of reference, at least 3 distinct positions (or frames) without duplicates, regular spacing.
+-- Materialised by `lake optimize` (table series_summary): the view returns the stored rows of the
+-- series that no instances file written since holds (_series_materialised) and computes the others
+-- from all their instances (_series_live_instances: every instance when the lake was not optimized,
+-- or changed otherwise since). Both are views the lake defines on each connection (see
+-- lake/catalog/series_summary.py); the rows are the same either way. Computed live at 1 M instances
+-- the whole view took 1.3 s, 30x the studies view (benchmarks/headers.py).
 WITH geo AS (
     SELECT
         *,
@@ -42,7 +48,7 @@ WITH geo AS (
             ImageOrientationPatient[3] * ImageOrientationPatient[4] - ImageOrientationPatient[1] * ImageOrientationPatient[6],
             ImageOrientationPatient[1] * ImageOrientationPatient[5] - ImageOrientationPatient[2] * ImageOrientationPatient[4]
         ] END AS normal
-    FROM instances
+    FROM _series_live_instances
 ),
 pos AS (
     SELECT
@@ -125,6 +131,8 @@ m AS (
         last_position IS NOT NULL AND max_along > min_along AS has_line
     FROM g
 )
+SELECT * FROM _series_materialised
+UNION ALL
 SELECT
     SeriesInstanceUID, StudyInstanceUID, PatientID, Modality, SeriesNumber, SeriesDescription, BodyPartExamined,
     SeriesDate, StudyDate, FrameOfReferenceUID, Manufacturer, ManufacturerModelName, instance_count, frame_count,

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import lake
-from lake.catalog import header_index, lookup
+from lake.catalog import header_index, lookup, series_summary
+from lake.catalog.query import open_views
 from lake.catalog.tables import append, delete_where, snapshot_files
 from lake.cli import main
+from lake.config import LakePaths
 from lake.errors import InvalidUIDError, NotInLakeError
 from lake.testing.rows import synthetic_instances
 
@@ -158,3 +162,103 @@ def test_a_table_optimized_into_several_files_is_not_rewritten_again(
     again = lk.optimize()
     assert again["instances"]["skipped"] is True and again["header_index"]["skipped"] is True
     assert snapshot_files(lk.paths.table("instances")) == files
+
+
+# -- the series view, materialised by optimize ------------------------------------------------------
+def _series_live(root: Path) -> pl.DataFrame:
+    """The series view computed from every instance, as before series_summary existed."""
+    con = open_views(LakePaths(root), use_materialised=False)[0]
+    try:
+        return pl.from_arrow(con.sql(f"SELECT * FROM series ORDER BY {SERIES_ORDER}").arrow())  # type: ignore[return-value]
+    finally:
+        con.close()
+
+
+def _series(root: Path) -> pl.DataFrame:
+    return lake.open(root).sql(f"SELECT * FROM series ORDER BY {SERIES_ORDER}")
+
+
+def _live_instances(root: Path) -> int:
+    return int(lake.open(root).sql(f"SELECT count(*) FROM {series_summary.LIVE_INSTANCES}")[0, 0])
+
+
+SERIES_ORDER = "SeriesInstanceUID, StudyInstanceUID, PatientID"
+
+
+def test_series_view_is_materialised_by_optimize_and_stays_exact_after_ingest(small_lake: Path) -> None:
+    lk = lake.open(small_lake)
+    before = _series(small_lake)
+    assert len(before) > 10 and before.equals(_series_live(small_lake))
+    everything = lk.sql("SELECT count(*) FROM instances")[0, 0]
+    assert _live_instances(small_lake) == everything, "not optimized yet: every series is computed live"
+
+    summary = lk.optimize()
+    assert summary[series_summary.NAME]["rows"] == len(before)
+    assert series_summary.is_current(lk.paths)
+    assert _live_instances(small_lake) == 0, "after optimize the view reads only the stored rows"
+    assert lk.sql(f"SELECT count(*) FROM {series_summary.MATERIALISED}")[0, 0] == len(before)
+    after = _series(small_lake)
+    assert after.schema == before.schema and after.equals(before)
+
+    # another ingest: two instances join an existing series (its geometry changes), new series arrive
+    grown = lk.sql(
+        "SELECT SeriesInstanceUID FROM series WHERE instance_count >= 3 AND distinct_positions >= 3 "
+        "ORDER BY SeriesInstanceUID LIMIT 1"
+    )[0, 0]
+    old = pq.read_table(snapshot_files(lk.paths.table("instances"))).to_pylist()
+    extra = [r for r in old if r["SeriesInstanceUID"] == grown][:2]
+    for k, r in enumerate(extra):
+        r["SOPInstanceUID"] += f"9{k}"
+        r["ImagePositionPatient"] = [p + 1000.0 + k for p in r["ImagePositionPatient"]]
+    schema = pq.read_schema(snapshot_files(lk.paths.table("instances"))[0])
+    append(lk.paths.table("instances"), pa.Table.from_pylist(extra, schema=schema))
+    newer = next(synthetic_instances(200, seed=99, chunk_rows=200))
+    append(lk.paths.table("instances"), newer)
+
+    live = _series_live(small_lake)
+    assert len(live) > len(before)
+    changed = live.filter(pl.col("SeriesInstanceUID") == grown)
+    assert changed["instance_count"][0] == before.filter(pl.col("SeriesInstanceUID") == grown)["instance_count"][0] + 2
+    assert _series(small_lake).equals(live)
+    new_series = set(newer.column("SeriesInstanceUID").to_pylist()) | {grown}
+    expected_live = lk.sql(
+        "SELECT count(*) FROM instances WHERE SeriesInstanceUID IN (SELECT unnest(?::VARCHAR[]))", [list(new_series)]
+    )[0, 0]
+    assert _live_instances(small_lake) == expected_live, "only the touched series are computed live"
+    assert not series_summary.is_current(lk.paths)
+
+    # the next optimize covers them all again
+    again = lk.optimize()
+    assert again[series_summary.NAME]["skipped"] is False
+    assert _live_instances(small_lake) == 0 and _series(small_lake).equals(live)
+    assert lk.optimize()[series_summary.NAME]["skipped"] is True
+
+
+def test_a_deletion_makes_the_series_view_compute_live_and_stay_exact(small_lake: Path) -> None:
+    lk = lake.open(small_lake)
+    lk.optimize()
+    patient = lk.sql("SELECT min(PatientID) FROM instances")[0, 0]
+    # as lake forget does: the patient's rows go from instances and from the summary
+    delete_where(lk.paths.table("instances"), f"PatientID = '{patient}'")
+    assert series_summary.coverage(lk.paths) is not None  # the summary alone is not enough to tell
+    assert _series(small_lake).equals(_series_live(small_lake))
+    assert lk.sql("SELECT count(*) FROM series WHERE PatientID = ?", [patient])[0, 0] == 0
+    delete_where(lk.paths.table(series_summary.NAME), f"PatientID = '{patient}'")
+    assert series_summary.coverage(lk.paths) is None, "a later commit to the summary makes its map stale"
+    assert _series(small_lake).equals(_series_live(small_lake))
+    assert _live_instances(small_lake) == lk.sql("SELECT count(*) FROM instances")[0, 0]
+
+
+def test_series_summary_columns_are_the_series_view_columns(small_lake: Path) -> None:
+    from lake.catalog.query import view_definitions
+    from lake.headers.schema import load_table_schema
+
+    lk = lake.open(small_lake)
+    lk.optimize()
+    schema = load_table_schema(series_summary.NAME)
+    view = next(v for v in view_definitions() if v.name == "series")
+    assert [(c.name, c.description) for c in schema.columns] == list(view.columns)
+    described = lk.sql("DESCRIBE series").select("column_name", "column_type").rows()
+    assert described == [(c.name, c.type) for c in schema.columns]
+    stored = lk.sql(f"DESCRIBE {series_summary.NAME}").select("column_name", "column_type").rows()
+    assert stored == described

@@ -12,7 +12,7 @@ from lake.cli import main
 from lake.cohorts import modality
 from lake.errors import NotInLakeError, QueryRefusedError, VersionsVacuumedError
 from lake.ingest import ingest
-from lake.testing.longitudinal import newcomer, write_plans
+from lake.testing.longitudinal import StudyPlan, newcomer, write_plans
 from tests.cohorts.conftest import Built
 
 
@@ -70,3 +70,24 @@ def test_cohort_cli_round_trip(built: Built, tmp_path: Path, capsys: pytest.Capt
     capsys.readouterr()
     assert main(["cohort", "show", str(out), "--lake", str(other), "--key-file", str(tmp_path / "o.key")]) == 2
     assert "saved from lake" in capsys.readouterr().err
+
+
+def test_a_snapshot_pinned_before_an_optimize_computes_series_of_its_own_versions(own: Built, tmp_path: Path) -> None:
+    """The series view's stored rows (``series_summary``, written by optimize) describe the latest
+    versions only: a snapshot pinned to earlier ones must see the series of its own instances."""
+    lk = own.open()
+    lk.optimize(force=True)
+    plan = newcomer()
+    write_plans(tmp_path / "more", [plan])
+    ingest(own.root, [tmp_path / "more"], key_file=own.key_file, workers=1)
+    with lk.snapshot() as snap:
+        pinned = snap.versions
+        want = snap.sql("SELECT * FROM series ORDER BY SeriesInstanceUID")
+        lk.optimize(force=True)  # a new summary, covering what the snapshot reads and more
+        plan.studies.append(StudyPlan(400))
+        write_plans(tmp_path / "later", [plan])
+        ingest(own.root, [tmp_path / "later"], key_file=own.key_file, workers=1)
+        lk.optimize(force=True)
+    with lk.snapshot(pinned) as again:
+        assert again.sql("SELECT * FROM series ORDER BY SeriesInstanceUID").equals(want)
+    assert lk.sql("SELECT count(*) FROM series")[0, 0] > want.height

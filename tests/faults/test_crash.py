@@ -48,6 +48,7 @@ OPTIMIZE_POINTS = [
     "optimize.after_commit:1",  # instances rewritten, rejects not
     "optimize.before_commit:3",  # header index written, not committed
     "optimize.before_ranges:1",  # header index committed, its range map stale
+    "optimize.before_series_covers:1",  # series summary committed, its coverage map stale
     "optimize.before_runs_row:1",
     "runs.after_append:1",
 ]
