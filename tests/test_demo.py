@@ -124,8 +124,9 @@ def test_research_values_and_intervals_survive_exactly(small) -> None:
     key = read_key(lk.key_path)
     rows = {
         r["SOPInstanceUID"]: r
-        for r in lk.sql(f"SELECT SOPInstanceUID, StudyDate, ImagePositionPatient, {RESEARCH_COLUMNS} FROM instances")
-        .iter_rows(named=True)
+        for r in lk.sql(
+            f"SELECT SOPInstanceUID, StudyDate, ImagePositionPatient, {RESEARCH_COLUMNS} FROM instances"
+        ).iter_rows(named=True)
     }
     for patient in built.archive.patients:
         shifted = {}

@@ -1,4 +1,4 @@
-"""``lake demo [--lake LAKE]``: build a demo lake of synthetic patient histories (or of pip-shipped test files) and show it."""
+"""``lake demo [--lake LAKE]``: build a demo lake of synthetic patient histories (or of test files), show it."""
 
 from __future__ import annotations
 
@@ -42,7 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--patients", type=_patients, default=40, metavar="N", help="patients in the synthetic archive (default 40)"
     )
     p.add_argument(
-        "--seed", type=non_negative_int, default=13, metavar="S", help="the archive's seed: same seed, same files (default 13)"
+        "--seed",
+        type=non_negative_int,
+        default=13,
+        metavar="S",
+        help="the archive's seed: same seed, same files (default 13)",
     )
     p.add_argument(
         "--archive",

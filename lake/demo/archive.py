@@ -30,7 +30,7 @@ import numpy as np
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from lake.errors import SourceError
 
@@ -307,7 +307,7 @@ def _write_patient(root: Path, spec: ArchiveSpec, number: int, patient: PatientR
         time_of_day = f"{int(rng.integers(7, 18)):02d}{int(rng.integers(0, 60)):02d}{int(rng.integers(0, 60)):02d}"
         ds = _series(patient, study, exam, time_of_day)
         for i, sop_uid in enumerate(study.sop_uids):
-            ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+            ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
             ds.SOPInstanceUID = sop_uid
             ds.InstanceNumber = i + 1
             if exam.slices > 1:

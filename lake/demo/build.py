@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lake.demo.archive import Archive, ArchiveSpec, write_archive
 from lake.deid.identity import PatientIdentity
+from lake.demo.archive import Archive, ArchiveSpec, write_archive
 from lake.errors import ConfigError
 from lake.ingest import IngestSummary, ingest
 
@@ -47,7 +47,8 @@ def build_demo(
         where = Path(archive_dir).resolve()
         if where == lake_root or lake_root in where.parents or where in lake_root.parents:
             raise ConfigError(
-                f"the archive folder {archive_dir} and the lake {lake_path} overlap: give an archive folder outside the lake"
+                f"the archive folder {archive_dir} and the lake {lake_path} overlap: "
+                "give an archive folder outside the lake"
             )
         archive = write_archive(where, spec)
         summary = _ingest(lake_path, archive, key_file, workers, on_file, on_message, identity)
