@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from lake.ingest.run import vault_log_path
 
     spec = ArchiveSpec(patients=args.patients, seed=args.seed)
+    if not args.quiet:  # writing the archive takes a few seconds before the first file is ingested
+        print(f"writing a synthetic archive of {spec.patients} patients (seed {spec.seed}) ...", file=sys.stderr)
     progress = FileProgress("ingest", enabled=not args.no_progress)
     try:
         built = build_demo(
