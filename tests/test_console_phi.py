@@ -198,7 +198,8 @@ def test_quiet_ingest_prints_only_the_summary(corpus: Corpus, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_demo_prints_no_traceback(tmp_path: Path) -> None:
-    done = _lake_cli("demo", "--lake", str(tmp_path / "demo"), "--no-progress", home=tmp_path / "home", cwd=tmp_path)
+    argv = ("demo", "--from-test-files", "--lake", str(tmp_path / "demo"), "--no-progress")
+    done = _lake_cli(*argv, home=tmp_path / "home", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     # stderr holds one line only: where the new lake's key is (no traceback, no library output)
     assert done.stderr.splitlines() == [next(x for x in done.stderr.splitlines() if x.startswith("created lake "))]

@@ -1,4 +1,4 @@
-"""The embedded demo: a lake built from the DICOM files that the ``pydicom`` and ``pydicom-data`` packages ship."""
+"""The test-file demo: the DICOM files that the ``pydicom`` and ``pydicom-data`` packages ship, as they are."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 from pydicom.data import get_testdata_file
 
-DEMO_QUERY = """
+#: The test-file demo's example query: instances per modality.
+TEST_FILES_QUERY = """
 SELECT Modality, count(DISTINCT PatientID) AS patients, count(DISTINCT StudyInstanceUID) AS studies,
        count(*) AS instances, sum(frame_count)::BIGINT AS frames
 FROM instances GROUP BY Modality ORDER BY instances DESC, Modality
