@@ -112,3 +112,8 @@ class ReplicaError(LakeError, ValueError):
 class QueryRefusedError(LakeError, PermissionError):
     """A SQL statement would write, change a setting, run more than one statement or open a file
     other than the lake's tables (see :mod:`lake.catalog.sandbox`); nothing was run."""
+
+
+class ColumnError(LakeError, ValueError):
+    """A DataFrame given to a helper (``lake.viz``, ``lake.pixels.batches``) lacks a documented column
+    or holds values it cannot use (nulls where a value is needed)."""
