@@ -43,6 +43,10 @@ def matched_slices(
     return nearest_slice(current, at), nearest_slice(prior, at), at
 
 
+def _center_width(window: tuple[float, float] | None) -> tuple[float | None, float | None]:
+    return (None, None) if window is None else (float(window[0]), float(window[1]))
+
+
 def _extent(volume: Volume, index: int, row_dir: np.ndarray, col_dir: np.ndarray) -> tuple[float, float, float, float]:
     """imshow extent (left, right, bottom, top) in mm along the reference row and column directions."""
     rows, cols = volume.array.shape[1:3]
@@ -92,13 +96,11 @@ def side_by_side(
     """
     k_current, k_prior, at = matched_slices(current, prior, point)
     current_values = slice_values(current, k_current)
-    center, width = window_or_default(current_values, *(window or (None, None)), current.default_window)
-    figure = Figure(figsize=(10.0, 5.4), layout="constrained")
+    center, width = window_or_default(current_values, *_center_width(window), current.default_window)
+    figure = Figure(figsize=(10.0, 5.8), layout="constrained")
     axes = figure.subplots(1, 2, sharex=True, sharey=True)
     row_dir, col_dir = current.direction[:, 2], current.direction[:, 1]
-    for ax, volume, index, title in zip(
-        axes, (current, prior), (k_current, k_prior), titles, strict=True
-    ):
+    for ax, volume, index, title in zip(axes, (current, prior), (k_current, k_prior), titles, strict=True):
         values = slice_values(prior, index) if volume is prior else current_values
         ax.imshow(
             apply_window(values, center, width),
@@ -136,7 +138,7 @@ def montage(
     along: np.ndarray | None = None
     if isinstance(volume, Volume):
         values = volume.hu()
-        center, width = window_or_default(values, *(window or (None, None)), volume.default_window)
+        center, width = window_or_default(values, *_center_width(window), volume.default_window)
         normal = np.cross(volume.direction[:, 2], volume.direction[:, 1])
         along = np.asarray(volume.positions, dtype=float) @ normal
     else:

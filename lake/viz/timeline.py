@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -27,6 +27,14 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
     if ax is not None:
         return ax
     return Figure(figsize=figsize, layout="constrained").add_subplot()
+
+
+def _months(days: Any) -> Any:
+    return np.asarray(days, dtype=float) / DAYS_PER_MONTH
+
+
+def _days(months: Any) -> Any:
+    return np.asarray(months, dtype=float) * DAYS_PER_MONTH
 
 
 def modality_markers(modalities: Sequence[str]) -> dict[str, str]:
@@ -62,7 +70,9 @@ def swimmer(
     require_columns(frame, [patient, days, modality], what)
     require_values(frame, patient, what)
     require_values(frame, days, what)
-    points = frame.select(pl.col(patient).alias("p"), pl.col(days).cast(pl.Float64).alias("d"), pl.col(modality).alias("m"))
+    points = frame.select(
+        pl.col(patient).alias("p"), pl.col(days).cast(pl.Float64).alias("d"), pl.col(modality).alias("m")
+    )
     if isinstance(points.schema["m"], pl.List):
         points = points.explode("m")
     points = points.with_columns(pl.col("m").cast(pl.String).fill_null("unknown"))
@@ -94,7 +104,7 @@ def swimmer(
     axes.set_ylabel(f"{spans.height} patients")
     axes.set_title(f"{points.height} time points of {spans.height} patients")
     if names:
-        axes.legend(title="modality", loc="lower right", fontsize="small")
+        axes.legend(title="modality", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     figure = axes.get_figure()
     assert isinstance(figure, Figure)
     return figure
@@ -122,11 +132,13 @@ def interval_histogram(
     if values.size:
         axes.hist(values, bins=bins if isinstance(bins, int) else list(bins), color="C0", edgecolor="white")
     if window is not None:
-        axes.axvspan(window[0], window[1], color="C1", alpha=0.15, label=f"window {window[0]:g} to {window[1]:g} days")
+        axes.axvspan(
+            window[0], window[1], color="C1", alpha=0.15, zorder=0, label=f"window {window[0]:g} to {window[1]:g} days"
+        )
         axes.legend(loc="upper right", fontsize="small")
     axes.set_xlabel(f"days ({column})")
     axes.set_ylabel("count")
-    months = axes.secondary_xaxis("top", functions=(lambda d: d / DAYS_PER_MONTH, lambda m: m * DAYS_PER_MONTH))
+    months = axes.secondary_xaxis("top", functions=(_months, _days))
     months.set_xlabel("months")
     median = f", median {np.median(values):g} days" if values.size else ""
     left_out = f"; {series.null_count()} without an interval left out" if series.null_count() else ""

@@ -55,7 +55,9 @@ def test_montage_has_one_axes_per_slice_in_order() -> None:
     assert len(fig.axes) == 4
     picks = [0, 3, 6, 9]
     for ax, k in zip(fig.axes, picks, strict=True):
-        np.testing.assert_allclose(ax.images[0].get_array(), apply_window(vol.array[k].astype(np.float32) - 1024, 0, 2000))
+        np.testing.assert_allclose(
+            ax.images[0].get_array(), apply_window(vol.array[k].astype(np.float32) - 1024, 0, 2000)
+        )
         assert ax.get_title() == f"{k}: {4.0 * k:.1f} mm"
     assert len(montage(vol, count=50).axes) == 10  # never more than the slices there are
 
