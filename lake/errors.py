@@ -125,3 +125,8 @@ class LakeMismatchError(LakeError, ValueError):
 
 class CohortError(LakeError, ValueError):
     """A cohort definition or manifest is invalid, or a re-run does not give the saved rows."""
+
+
+class ColumnError(LakeError, ValueError):
+    """A DataFrame given to a helper (``lake.viz``, ``lake.pixels.batches``) lacks a documented column
+    or holds values it cannot use (nulls where a value is needed)."""

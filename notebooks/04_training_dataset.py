@@ -1,0 +1,92 @@
+# %% [markdown]
+# # A dataset for training
+#
+# A cohort's series as fixed-shape arrays with labels from the tables: a numpy generator of
+# volumes, batches of slices, and a lazy dask stack, all memory bounded (never more than
+# `max_in_memory` series held; see `lake.pixels.batches`).
+#
+# Draft: the series are chosen with SQL over `series` and `studies`; `lk.cohort()` takes its place
+# when it lands. Set `LAKE` to your lake; without it the demo lake is built in a temporary folder.
+
+# %%
+# %matplotlib inline
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import lake
+import lake.viz
+from lake.demo import demo_sources
+from lake.ingest import ingest
+from lake.pixels.batches import iter_series, iter_slice_batches, series_stack
+
+LAKE = Path(os.environ.get("LAKE") or Path(tempfile.mkdtemp(prefix="lake-demo-")) / "lake")
+if not (LAKE / "lake.json").exists():
+    ingest(LAKE, demo_sources(), workers=2)
+lk = lake.open(LAKE)
+
+SHAPE = (8, 64, 64)  # (z, y, x) every volume is resampled to
+
+# %% [markdown]
+# ## The series and their labels
+#
+# Regular CT and MR volumes, labelled with the modality and whether the study is a follow-up
+# (after the patient's first study). The split keeps each patient on one side: a keyed pseudonym
+# is as good a hash as any.
+
+# %%
+series = lk.sql("""
+SELECT se.SeriesInstanceUID, se.PatientID, se.Modality, se.distinct_positions,
+       st.days_from_first_study, (st.days_from_first_study > 0)::INTEGER AS follow_up,
+       hash(se.PatientID) % 5 = 0 AS held_out
+FROM series se JOIN studies st USING (StudyInstanceUID, PatientID)
+WHERE se.is_volume AND se.Modality IN ('CT', 'MR')
+ORDER BY se.PatientID, st.StudyDate, se.SeriesInstanceUID
+""")
+train = series.filter(~series["held_out"])
+print(f"{series.height} series, {train.height} for training")
+series.head()
+
+# %% [markdown]
+# ## One volume at a time
+#
+# `iter_series` yields `(array, labels)`: float32 modality values (HU for CT) resampled to `SHAPE`,
+# and the row's label columns. It reads the next series on a background thread while the current
+# one is used, and holds at most `max_in_memory` of them.
+
+# %%
+shapes = []
+for array, labels in iter_series(lk, series, ["Modality", "follow_up"], shape=SHAPE, max_in_memory=2):
+    shapes.append((array.shape, labels["Modality"], labels["follow_up"]))
+    del array  # let the generator's bound hold
+print(shapes[:5])
+
+# %%
+first = next(iter_series(lk, series.head(1), shape=SHAPE, window=(40.0, 400.0)), (None, None))[0]
+lake.viz.montage(first, count=8) if first is not None else None
+
+# %% [markdown]
+# ## Batches of slices
+#
+# For a 2D model: fixed-size batches `(B, y, x)` with one label value per slice, shuffled by
+# series and by slice within each series.
+
+# %%
+for batch, labels in iter_slice_batches(
+    lk, train, ["follow_up"], batch_size=16, shape=SHAPE[1:], shuffle=True, seed=0, window=(40.0, 400.0)
+):
+    print(batch.shape, batch.dtype, "follow-up slices:", int(np.sum(labels["follow_up"])))
+
+# %% [markdown]
+# ## A dask stack
+#
+# `series_stack` is a lazy `(series, z, y, x)` array, one chunk per series: reductions stream
+# through it, and row `i` of the frame is `stack[i]`.
+
+# %%
+stack = series_stack(lk, series, SHAPE)
+print(stack)
+if series.height:
+    print("mean HU per series:", np.round(stack.mean(axis=(1, 2, 3)).compute(), 1))
