@@ -230,13 +230,9 @@ def test_the_test_file_demo_still_works(
     assert lake.open(tmp_path / "demo").sql("SELECT count(*) FROM instances")[0, 0] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by the demo archive: an MRN named only in the free text of a file without Patient ID survives "
-    "(the cleaner learns identifiers from the header; a labelled 'MRN <token>' is not recognised). lake.demo "
-    "therefore writes the MRN into text only where the header has it",
-)
 def test_an_mrn_only_in_the_text_of_a_file_without_patient_id_is_removed(tmp_path: Path) -> None:
+    """Found by the demo archive: the cleaner learned identifiers from the header only, so a labelled
+    "MRN <token>" in the text of a file without Patient ID survived."""
     from lake.ingest import ingest
 
     archive = write_archive(tmp_path / "archive", ArchiveSpec(patients=1, without_patient_id=0))

@@ -26,6 +26,12 @@ _CONTACT = [
     r"(?:\+\d{1,3}[\s.-]?)?\(?\d{2,4}\)?[\s.-]\d{3,4}[\s.-]\d{3,4}\b",
     r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b",
 ]
+#: labels of identifiers written in text (case-insensitive)
+_ID_LABELS = (
+    r"MRN|MR\s?#|MR\s+No|medical\s+record(?:\s+(?:number|no|#))?|record\s+(?:number|no|#)|"
+    r"patient\s+(?:id|identifier|number|no|#)|PID|hospital\s+(?:number|no|#)|NHS\s+(?:number|no)|NHS|"
+    r"accession(?:\s+(?:number|no|#))?|acc\s?#|acc\s+no|case\s+(?:number|no|#)|SSN|insurance\s+(?:number|no)"
+)
 _GENERIC = [
     # dates: 2020-03-14, 2020/3/14, 14.03.2020, 03/14/20, 20200314, 14 Mar 2020, March 14, 2020
     # (not inside a longer dotted number: "1.0.3.37" and "2.5.1" are versions, not dates)
@@ -38,6 +44,10 @@ _GENERIC = [
     *_CONTACT,
     # runs of 6 or more digits (record numbers, accession numbers, IDs)
     r"\b\d{6,}\b",
+    # a value written after its label ("MRN GH00123", "Patient ID: 4711", "Acc# A-77"): the value
+    # goes, the label stays; it need not be this file's own (a file without Patient ID, an old MRN)
+    rf"\b(?:{_ID_LABELS})(?:\b|(?<=#))\.?(?:\s*(?:is|was|=|:|#|-)\s*|\s+)"
+    r"(?P<labelled>(?=[\w/-]*\d)[A-Z0-9][\w/-]+(?: \d{2,})*)",
 ]
 
 
@@ -130,7 +140,7 @@ class TextCleaner:
                 reason = "identifier"
         if generic or contact:
             regex = _generic_regex() if generic else _contact_regex()
-            found = [m.span() for m in regex.finditer(text) if m.end() > m.start()]
+            found = [_span(m) for m in regex.finditer(text) if m.end() > m.start()]
             if found and reason is None:
                 reason = "pattern"
             spans.extend(found)
@@ -152,6 +162,13 @@ class TextCleaner:
 @lru_cache(maxsize=1)
 def _generic_regex() -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in _GENERIC), re.IGNORECASE)
+
+
+def _span(match: re.Match[str]) -> tuple[int, int]:
+    """What a generic pattern removes: a labelled value without its label, else the whole match."""
+    if match.re.groupindex.get("labelled") and match.group("labelled") is not None:
+        return match.span("labelled")
+    return match.span()
 
 
 @lru_cache(maxsize=1)

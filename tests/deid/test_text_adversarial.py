@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom import Dataset
@@ -20,6 +21,7 @@ from pydicom.datadict import DicomDictionary, keyword_for_tag, tag_for_keyword
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
+from lake.deid.clean import TextCleaner
 from lake.deid.engine import REASONS, Deidentifier
 from lake.deid.names import fold
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile, ProfileOption
@@ -313,3 +315,54 @@ def test_local_codes_lose_phone_numbers_and_e_mail_addresses_but_keep_their_digi
     assert "555" not in str(first.get("CodeMeaning", ""))
     assert first.CodeValue == "998877"  # a local code's six digits are its value, not a record number
     assert (second.CodeValue, second.CodingSchemeDesignator, second.CodeMeaning) == ("123456", "99LOCAL", "Lung 2019")
+
+
+_ID_LABEL_SPELLINGS = [
+    "MRN",
+    "MRN:",
+    "MRN #",
+    "mrn is",
+    "Patient ID:",
+    "patient no.",
+    "Acc#",
+    "Accession No",
+    "accession number",
+    "PID",
+    "Record number",
+    "NHS number",
+    "case #",
+    "Hospital no",
+]
+
+
+@given(
+    label=st.sampled_from(_ID_LABEL_SPELLINGS),
+    value=st.from_regex(r"[A-Z]{0,3}[0-9]{2,9}(-[0-9]{1,3})?", fullmatch=True),
+    before=st.sampled_from(["", "Known to us as ", "seen before, "]),
+    after=st.sampled_from(["", ".", "; CT HEAD", " 5 mm slices"]),
+)
+@settings(max_examples=80, deadline=None)
+def test_a_labelled_identifier_in_text_loses_its_value_whoever_it_belongs_to(
+    label: str, value: str, before: str, after: str
+) -> None:
+    """Found by the demo archive: an MRN written only in text (a file without Patient ID, an old MRN)
+    is not one of the header's identifiers, yet it is labelled as one."""
+    cleaned, why = TextCleaner([]).scrub(f"{before}{label} {value}{after}")
+    assert value not in cleaned and why == "pattern"
+    assert cleaned == f"{before}{label} *{after}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Patient number 2 of 3",
+        "PID unknown",
+        "Patient ID: not given",
+        "T1 MPRAGE SAG",
+        "ACC JOINT",
+        "case of pneumonia",
+        "record of the MRN policy",
+    ],
+)
+def test_label_words_without_an_identifier_value_are_kept(text: str) -> None:
+    assert TextCleaner([]).scrub(text) == (text, None)
