@@ -112,3 +112,7 @@ class ReplicaError(LakeError, ValueError):
 class QueryRefusedError(LakeError, PermissionError):
     """A SQL statement would write, change a setting, run more than one statement or open a file
     other than the lake's tables (see :mod:`lake.catalog.sandbox`); nothing was run."""
+
+
+class OcrUnavailableError(LakeError, RuntimeError):
+    """Text detection cannot run: the ``ocr`` extra or Tesseract's language data is missing."""
