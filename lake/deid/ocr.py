@@ -118,7 +118,8 @@ def display_frame(frame: np.ndarray, window: tuple[float, float] | None = None) 
     """
     values = frame
     if values.ndim == 3:
-        values = values[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)[: values.shape[-1]]
+        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)[: values.shape[-1]]
+        values = values[..., :3].astype(np.float32) @ weights
     values = values.astype(np.float32, copy=False)
     if window is not None and window[1] > 0:
         low, high = window[0] - window[1] / 2, window[0] + window[1] / 2

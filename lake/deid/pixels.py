@@ -302,7 +302,8 @@ def decide(
         why = assessment.undecidable
         if policy is PixelPolicy.MASK:
             masked = mask_regions(frames, rule_boxes) if rule_boxes else frames
-            phi = PixelPhi("rules" if rule_boxes else "none", why, len(rule_boxes), _masked_fraction(frames.shape, rule_boxes))
+            fraction = _masked_fraction(frames.shape, rule_boxes)
+            phi = PixelPhi("rules" if rule_boxes else "none", why, len(rule_boxes), fraction)
             return PixelDecision(masked, "stored", f"unmasked_undecidable:{why}", phi)
         return PixelDecision(None, "quarantined", f"{why}:{reason}", PixelPhi("none", why))
     finder = text_finder()

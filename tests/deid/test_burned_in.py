@@ -18,7 +18,6 @@ from lake.pixels.decode import DecodedPixels
 from tests.deid.helpers import ROOT
 
 US = "1.2.840.10008.5.1.4.1.1.6.1"
-
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
 
