@@ -89,7 +89,8 @@ def risk_reason(ds: Dataset) -> str | None:
     image_type = _image_type(ds)
     if "SCREEN SAVE" in image_type or "SCREENSHOT" in image_type:
         return "at_risk_image_type:screen_save"
-    if "DERIVED" in image_type[:1] or "SECONDARY" in image_type[1:2]:
+    derived = "DERIVED" in image_type[:1] or "SECONDARY" in image_type[1:2]
+    if derived and str(ds.get("Modality", "") or "").upper() in ("CT", "MR"):  # as deid's catch-all rule
         return "at_risk_image_type:derived"
     return burned_in.rule_risk(ds) if _use_rules else None
 
