@@ -130,3 +130,7 @@ class CohortError(LakeError, ValueError):
 class ColumnError(LakeError, ValueError):
     """A DataFrame given to a helper (``lake.viz``, ``lake.pixels.batches``) lacks a documented column
     or holds values it cannot use (nulls where a value is needed)."""
+
+
+class OcrUnavailableError(LakeError, RuntimeError):
+    """Text detection cannot run: the ``ocr`` extra or Tesseract's language data is missing."""

@@ -1,25 +1,39 @@
-"""Pixels that may carry burned-in identifiers: detection and the per-lake policy.
+"""Pixels that may carry burned-in identifiers: what is at risk, what is read, what is stored.
 
-An instance is *at risk* when it says ``BurnedInAnnotation YES``, is of a SOP class whose
-pixels routinely carry text (ultrasound, secondary capture, screenshots, dose reports), or matches
-a graylist/blacklist rule of the ``deid`` package (:mod:`lake.deid.burned_in`). The policy
-decides what the lake stores:
+An instance is *at risk* when it says ``BurnedInAnnotation YES``, is of a SOP class whose pixels
+routinely carry text (ultrasound, secondary capture, screenshots, dose reports, visible-light
+photography, whole-slide images), is a derived or secondary image, or matches a graylist/blacklist
+rule of the ``deid`` package (:mod:`lake.deid.burned_in`). Under the default policy
+(``mask-or-quarantine``) an at-risk image is read by OCR (:mod:`lake.deid.ocr`, windowed to its own
+display range; a multi-frame image on a sample of frames, every frame once one has text; a long
+derived series on a sample of instances, every one once one has text): the text lines found are
+masked (padded) together with the regions the ``deid`` rules know, and the masked pixels are what
+the lake stores. An image with no text found is stored like any other. What cannot be decided is
+quarantined (header row only): Recognizable Visual Features YES, a whole-slide LABEL, OCR failing,
+or OCR not installed where no rule knows the region. Each instance's verdict is in the
+``pixel_phi_*`` columns (method, reason, boxes, masked fraction, frames read), never the text read;
+the text is compared with the header's identifiers in memory only, to rank the risk
+(``identifier_in_text`` above ``text_found``).
 
-- ``mask``: blank the regions a rule knows (see :mod:`lake.deid.burned_in`), keep the rest;
-- ``quarantine``: store the header row (marked) but not the pixels;
-- ``keep-flagged``: store the pixels unchanged, flagged in ``instances.pixel_reason``;
-- ``mask-or-quarantine`` (default): mask where a rule knows the region, quarantine otherwise.
+The other policies: ``mask`` stores everything, masked where text or a rule region was found;
+``quarantine`` stores no at-risk pixels; ``keep-flagged`` stores them unchanged, flagged in
+``pixel_reason``.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pydicom import Dataset
+from pydicom.multival import MultiValue
 
-from lake.deid import burned_in
+from lake import diagnostics
+from lake.deid import burned_in, ocr
 from lake.deid.policy import PixelPolicy
 from lake.pixels.decode import DecodedPixels
 
@@ -34,7 +48,16 @@ AT_RISK_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.7.4": "secondary_capture",
     "1.2.840.10008.5.1.4.1.1.104.1": "encapsulated_pdf",
     "1.2.840.10008.5.1.4.1.1.88.67": "dose_report",
+    "1.2.840.10008.5.1.4.1.1.77.1.1": "visible_light",  # endoscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.2": "visible_light",  # microscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.3": "visible_light",  # slide-coordinates microscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "visible_light",  # photographic
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1": "visible_light",  # video photographic
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "visible_light",  # ophthalmic photography 8 bit
+    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "visible_light",  # ophthalmic photography 16 bit
+    "1.2.840.10008.5.1.4.1.1.77.1.6": "whole_slide",
 }
+WSI_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 
 #: Finds regions to blank: returns (reason, [(x0, y0, x1, y1), ...]) or None when no rule knows
@@ -51,6 +74,11 @@ def set_region_finder(finder: RegionFinder | None, use_rules_for_risk: bool = Tr
     _use_rules = use_rules_for_risk
 
 
+def _image_type(ds: Dataset) -> list[str]:
+    value = ds.get("ImageType") or []
+    return [str(v).strip().upper() for v in ([value] if isinstance(value, str) else value)]
+
+
 def risk_reason(ds: Dataset) -> str | None:
     """Why this instance's pixels may carry burned-in identifiers, or None."""
     if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
@@ -58,10 +86,22 @@ def risk_reason(ds: Dataset) -> str | None:
     kind = AT_RISK_SOP_CLASSES.get(str(ds.get("SOPClassUID", "") or ""))
     if kind:
         return f"at_risk_sop_class:{kind}"
-    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    image_type = _image_type(ds)
     if "SCREEN SAVE" in image_type or "SCREENSHOT" in image_type:
         return "at_risk_image_type:screen_save"
+    derived = "DERIVED" in image_type[:1] or "SECONDARY" in image_type[1:2]
+    if derived and str(ds.get("Modality", "") or "").upper() in ("CT", "MR"):  # as deid's catch-all rule
+        return "at_risk_image_type:derived"
     return burned_in.rule_risk(ds) if _use_rules else None
+
+
+def undecidable_reason(ds: Dataset) -> str | None:
+    """Why reading the pixels cannot clear this instance (a face, a slide label), or None."""
+    if str(ds.get("RecognizableVisualFeatures", "") or "").strip().upper() == "YES":
+        return "recognizable_visual_features"
+    if str(ds.get("SOPClassUID", "") or "") == WSI_CLASS and "LABEL" in _image_type(ds):
+        return "wsi_label"  # handwriting and printed labels that OCR reads poorly
+    return None
 
 
 def mask_regions(frames: np.ndarray, regions: list[tuple[int, int, int, int]]) -> np.ndarray:
@@ -74,42 +114,238 @@ def mask_regions(frames: np.ndarray, regions: list[tuple[int, int, int, int]]) -
 
 @dataclass(frozen=True)
 class PixelAssessment:
-    """Risk of burned-in text (None: not at risk) and the regions a rule knows, from one header."""
+    """Risk of burned-in text (None: not at risk) and the regions a rule knows, from one header.
+
+    ``identifiers`` (the original header's names, IDs and dates, in memory only) rank the text read;
+    ``window`` is the image's own display range; ``series`` a digest of the series, for sampling.
+    """
 
     reason: str | None
     found: tuple[str, list[tuple[int, int, int, int]]] | None
+    undecidable: str | None = None
+    identifiers: tuple[str, ...] = field(default=(), repr=False)
+    window: tuple[float, float] | None = None
+    rescale: tuple[float, float] = (1.0, 0.0)
+    series: str = ""
+    sampled: bool = False  # the risk allows sampling a long series (derived images, rule flags)
+
+
+def _number(value: object) -> float | None:
+    try:
+        if isinstance(value, list | tuple | MultiValue):
+            value = value[0] if value else None
+        return None if value is None or value == "" else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _identifiers(ds: Dataset) -> tuple[str, ...]:
+    out: set[str] = set()
+    for keyword in ("PatientName", "PatientID", "OtherPatientIDs", "AccessionNumber", "PatientBirthDate",
+                    "StudyDate", "InstitutionName", "ReferringPhysicianName", "OperatorsName"):  # fmt: skip
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        for item in value if isinstance(value, MultiValue | list) else [value]:
+            for part in str(item).replace("^", " ").replace(",", " ").split():
+                if len(part) >= 3:
+                    out.add(ocr_key(part))
+    return tuple(sorted(out))
+
+
+def ocr_key(text: str) -> str:
+    """Letters and digits of ``text``, upper case (how identifiers and text read are compared)."""
+    return "".join(c for c in text.upper() if c.isalnum())
 
 
 def assess(ds: Dataset) -> PixelAssessment:
     """Assess ``ds`` before de-identification: the rules look at the original header (dates,
     descriptions), which de-identification empties or cleans."""
     reason = risk_reason(ds)
-    found = _region_finder(ds) if reason is not None and _region_finder is not None else None
-    return PixelAssessment(reason, found)
+    if reason is None:
+        return PixelAssessment(None, None)
+    found = _region_finder(ds) if _region_finder is not None else None
+    center, width = _number(ds.get("WindowCenter")), _number(ds.get("WindowWidth"))
+    slope, intercept = _number(ds.get("RescaleSlope")), _number(ds.get("RescaleIntercept"))
+    series = hashlib.sha256(str(ds.get("SeriesInstanceUID", "") or "").encode()).hexdigest()[:16]
+    return PixelAssessment(
+        reason,
+        found,
+        undecidable_reason(ds),
+        _identifiers(ds),
+        (center, width) if center is not None and width is not None and width > 0 else None,
+        (slope if slope else 1.0, intercept or 0.0),
+        series,
+        sampled=reason in ("at_risk_image_type:derived",) or reason.startswith("deid_rule:"),
+    )
+
+
+@dataclass(frozen=True)
+class PixelPhi:
+    """The verdict on an instance's pixels (the ``pixel_phi_*`` columns); never the text read."""
+
+    method: str  # none, policy, rules, ocr, ocr+rules, review
+    reason: str  # not_at_risk, no_text_found, text_found, identifier_in_text, rule_region, ...
+    boxes: int = 0  # boxes masked
+    masked_fraction: float = 0.0  # of each frame's area
+    frames_read: int = 0  # frames OCR read
+
+    def columns(self) -> dict[str, object]:
+        return {
+            "pixel_phi_method": self.method,
+            "pixel_phi_reason": self.reason,
+            "pixel_phi_boxes": self.boxes,
+            "pixel_phi_masked_fraction": round(self.masked_fraction, 6),
+            "pixel_phi_frames_read": self.frames_read,
+        }
+
+
+@dataclass(frozen=True)
+class PixelDecision:
+    frames: np.ndarray | None
+    status: str
+    reason: str | None
+    phi: PixelPhi
+
+
+#: Reads text in one uint8 grey frame: the text lines found. Default :func:`lake.deid.ocr.find_text`
+#: where OCR is available (else None: at-risk images without a rule region are quarantined).
+TextFinder = Callable[[np.ndarray], list[ocr.TextBox]]
+_UNSET: Any = object()
+_text_finder: TextFinder | None = _UNSET
+
+
+def set_text_finder(finder: TextFinder | None) -> None:
+    """Replace the text finder (None: no OCR, as where Tesseract is not installed)."""
+    global _text_finder
+    _text_finder = finder
+
+
+def text_finder() -> TextFinder | None:
+    global _text_finder
+    if _text_finder is _UNSET:
+        _text_finder = ocr.find_text if ocr.available() else None
+    return _text_finder
+
+
+SAMPLE_FRAMES = 6  # frames read first of a multi-frame instance (escalation: every frame)
+SERIES_FULL = 4  # instances of a sampled series read before sampling starts
+SERIES_STRIDE = 8  # then one instance in this many, until one has text (then every one)
+_series_seen: OrderedDict[str, list[int]] = OrderedDict()  # digest -> [instances, with text]
+
+
+def _series_read(assessment: PixelAssessment) -> bool:
+    """Whether this instance of its series is read (this process's sample of the series)."""
+    if not assessment.sampled:
+        return True
+    seen = _series_seen.setdefault(assessment.series, [0, 0])
+    _series_seen.move_to_end(assessment.series)
+    while len(_series_seen) > 512:
+        _series_seen.popitem(last=False)
+    seen[0] += 1
+    return seen[1] > 0 or seen[0] <= SERIES_FULL or seen[0] % SERIES_STRIDE == 0
+
+
+def _note_series_text(assessment: PixelAssessment) -> None:
+    if assessment.sampled and assessment.series in _series_seen:
+        _series_seen[assessment.series][1] += 1
+
+
+def _frame_order(n: int) -> tuple[list[int], list[int]]:
+    if n <= SAMPLE_FRAMES:
+        return list(range(n)), []
+    first = sorted({round(i * (n - 1) / (SAMPLE_FRAMES - 1)) for i in range(SAMPLE_FRAMES)})
+    return first, [i for i in range(n) if i not in set(first)]
+
+
+def read_text(frames: np.ndarray, assessment: PixelAssessment, finder: TextFinder) -> tuple[list[ocr.TextBox], int]:
+    """Text lines in the frames (sampled; every frame once one has text) and the frames read."""
+    slope, intercept = assessment.rescale
+    first, rest = _frame_order(frames.shape[0])
+    found: list[ocr.TextBox] = []
+    read = 0
+    for batch in (first, rest):
+        if batch is rest and not found:
+            break
+        for i in batch:
+            frame = frames[i]
+            values = frame * slope + intercept if (slope, intercept) != (1.0, 0.0) and frame.ndim == 2 else frame
+            found.extend(finder(ocr.display_frame(values, assessment.window if frame.ndim == 2 else None)))
+            read += 1
+    return found, read
+
+
+def _masked_fraction(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]]) -> float:
+    area = np.zeros(shape[1:3], dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        area[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+    return float(area.mean()) if area.size else 0.0
+
+
+def decide(
+    ds: Dataset, pixels: DecodedPixels, policy: PixelPolicy | str, assessment: PixelAssessment | None = None
+) -> PixelDecision:
+    """What the lake stores of a decoded instance's pixels, and the verdict (see the module doc)."""
+    policy = PixelPolicy(policy)
+    assessment = assessment or assess(ds)
+    reason = assessment.reason
+    if pixels.frames is None:
+        return PixelDecision(None, pixels.status, pixels.reason, PixelPhi("none", pixels.status))
+    frames = pixels.frames
+    if reason is None:
+        return PixelDecision(frames, "stored", None, PixelPhi("none", "not_at_risk"))
+    if policy is PixelPolicy.KEEP_FLAGGED:
+        return PixelDecision(frames, "stored", f"flagged:{reason}", PixelPhi("policy", "kept_flagged"))
+    if policy is PixelPolicy.QUARANTINE:
+        return PixelDecision(None, "quarantined", reason, PixelPhi("policy", "quarantine_policy"))
+    rule, rule_boxes = assessment.found or ("", [])
+    if assessment.undecidable is not None:
+        why = assessment.undecidable
+        if policy is PixelPolicy.MASK:
+            masked = mask_regions(frames, rule_boxes) if rule_boxes else frames
+            fraction = _masked_fraction(frames.shape, rule_boxes)
+            phi = PixelPhi("rules" if rule_boxes else "none", why, len(rule_boxes), fraction)
+            return PixelDecision(masked, "stored", f"unmasked_undecidable:{why}", phi)
+        return PixelDecision(None, "quarantined", f"{why}:{reason}", PixelPhi("none", why))
+    finder = text_finder()
+    if finder is None or not _series_read(assessment):
+        why = "ocr_unavailable" if finder is None else "series_sampled"
+        if rule_boxes:
+            phi = PixelPhi("rules", f"rule_region:{why}", len(rule_boxes), _masked_fraction(frames.shape, rule_boxes))
+            return PixelDecision(mask_regions(frames, rule_boxes), "stored", f"masked:{rule}", phi)
+        if why == "series_sampled":  # an earlier instance of the series was read and had no text
+            return PixelDecision(frames, "stored", None, PixelPhi("ocr", "series_sampled_clean"))
+        if policy is PixelPolicy.MASK:
+            return PixelDecision(frames, "stored", f"unmasked_no_rule:{reason}", PixelPhi("none", why))
+        return PixelDecision(None, "quarantined", reason, PixelPhi("none", why))
+    try:
+        lines, read = read_text(frames, assessment, finder)
+    except Exception as exc:  # Tesseract failing on one image must not end the run: undecided
+        caught = diagnostics.current()
+        if caught is not None:
+            caught.note("ocr:failed", repr(exc))  # the vault's run log only
+        if policy is PixelPolicy.MASK:
+            return PixelDecision(frames, "stored", f"unmasked_ocr_failed:{reason}", PixelPhi("ocr", "ocr_failed"))
+        return PixelDecision(None, "quarantined", f"ocr_failed:{reason}", PixelPhi("ocr", "ocr_failed"))
+    rows, cols = frames.shape[1], frames.shape[2]
+    text_boxes = list(dict.fromkeys(ocr.pad(line.box, rows, cols) for line in lines))
+    if text_boxes:
+        _note_series_text(assessment)
+    boxes = rule_boxes + text_boxes
+    method = "ocr+rules" if rule_boxes else "ocr"
+    if not boxes:
+        return PixelDecision(frames, "stored", None, PixelPhi(method, "no_text_found", frames_read=read))
+    named = {ocr_key(line.text) for line in lines}
+    matches = any(i in t for t in named for i in assessment.identifiers)
+    why = "identifier_in_text" if matches else ("text_found" if text_boxes else "rule_region")
+    label = "+".join(x for x in ("ocr" if text_boxes else "", rule) if x)
+    phi = PixelPhi(method, why, len(boxes), _masked_fraction(frames.shape, boxes), read)
+    return PixelDecision(mask_regions(frames, boxes), "stored", f"masked:{label}", phi)
 
 
 def apply_pixel_policy(
     ds: Dataset, pixels: DecodedPixels, policy: PixelPolicy | str, assessment: PixelAssessment | None = None
 ) -> tuple[np.ndarray | None, str, str | None]:
-    """(frames to store or None, pixel_status, pixel_reason) for a decoded instance.
-
-    ``assessment`` is :func:`assess` of the original header; without it ``ds`` is assessed now.
-    """
-    policy = PixelPolicy(policy)
-    if pixels.frames is None:
-        return None, pixels.status, pixels.reason
-    assessment = assessment or assess(ds)
-    reason = assessment.reason
-    if reason is None:
-        return pixels.frames, "stored", None
-    if policy is PixelPolicy.KEEP_FLAGGED:
-        return pixels.frames, "stored", f"flagged:{reason}"
-    if policy is PixelPolicy.QUARANTINE:
-        return None, "quarantined", reason
-    found = assessment.found
-    if found is not None:
-        rule, regions = found
-        return mask_regions(pixels.frames, regions), "stored", f"masked:{rule}"
-    if policy is PixelPolicy.MASK:
-        return pixels.frames, "stored", f"unmasked_no_rule:{reason}"
-    return None, "quarantined", reason
+    """(frames to store or None, pixel_status, pixel_reason) of :func:`decide`."""
+    decision = decide(ds, pixels, policy, assessment)
+    return decision.frames, decision.status, decision.reason

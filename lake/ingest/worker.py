@@ -22,7 +22,7 @@ from pydicom.errors import InvalidDicomError
 from lake import diagnostics
 from lake.deid.engine import Deidentifier
 from lake.deid.identity import IdentityFacts
-from lake.deid.pixels import PixelPolicy, apply_pixel_policy, assess
+from lake.deid.pixels import PixelPolicy, assess, decide
 from lake.diagnostics import FileWarning
 from lake.errors import RejectedInput
 from lake.headers.flatten import header_json, promoted_row
@@ -175,7 +175,8 @@ def process(
             raise
         except Exception as exc:
             raise RejectedInput("deidentify", f"deidentify_failed:{type(exc).__name__}", repr(exc)) from exc
-        frames, pixel_status, pixel_reason = apply_pixel_policy(ds, pixels, policy, assessment)
+        decision = decide(ds, pixels, policy, assessment)  # OCR reads the pixels of images at risk
+        frames, pixel_status, pixel_reason = decision.frames, decision.status, decision.reason
         try:
             row = promoted_row(ds, schema)
             row["header_json"] = header_json(ds)
@@ -184,6 +185,7 @@ def process(
     row["TransferSyntaxUID"] = transfer_syntax or None
     row["pixel_status"] = pixel_status
     row["pixel_reason"] = pixel_reason
+    row.update(decision.phi.columns())
     row["frame_count"] = int(frames.shape[0]) if frames is not None else 0
     if frames is not None:
         row["pixel_dtype"] = frames.dtype.name

@@ -11,7 +11,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 import lake
-from lake.deid import burned_in
+from lake.deid import burned_in, pixels
 from lake.deid.pixels import PixelPolicy, apply_pixel_policy, assess, mask_regions, risk_reason
 from lake.ingest import ingest
 from lake.pixels.decode import DecodedPixels
@@ -19,6 +19,14 @@ from tests.deid.helpers import ROOT
 
 US = "1.2.840.10008.5.1.4.1.1.6.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+@pytest.fixture(autouse=True)
+def _without_ocr() -> object:
+    """These tests are of the rules and policies alone (tests/deid/test_ocr.py reads the pixels)."""
+    pixels.set_text_finder(None)
+    yield
+    pixels.set_text_finder(pixels._UNSET)
 
 
 def _image(n: int, sop_class: str, rows: int = 80, cols: int = 64, **attrs: str) -> Dataset:

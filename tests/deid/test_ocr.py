@@ -1,0 +1,149 @@
+"""OCR text detection of burned-in identifiers: text found is masked, clean images are unchanged,
+derived CT/MR without text are stored (no quarantine on a guess), the verdict is a column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+import lake
+from lake.deid import ocr, pixels
+from lake.deid.pixels import PixelPolicy, assess, decide
+from lake.ingest import ingest
+from lake.pixels.decode import DecodedPixels, decode
+from lake.testing import text_corpus
+from tests.deid.helpers import ROOT
+
+pytestmark = pytest.mark.skipif(not ocr.available(), reason=f"OCR unavailable: {ocr.unavailable_reason()}")
+if not text_corpus.fonts():
+    pytestmark = pytest.mark.skip(reason="no DejaVu fonts (Debian fonts-dejavu-core) to render text with")
+
+US = "1.2.840.10008.5.1.4.1.1.6.1"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+@pytest.fixture(autouse=True)
+def _with_ocr() -> object:
+    pixels.set_text_finder(ocr.find_text)
+    yield
+    pixels.set_text_finder(pixels._UNSET)
+
+
+def _dataset(n: int, sop_class: str, frame: np.ndarray, **attrs: object) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = f"{ROOT}9.{n}"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = f"{ROOT}9.{n}"
+    ds.StudyInstanceUID = ROOT + "91"
+    ds.SeriesInstanceUID = ROOT + f"92.{n}"
+    ds.PatientID = "MRN77123"
+    ds.PatientName = "MUSTERMANN^ERIKA"
+    ds.Modality = "CT" if sop_class == CT else "US"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.Rows, ds.Columns = frame.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = frame.astype(np.uint8).tobytes()
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    return ds
+
+
+def _decoded(frame: np.ndarray) -> DecodedPixels:
+    return DecodedPixels(frames=frame[np.newaxis].copy(), status="stored")
+
+
+def test_clean_images_are_unchanged_and_text_is_masked() -> None:
+    images = text_corpus.corpus(seed=11, count=10, min_size=14, max_size=30)
+    masked = 0
+    for n, image in enumerate(images):
+        ds = _dataset(n, US, image.pixels)
+        d = decide(ds, _decoded(image.pixels), PixelPolicy.MASK_OR_QUARANTINE, assess(ds))
+        assert d.status == "stored"
+        if image.ink is None:  # nothing found, nothing altered
+            assert np.array_equal(d.frames, image.pixels[np.newaxis]), image.kind
+            assert (d.phi.method, d.phi.reason, d.phi.boxes) == ("ocr", "no_text_found", 0)
+        else:
+            assert d.frames is not None
+            masked += bool((d.frames[0][image.ink] == 0).all())
+    assert masked >= 5  # of 10 (benchmarks/ocr.py measures the recall on 200)
+
+
+def test_a_banner_is_masked_and_ranked_by_the_header_identifiers() -> None:
+    rng = np.random.default_rng(3)
+    frame = text_corpus.background(rng, "US")
+    frame[:40] = 0
+    for text, rank in (("MUSTERMANN ERIKA 77123", "identifier_in_text"), ("GAIN 45 DEPTH 12CM", "text_found")):
+        shown, ink = text_corpus.render(rng, frame[:40].copy(), text, 20)
+        image = frame.copy()
+        image[:40] = shown
+        full_ink = np.zeros(image.shape, dtype=bool)
+        full_ink[:40] = ink
+        ds = _dataset(50, US, image)
+        d = decide(ds, _decoded(image), PixelPolicy.MASK_OR_QUARANTINE, assess(ds))
+        assert d.status == "stored" and d.frames is not None
+        assert (d.frames[0][full_ink] == 0).all()
+        assert d.phi.reason == rank and d.phi.boxes >= 1 and 0 < d.phi.masked_fraction < 0.2
+        assert d.reason == "masked:ocr"
+        assert text not in repr(d)  # the text read is never part of the verdict
+
+
+def test_undecidable_images_are_quarantined() -> None:
+    frame = np.full((64, 64), 90, dtype=np.uint8)
+    face = _dataset(60, "1.2.840.10008.5.1.4.1.1.77.1.4", frame, RecognizableVisualFeatures="YES")
+    label = _dataset(61, "1.2.840.10008.5.1.4.1.1.77.1.6", frame, ImageType=["ORIGINAL", "PRIMARY", "LABEL"])
+    for ds, why in ((face, "recognizable_visual_features"), (label, "wsi_label")):
+        d = decide(ds, _decoded(frame), PixelPolicy.MASK_OR_QUARANTINE, assess(ds))
+        assert d.frames is None and d.status == "quarantined" and d.phi.reason == why
+
+
+def test_derived_ct_without_text_is_stored_and_with_text_masked(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    src = tmp_path / "src"
+    src.mkdir()
+    clean = text_corpus.background(rng, "CT")
+    texted, ink = text_corpus.render(rng, clean, "DOE^JANE 12345678", 24)
+    derived = {"ImageType": ["DERIVED", "SECONDARY", "MPR"], "SeriesInstanceUID": ROOT + "93"}
+    _dataset(70, CT, clean, **derived).save_as(src / "a.dcm", enforce_file_format=True)
+    _dataset(71, CT, texted, **derived).save_as(src / "b.dcm", enforce_file_format=True)
+    root = tmp_path / "lake"
+    ingest(root, [src])
+    lk = lake.open(root)
+    rows = lk.sql("SELECT * FROM instances ORDER BY pixel_phi_boxes").to_dicts()
+    assert [r["pixel_status"] for r in rows] == ["stored", "stored"]
+    assert rows[0]["pixel_phi_reason"] == "no_text_found" and rows[0]["pixel_reason"] is None
+    assert np.array_equal(lk.pixels(rows[0]["SOPInstanceUID"])[0], clean)
+    assert rows[1]["pixel_phi_method"] == "ocr" and rows[1]["pixel_phi_boxes"] >= 1
+    # the line is found; how much of a line on texture is covered is what benchmarks/ocr.py measures
+    assert (lk.pixels(rows[1]["SOPInstanceUID"])[0][ink] == 0).mean() >= 0.5
+    assert rows[1]["pixel_phi_frames_read"] == 1
+
+
+def _deid_data() -> Path:
+    deid_data = pytest.importorskip("deid_data", reason="pip deid-data (the ocr extra) is not installed")
+    return Path(deid_data.__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", ["GREYSCALE_IMAGE.dcm", "RGB_IMAGE.dcm"])
+def test_deid_data_ultrasound_banners_are_masked(name: str) -> None:
+    import pydicom
+
+    ds = pydicom.dcmread(_deid_data() / "ultrasounds" / name)
+    decoded = decode(ds)
+    d = decide(ds, decoded, PixelPolicy.MASK_OR_QUARANTINE, assess(ds))
+    assert d.status == "stored" and d.frames is not None
+    assert d.phi.boxes >= 1 and d.reason is not None and d.reason.startswith("masked:")
+    # nothing readable is left where text was found: a second reading of the masked frame finds less
+    again = ocr.find_text(ocr.display_frame(d.frames[0]))
+    assert len(again) < d.phi.boxes
