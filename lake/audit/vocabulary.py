@@ -75,6 +75,7 @@ DCM SRT SCT LN LOINC UCUM RADLEX 99SDM NCIT FMA BARCODE ISO ALPHABETIC IDEOGRAPH
 PATIENT STUDY SERIES INSTANCE FRAME CONTAINER TEXT CODE NUM DATETIME TIME PNAME UIDREF SCOORD SCOORD3D TCOORD
 COMPOSITE WAVEFORM SEPARATE CONTINUOUS CONTAINS HAS OBS CONTEXT ACQ PROPERTIES INFERRED SELECTED FROM
 COMPLETE PARTIAL VERIFIED UNVERIFIED PRELIMINARY FINAL
+WHITE BLACK FLAT WEDGE BUTTERFLY MULTIPLE
 """
 
 #: Manufacturers and DICOM toolkits named in the Manufacturer, ImplementationVersionName and
@@ -97,6 +98,7 @@ must have been being were is it in on at by of or an as be do go if me my no so 
 image images study series report document documents structured reporting template templates name names none
 test tests phantom sample samples demo example examples default unknown anonymous patient patients doctor
 hospital clinic department radiology imaging physician operator station institution address phone
+observer field beam neuro
 """
 
 
@@ -133,9 +135,12 @@ def _lake_names() -> frozenset[str]:
 def _vocabulary() -> dict[str, str]:
     """Each word (casefolded) with the vocabulary it belongs to; the first source named wins."""
     out: dict[str, str] = {}
+    from lake.deid.names import COMMON_TOKENS  # what the engine itself matches only as whole values
+
     sources = (
         ("lake vocabulary", set(FORMAT_WORDS.split()) | set(_lake_names())),
         ("DICOM defined term", set(DEFINED_TERMS.split())),
+        ("DICOM or clinical word", set(COMMON_TOKENS)),
         ("DICOM keyword", set(_dicom_keywords())),
         ("manufacturer or toolkit", set(VENDORS.split())),
         ("English word", set(ENGLISH.split())),
@@ -175,3 +180,29 @@ def not_searched_reason(identifier: str) -> tuple[str, str] | None:
 def is_vocabulary(word: str) -> bool:
     """True for a word of the lake's, DICOM's or the other vocabularies above (case-insensitive)."""
     return word.casefold() in _vocabulary()
+
+
+#: A pixel reason the lake writes (``instances.pixel_reason``) that names rules of the ``deid``
+#: package's pixel filter: ``deid_rule:blacklist:<label>``, ``masked:deid_rule:<label>+<label>``.
+_RULE_REASON = re.compile(r"(?:masked:)?deid_rule:(?:(?:graylist|blacklist|whitelist):)?(?P<labels>.+)", re.DOTALL)
+
+
+@lru_cache(maxsize=1)
+def _rule_labels() -> frozenset[str]:
+    from lake.deid.burned_in import rule_labels
+
+    return frozenset(label.casefold() for label in rule_labels())
+
+
+def is_rule_reason(text: str) -> bool:
+    """True for a pixel reason naming ``deid`` filter rules by their labels ("Stanford Blacklist ...").
+
+    The labels are the ``deid`` package's curated vocabulary, never a file's value; a statistic may
+    hold one cut short (Delta log ``minValues`` keep 32 characters), so the last label may be a prefix.
+    """
+    m = _RULE_REASON.fullmatch(text.strip())
+    if m is None:
+        return False
+    labels = _rule_labels()
+    *whole, last = m.group("labels").casefold().split("+")
+    return all(label in labels for label in whole) and any(known.startswith(last) for known in labels)

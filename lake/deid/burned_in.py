@@ -143,9 +143,17 @@ def match_rules(ds: Dataset) -> list[RuleMatch]:
         for group, items in _filters().items():
             for item in items:
                 if _item_flag(ds, item):
-                    label = str(item.get("name", "")).removeprefix("LABEL").split("#")[0].strip()
-                    out.append(RuleMatch(group, label, _regions(item), _evidence(item)))
+                    out.append(RuleMatch(group, _label(item), _regions(item), _evidence(item)))
     return out
+
+
+def rule_labels() -> list[str]:
+    """The labels of every ``deid`` pixel filter rule (the ``label`` of :func:`match_rules`' matches)."""
+    return [_label(item) for items in _filters().values() for item in items]
+
+
+def _label(item: dict[str, Any]) -> str:
+    return str(item.get("name", "")).removeprefix("LABEL").split("#")[0].strip()
 
 
 def rule_risk(ds: Dataset) -> str | None:
