@@ -136,7 +136,7 @@ class TextCleaner:
             spans.extend(found)
         if not spans:
             return text, None
-        return _redact(text, spans), reason
+        return redact(text, spans), reason
 
     def clean(self, text: str) -> str:
         return self.scrub(text, generic=True)[0]
@@ -159,7 +159,7 @@ def _contact_regex() -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in _CONTACT), re.IGNORECASE)
 
 
-def _redact(text: str, spans: list[tuple[int, int]]) -> str:
+def redact(text: str, spans: list[tuple[int, int]]) -> str:
     """Each run of overlapping or touching spans becomes one ``*``."""
     out: list[str] = []
     pos = 0
