@@ -156,7 +156,16 @@ _ROLES = """
 """
 #: words before a name that are also used otherwise ("read by Radiology"): only a name word follows
 _WEAK_CUES = "by per cc attn signed dictated verified read reviewed approved called paged informed notified"
+#: nouns an eponym names (``Baker cyst``, ``Hill-Sachs lesion``, ``Crohn's disease``, ``Glasgow coma scale``):
+#: a name word a word or two before one of these is a disease's or a structure's name, not a person's
+_EPONYM_NOUNS = """
+    disease syndrome tumor tumour malformation lesion fissure diverticulum node cyst pouch sign
+    fracture classification criteria scale score canal duct foramen triangle ring procedure maneuver
+    manoeuvre reflex palsy anomaly deformity lymphoma sarcoma hernia ulcer aneurysm phenomenon circle
+    bursa sulcus gyrus nucleus tubercle fascia ligament gland capsule coma lines
+"""
 _CUES = frozenset(fold(w) for w in (_HONORIFICS + " " + _ROLES).split())
+_EPONYM = frozenset(fold(w) for w in _EPONYM_NOUNS.split())
 _WEAK = frozenset(fold(w) for w in _WEAK_CUES.split())
 _HONORIFIC_CUES = frozenset(fold(w) for w in _HONORIFICS.split())
 
@@ -168,7 +177,14 @@ _JA_HONORIFIC = re.compile(
 )
 #: what may stand between two words of one name: spaces, ^, a comma, a hyphen, an initial's dot
 _JOIN = re.compile(r"[\s^,.\-]{1,3}")
+_EPONYM_GAP = re.compile(r"[ -]")
 _CUE_GAP = re.compile(r"[\s^,.:\-]{1,3}")
+
+
+def _key(word: str) -> str:
+    """A word as the gazetteer holds it: folded, without a possessive ``'s``."""
+    key = fold(word).replace("’", "'")
+    return key[:-2] if key.endswith("'S") else key
 
 
 @dataclass(frozen=True)
@@ -196,11 +212,18 @@ class NameFinder:
         if not words:
             return spans
         cased = any(c.islower() for c in text)  # all-capitals text: capitals say nothing
-        keys = [fold(w).replace("’", "'") for _s, _e, w in words]
+        keys = [_key(w) for _s, _e, w in words]
         plausible = [not cased or not w[0].islower() for _s, _e, w in words]
         name = [False] * len(words)
+        eponym = [
+            any(
+                keys[j] in _EPONYM and _EPONYM_GAP.fullmatch(text[words[j - 1][1] : words[j][0]])
+                for j in range(i + 1, min(i + 3, len(words)))
+            )
+            for i in range(len(words))
+        ]
         for i, key in enumerate(keys):
-            if plausible[i] and len(key) >= (3 if cased else 4) and key in self._names:
+            if plausible[i] and not eponym[i] and len(key) >= (3 if cased else 4) and key in self._names:
                 name[i] = True
         for i in range(1, len(words)):  # after an honorific or a role word: a name, whatever it is
             cue = keys[i - 1]
@@ -208,7 +231,7 @@ class NameFinder:
                 continue
             if not _CUE_GAP.fullmatch(text[words[i - 1][1] : words[i][0]]):
                 continue
-            if cue in _WEAK:
+            if cue in _WEAK or not cased:  # "MR BRAIN", "DR CHEST": capitals say nothing
                 name[i] = name[i] or keys[i] in self._english_names
             elif not cased or words[i][2][0].isupper() or cue in _HONORIFIC_CUES:
                 name[i] = True
@@ -216,7 +239,7 @@ class NameFinder:
         while changed:  # neighbours: more name words, initials, the words after a cue's first name
             changed = False
             for i in range(len(words)):
-                if name[i] or not plausible[i]:
+                if name[i] or not plausible[i] or eponym[i]:
                     continue
                 left = i > 0 and name[i - 1] and self._joined(text, words, i - 1)
                 right = i + 1 < len(words) and name[i + 1] and self._joined(text, words, i)
