@@ -32,8 +32,10 @@ _NO_UNIT = r"(?!\s*(?:(?:mm|cm|m|um|µm|ms|s|sec|min|h|kv|kvp|mas|ma|hz|khz|mhz|
 _CONTACT = [
     # international: +44 20 7946 0958, +49 30 1234567, +81 3-1234-5678, +33 1 23 45 67 89
     rf"\+\d{{1,3}}[\s-]?\(?\d{{1,5}}\)?(?:[\s./-]\d{{2,8}}){{1,5}}{_NOT_BEFORE}",
-    # three groups: (555) 555-0199, 555.555.0199, UK 020 7946 0958, JP 03-1234-5678
-    rf"(?:{_NOT_AFTER}|(?<=\())\(?\d{{2,4}}\)?[\s.-]\d{{3,4}}[\s.-]\d{{3,4}}{_NOT_BEFORE}",
+    # three groups: (555) 555-0199, UK 020 7946 0958, JP 03-1234-5678; with dots only 555.555.0199
+    # (a dotted number of other lengths is a version: 10.100.100)
+    rf"(?:{_NOT_AFTER}|(?<=\())\(?\d{{2,4}}\)?[\s-]\d{{3,4}}[\s-]\d{{3,4}}{_NOT_BEFORE}",
+    rf"{_NOT_AFTER}\d{{3}}\.\d{{3}}\.\d{{4}}{_NOT_BEFORE}",
     # FR 01 23 45 67 89, 01.23.45.67.89
     rf"{_NOT_AFTER}0[1-9](?:[\s.-]\d{{2}}){{4}}{_NOT_BEFORE}",
     # a trunk prefix, an area code and the number: DE 030 1234567, 030/1234567, UK 07700 900123

@@ -52,6 +52,7 @@ import importlib.util
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -75,7 +76,7 @@ ENV_SWITCH = "LAKE_NER"
 ENV_CACHE = "LAKE_NER_CACHE"
 #: a name is in the gazetteer when its best rank in some country is at most this
 MAX_RANK = 5000
-_BUILD = 1  # bump when the derivation below changes (the cache file's name carries it)
+_BUILD = 2  # bump when the derivation below changes (the cache file's name carries it)
 
 #: English function and report words: never a name, not even after ``Dr`` or ``daughter``
 _FUNCTION = """
@@ -164,8 +165,26 @@ _EPONYM_NOUNS = """
     manoeuvre reflex palsy anomaly deformity lymphoma sarcoma hernia ulcer aneurysm phenomenon circle
     bursa sulcus gyrus nucleus tubercle fascia ligament gland capsule coma lines
 """
+#: ... and nouns before ``of`` and an eponym (``circle of Willis``, ``pouch of Douglas``, ``loop of Henle``)
+_EPONYM_OF = (
+    "circle pouch foramen sphincter ligament loop islets tetralogy space organ canal ampulla angle duct triangle"
+)
+#: katakana loanwords of imaging (``ヘリカル スキャン`` is a helical scan, not a name reading)
+_KANA_LOANWORDS = """
+    ヘリカル スキャン コントラスト ダイナミック スタディ シリーズ プロトコル スライス アキシャル サジタル
+    コロナル ルーチン テスト ファントム ボリューム レンダリング フィルム モード シーケンス パーフュージョン
+    マンモグラフィ マンモグラフィー エコー ドップラー カテーテル ステント ガイドワイヤー ヨード ガドリニウム
+    オムニパーク イオパミロン ビジパーク プリモビスト マグネビスト ガドビスト プロハンス オムニスキャン
+    スカウト ローカライザー サーベイ ボーラス トラッキング リコン カーネル ウィンドウ レベル マトリクス
+    フィールド ダイナミクス ディフュージョン フレア エピ スピン グラジエント エコープラナー インバージョン
+    リカバリー ファット サット サチュレーション シム キャリブレーション ポスト プレ コイル ヘッド ボディ
+    ネック チェスト アブドメン ペルビス スパイン ニー ショルダー ハート カーディアック ブレイン ライト
+    レフト ノーマル フォロー アップ ポータブル ルーチン オブリーク ソフト ボーン ラング リバー
+"""
+_KANA_WORDS = frozenset(_KANA_LOANWORDS.split())
 _CUES = frozenset(fold(w) for w in (_HONORIFICS + " " + _ROLES).split())
 _EPONYM = frozenset(fold(w) for w in _EPONYM_NOUNS.split())
+_EPONYM_BEFORE_OF = frozenset(fold(w) for w in _EPONYM_OF.split())
 _WEAK = frozenset(fold(w) for w in _WEAK_CUES.split())
 _HONORIFIC_CUES = frozenset(fold(w) for w in _HONORIFICS.split())
 
@@ -179,6 +198,12 @@ _JA_HONORIFIC = re.compile(
 _JOIN = re.compile(r"[\s^,.\-]{1,3}")
 _EPONYM_GAP = re.compile(r"[ -]")
 _CUE_GAP = re.compile(r"[\s^,.:\-]{1,3}")
+
+
+def _kana_name(reading: str) -> bool:
+    """Katakana words that read as a name: none of them an imaging loanword (half-width folded)."""
+    words = re.split(r"[ \u3000^・･]+", unicodedata.normalize("NFKC", reading))
+    return not any(w in _KANA_WORDS for w in words)
 
 
 def _key(word: str) -> str:
@@ -203,10 +228,11 @@ class NameFinder:
         self._ambiguous = gazetteer.ambiguous
         self._function = frozenset(fold(w) for w in _FUNCTION.split())
         self._english_names = frozenset(fold(w) for w in _ENGLISH_NAMES.split())
+        self._research = _research_words()
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """(start, end) of each person name in ``text``."""
-        spans: list[tuple[int, int]] = [m.span() for m in _KANA_READING.finditer(text)]
+        spans: list[tuple[int, int]] = [m.span() for m in _KANA_READING.finditer(text) if _kana_name(m.group())]
         spans += [m.span() for m in _JA_HONORIFIC.finditer(text)]
         words = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(text)]
         if not words:
@@ -220,6 +246,7 @@ class NameFinder:
                 keys[j] in _EPONYM and _EPONYM_GAP.fullmatch(text[words[j - 1][1] : words[j][0]])
                 for j in range(i + 1, min(i + 3, len(words)))
             )
+            or (i > 1 and keys[i - 1] == "OF" and keys[i - 2] in _EPONYM_BEFORE_OF)
             for i in range(len(words))
         ]
         for i, key in enumerate(keys):
@@ -249,7 +276,10 @@ class NameFinder:
                 if key in self._function or key in _CUES:
                     continue
                 initial = len(key) == 1 and words[i][2].isupper()
-                unknown_capitalised = cased and left and words[i][2][0].isupper()  # "Maria Kowalska"
+                # "Maria Kowalska", "with Minjun Zhang": a capitalised word beside a name, not starting a sentence
+                unknown_capitalised = key not in self._research and (
+                    cased and words[i][2][0].isupper() and (left or (i > 0 and words[i - 1][2][0].islower()))
+                )
                 if initial or key in self._names or key in self._ambiguous or unknown_capitalised:
                     name[i] = changed = True
         spans += [(s, e) for (s, e, _w), hit in zip(words, name, strict=True) if hit]
@@ -376,8 +406,12 @@ def _vocabulary() -> frozenset[str]:
     words: set[str] = set(_research_words())
     for entry in DicomDictionary.values():
         words.update(fold(w) for w in _WORD.findall(entry[2]))
+    # Concept meanings are in sentence case ("Structure of lung", "Caldwell view"): a word written
+    # capitalised only after a meaning's first word is a proper noun (an eponym, a place), not vocabulary.
     for scheme in concepts.values():
         for codes in scheme.values():
             for meaning, _cids in codes.values():
-                words.update(fold(w) for w in _WORD.findall(meaning))
+                for i, w in enumerate(_WORD.findall(meaning)):
+                    if not (i and w[0].isupper() and not w.isupper()):
+                        words.add(fold(w))
     return frozenset(w for w in words if len(w) >= 2)
