@@ -76,7 +76,7 @@ ENV_SWITCH = "LAKE_NER"
 ENV_CACHE = "LAKE_NER_CACHE"
 #: a name is in the gazetteer when its best rank in some country is at most this
 MAX_RANK = 5000
-_BUILD = 2  # bump when the derivation below changes (the cache file's name carries it)
+_BUILD = 3  # bump when the derivation below changes (the cache file's name carries it)
 
 #: English function and report words: never a name, not even after ``Dr`` or ``daughter``
 _FUNCTION = """
@@ -188,7 +188,8 @@ _EPONYM_BEFORE_OF = frozenset(fold(w) for w in _EPONYM_OF.split())
 _WEAK = frozenset(fold(w) for w in _WEAK_CUES.split())
 _HONORIFIC_CUES = frozenset(fold(w) for w in _HONORIFICS.split())
 
-_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
+#: a word: letters not glued to digits ("T1", "3T" and "MRN448100" are not words)
+_WORD = re.compile(r"(?<!\d)[^\W\d_]+(?:['’][^\W\d_]+)?(?!\d)")
 _KATAKANA = r"[\u30A1-\u30FA\u30FC\u31F0-\u31FF\uFF66-\uFF9F]"
 _KANA_READING = re.compile(rf"{_KATAKANA}{{2,}}(?:[ \u3000^・･]+{_KATAKANA}{{2,}})+")
 _JA_HONORIFIC = re.compile(
@@ -275,7 +276,12 @@ class NameFinder:
                 key = keys[i]
                 if key in self._function or key in _CUES:
                     continue
-                initial = len(key) == 1 and words[i][2].isupper()
+                # an initial before a name ("J. Okafor"), or after one without a full stop ("OKAFOR J")
+                initial = (
+                    len(key) == 1
+                    and words[i][2].isupper()
+                    and (right or "." not in text[words[i - 1][1] : words[i][0]])
+                )
                 # "Maria Kowalska", "with Minjun Zhang": a capitalised word beside a name, not starting a sentence
                 unknown_capitalised = key not in self._research and (
                     cased and words[i][2][0].isupper() and (left or (i > 0 and words[i - 1][2][0].islower()))
