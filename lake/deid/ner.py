@@ -357,14 +357,19 @@ def load_gazetteer() -> Gazetteer:
     """The cached gazetteer, built first if this machine has none (one process builds, others wait)."""
     path = _cache_file()
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not path.exists():
-                logger.info("building the name gazetteer cache (once per machine)")
-                _write(path, build_gazetteer())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not path.exists():
+                    logger.info("building the name gazetteer cache (once per machine)")
+                    _write(path, build_gazetteer())
+        except OSError:  # a read-only home: built in memory by each process (slow, still correct)
+            logger.warning("the name gazetteer cache folder is not writable; set %s to a writable folder", ENV_CACHE)
+            return build_gazetteer()
     with gzip.open(path, "rt", encoding="utf-8") as f:
-        names, ambiguous = set(), set()
+        names: set[str] = set()
+        ambiguous: set[str] = set()
         for line in f:
             kind, word = line[0], line[2:].rstrip("\n")
             (names if kind == "n" else ambiguous).add(word)
@@ -414,7 +419,8 @@ def _vocabulary() -> frozenset[str]:
         words.update(fold(w) for w in _WORD.findall(entry[2]))
     # Concept meanings are in sentence case ("Structure of lung", "Caldwell view"): a word written
     # capitalised only after a meaning's first word is a proper noun (an eponym, a place), not vocabulary.
-    for scheme in concepts.values():
+    schemes: dict[str, dict[str, dict[str, tuple[str, list[int]]]]] = concepts  # type: ignore[assignment]
+    for scheme in schemes.values():
         for codes in scheme.values():
             for meaning, _cids in codes.values():
                 for i, w in enumerate(_WORD.findall(meaning)):
