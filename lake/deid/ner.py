@@ -32,10 +32,14 @@ worker; the kana rule covers the readings. GLiNER, flair and stanza load their m
 ``names-dataset`` is a 56 MB wheel of name lists with per-country ranks; ``benchmarks/ner_recall.py``
 measures recall, precision and throughput on synthetic reports.
 
-Cost: the lists are derived once per machine from the package's pickles (about 15 s and 2 GB of
-memory, in one process at a time under a lock) into a cache file (``LAKE_NER_CACHE``, default
-``$XDG_CACHE_HOME/lake`` or ``~/.cache/lake``), which each process then reads in well under a
-second; scanning is a regex pass and set look-ups (tens of microseconds per value).
+Cost (``benchmarks/ner_recall.py``, 2026-12-02): the lists are derived once per machine from the
+package's pickles (30-40 s, about 1 GB at peak, one process at a time under a lock) into a 1.3 MB
+cache file (``LAKE_NER_CACHE``, default ``$XDG_CACHE_HOME/lake`` or ``~/.cache/lake``), which a
+process then reads in 0.7-1.0 s (about 85 MB); ingest reads it in the parent before forking its
+workers, which share it. Scanning is a regex pass and set look-ups: about 50 µs per text, 24 µs
+per file on the de-identification corpus (1% of the engine's time). On the benchmark's synthetic
+reports (11 origins, six spellings, katakana readings, 86 research sentences with eponyms) recall
+is 99.8% and precision 99.9%.
 
 Without the package (or with ``LAKE_NER=off``), :func:`finder` returns None and the engine removes
 the free text it would have scanned (reason ``removed_free_text_no_ner``): a text that may hold a
