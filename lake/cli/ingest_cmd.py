@@ -86,6 +86,10 @@ def print_summary(summary: IngestSummary, vault_log: Path | None = None) -> None
         print(f"the rejected files are listed in {vault_log} (the vault, beside the key)")
     if summary.warnings:
         print("warnings: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.warnings.items())))
+    from lake.deid.ner import NO_NER_WARNING, NOT_INSTALLED
+
+    if summary.warnings.get(NO_NER_WARNING):  # issue 12: once per run, with how to install the step
+        print(NOT_INSTALLED)
     if summary.identity:
         print("identity: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.identity.items())))
 

@@ -21,9 +21,27 @@ _MONTHS = (
     "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|"
     "january|february|march|april|june|july|august|september|october|november|december"
 )
-#: phone numbers and e-mail addresses: never part of a code or an enumerated value either
+#: a phone number starts where no number, date, version or UID goes on (``1.2.840...``, ``0.5``)
+_NOT_AFTER = r"(?<![\w.,/-])"
+#: ... and ends where none goes on (``2019-03-14``, ``1.0.3``)
+_NOT_BEFORE = r"(?![\w]|[.,/:-]\d)"
+#: a number followed by a unit is a measurement (``400 1500 ms``), never a phone number
+_NO_UNIT = r"(?!\s*(?:(?:mm|cm|m|um|µm|ms|s|sec|min|h|kv|kvp|mas|ma|hz|khz|mhz|t|mt|ml|mg|kg|g|hu|mbq|mci|px|bpm)\b|%))"
+#: phone numbers (issue 12: national forms too) and e-mail addresses: never part of a code or an
+#: enumerated value either
 _CONTACT = [
-    r"(?:\+\d{1,3}[\s.-]?)?\(?\d{2,4}\)?[\s.-]\d{3,4}[\s.-]\d{3,4}\b",
+    # international: +44 20 7946 0958, +49 30 1234567, +81 3-1234-5678, +33 1 23 45 67 89
+    rf"\+\d{{1,3}}[\s-]?\(?\d{{1,5}}\)?(?:[\s./-]\d{{2,8}}){{1,5}}{_NOT_BEFORE}",
+    # three groups: (555) 555-0199, UK 020 7946 0958, JP 03-1234-5678; with dots only 555.555.0199
+    # (a dotted number of other lengths is a version: 10.100.100)
+    rf"(?:{_NOT_AFTER}|(?<=\())\(?\d{{2,4}}\)?[\s-]\d{{3,4}}[\s-]\d{{3,4}}{_NOT_BEFORE}",
+    rf"{_NOT_AFTER}\d{{3}}\.\d{{3}}\.\d{{4}}{_NOT_BEFORE}",
+    # FR 01 23 45 67 89, 01.23.45.67.89
+    rf"{_NOT_AFTER}0[1-9](?:[\s.-]\d{{2}}){{4}}{_NOT_BEFORE}",
+    # a trunk prefix, an area code and the number: DE 030 1234567, 030/1234567, UK 07700 900123
+    rf"{_NOT_AFTER}0\d{{1,4}}[\s/-]\d{{5,8}}{_NOT_BEFORE}{_NO_UNIT}",
+    # a local number: 555 0199, 555-0199
+    rf"{_NOT_AFTER}[2-9]\d{{2}}[ -]\d{{4}}{_NOT_BEFORE}{_NO_UNIT}",
     r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b",
 ]
 #: labels of identifiers written in text (case-insensitive)
@@ -146,7 +164,7 @@ class TextCleaner:
             spans.extend(found)
         if not spans:
             return text, None
-        return _redact(text, spans), reason
+        return redact(text, spans), reason
 
     def clean(self, text: str) -> str:
         return self.scrub(text, generic=True)[0]
@@ -176,7 +194,7 @@ def _contact_regex() -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in _CONTACT), re.IGNORECASE)
 
 
-def _redact(text: str, spans: list[tuple[int, int]]) -> str:
+def redact(text: str, spans: list[tuple[int, int]]) -> str:
     """Each run of overlapping or touching spans becomes one ``*``."""
     out: list[str] = []
     pos = 0

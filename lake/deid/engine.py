@@ -26,7 +26,9 @@ Text, in three steps:
    UR                     removed (a URL is never research data: ``...?patientID=...``)
    PN                     removed (a person name is never research data)
    ST, LT, UT, UC         cleaned under Clean Descriptors (or inside a sequence the profile cleans),
-                          removed otherwise
+                          removed otherwise; under Clean Descriptors they (and the descriptors the
+                          profile cleans) also lose person names (:mod:`lake.deid.ner`), or are
+                          removed where that step is not installed
    LO, SH, AE             cleaned (this patient's identifiers, dates, phones, e-mails, long numbers)
    CS                     kept: enumerated values (Modality, ImageType, BodyPartExamined) are not text
    UN                     decoded with the dictionary VR when the tag is known and the payload is
@@ -71,6 +73,7 @@ from lake.deid.attribute_types import concrete_action
 from lake.deid.clean import TextCleaner, cleaner_for, date_forms
 from lake.deid.dates import shift_da, shift_dt
 from lake.deid.identity import IdentityFacts, PatientIdentifier, PatientRef
+from lake.deid.ner import NameFinder, finder  # issue 12: person names the header does not hold
 from lake.deid.profile import Action, LakeOption, Profile, ProfileOption
 from lake.deid.recipe import Recipe, RecipeApplier
 from lake.deid.text_dates import TextDateCleaner, collapse_ages  # issue 12: dates and ages in free text
@@ -95,6 +98,9 @@ REASONS = {
     "kept_coded_value": "a coded or enumerated value that contains an identifier token, kept as coded",
     "shifted_text_date": "a date written in free text was shifted by the patient's offset (or removed)",
     "collapsed_text_age": "an age over 89 written in free text became 90+ (hipaa_safe_harbor_ages)",
+    "cleaned_person_name": "a person name found in text by the named-entity step (lake.deid.ner) was removed",
+    "removed_free_text_no_ner": "text under clean_descriptors removed: the named-entity step is not installed"
+    ' (pip install "lake[ner]")',
 }
 _CLEAN_REASON = {
     "identifier": "cleaned_identifier_token",
@@ -382,6 +388,7 @@ class Deidentifier:
         self._method_codes = [self.profile.basic_code] + [
             self.profile.option_codes[o.value] for o in sorted(self.profile.options, key=lambda o: o.value)
         ]
+        self._names: NameFinder | None = finder() if self.clean_descriptors else None  # loaded once per process
 
     # -- identity ------------------------------------------------------------------------------
     def patient_identity(self, ds: Dataset) -> tuple[PatientRef, PatientRef]:
@@ -580,7 +587,7 @@ class Deidentifier:
         elif vr == "TM":
             return  # a whole-day shift leaves the time of day as it was
         elif vr in TEXT_VRS:
-            self._clean_text(elem, cleaner, generic=True, result=result)
+            self._free_text(ds, elem, result, cleaner)
         elif vr == "PN":
             self._zero(elem)
         elif vr == "UI":
@@ -625,8 +632,18 @@ class Deidentifier:
         elif vr in FREE_TEXT_VRS and not (cleaning or self.clean_descriptors):
             del ds[tag]
             self._count(result, tag, "removed_unlisted_text_vr")
+        elif vr in FREE_TEXT_VRS and elem.value not in (None, ""):
+            self._free_text(ds, elem, result, cleaner)
         elif vr in TEXT_VRS and elem.value not in (None, ""):
             self._clean_text(elem, cleaner, generic=True, result=result)
+
+    def _free_text(self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner) -> None:
+        """Cleaned text; under Clean Descriptors it also loses person names, or goes without the step."""
+        if self.clean_descriptors and self._names is None and elem.value not in (None, ""):
+            del ds[elem.tag]
+            self._count(result, elem.tag, "removed_free_text_no_ner")
+            return
+        self._clean_text(elem, cleaner, generic=True, result=result, names=self._names)
 
     def _coded(self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner) -> None:
         """A code sequence item's code: kept in standard schemes; other schemes lose identifiers only."""
@@ -745,6 +762,7 @@ class Deidentifier:
         result: DeidResult | None = None,
         identifiers_only: bool = False,
         contact: bool = False,
+        names: NameFinder | None = None,
     ) -> None:
         """Clean a text value in place; counted (with the reason) when it changed.
 
@@ -759,6 +777,9 @@ class Deidentifier:
         reasons: set[str] = set()
         for v in values:
             text, why = cleaner.scrub(str(v), generic=generic or not identifiers_only, contact=contact)
+            if names is not None and (found := names.redact(text))[1]:
+                text = found[0]
+                reasons.add("cleaned_person_name")
             out.append(text)
             if why is not None:
                 reasons.add(_CLEAN_REASON[why])

@@ -32,7 +32,7 @@ from lake.config import DeidSettings, LakePaths, check_lake_folder, read_config,
 from lake.core import Lake, create_lake
 from lake.crashpoints import crash_point
 from lake.created import CreatedPaths
-from lake.deid import build_deidentifier
+from lake.deid import build_deidentifier, ner
 from lake.deid.engine import Deidentifier
 from lake.deid.identity import (
     CROSSWALK_NAME,
@@ -250,6 +250,8 @@ class _Run:
         self.batch.append((result, ref, size))
         self.batch_bytes += result.frames.nbytes if result.frames is not None else 0
         self.deid_counts.update(result.counts)
+        if any(why == ner.NO_NER_REASON for _attr, why in result.counts):  # issue 12: the summary says it once
+            self.summary.warnings[ner.NO_NER_WARNING] += 1
         self.record(item, ref, "ingested", warnings=result.warnings)
         if self.lk.config.deid.keep_crosswalk:
             self.crosswalk[result.original_patient_id] = result.patient_pseudonym
@@ -604,6 +606,7 @@ def _parallel(
 ) -> None:
     """Process in worker processes; results are handled in input order, so runs are deterministic."""
     initargs = (key.secret, settings, recipe, identifier)
+    ner.warm(settings.options)  # issue 12: the name lists load once here; the forked workers share them
     pool = TimedPool(_work, workers, _init_worker, initargs, limits[0], limits[1])
     tagged = (((item, ref, size), data) for item, ref, size, data in todo)
     # closed at once when an interrupt ends the loop: the workers are killed, not waited for
@@ -646,6 +649,8 @@ def _finish(lk: Lake, run: _Run, started: datetime, interrupted_with: int | None
             {"attribute": attr, "action": action, "count": n} for (attr, action), n in sorted(run.deid_counts.items())
         ],
     }
+    if run.summary.warnings.get(ner.NO_NER_WARNING):
+        report["notes"] = [ner.NOT_INSTALLED]
     lk.paths.reports.mkdir(exist_ok=True)
     (lk.paths.reports / f"deid-{run.run_id}.json").write_text(json.dumps(report, indent=1) + "\n")
     params = {
