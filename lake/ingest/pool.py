@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -100,6 +101,10 @@ def _limited_init(
     initializer: Callable[..., None] | None,
     initargs: tuple[Any, ...],
 ) -> None:
+    # What the parent left for its garbage collector (cycles holding C resources: Tesseract
+    # instances, fonts, numba objects) is not this process's to free: collecting a parent's
+    # cycle in a forked worker crashed it. Inherited objects move to the permanent generation.
+    gc.freeze()
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
