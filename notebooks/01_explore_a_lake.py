@@ -21,7 +21,7 @@ from lake.demo import ArchiveSpec, build_demo
 
 LAKE = Path(os.environ.get("LAKE") or Path(tempfile.mkdtemp(prefix="lake-demo-")) / "lake")
 if not (LAKE / "lake.json").exists():
-    built = build_demo(LAKE, ArchiveSpec(patients=12), workers=2)
+    built = build_demo(LAKE, ArchiveSpec(patients=10), workers=2)
     print(f"built {LAKE}: {len(built.archive.patients)} synthetic patients, {built.summary.ingested} instances")
 lk = lake.open(LAKE)
 lk.info()

@@ -23,7 +23,7 @@ from lake.demo import ArchiveSpec, build_demo
 
 LAKE = Path(os.environ.get("LAKE") or Path(tempfile.mkdtemp(prefix="lake-demo-")) / "lake")
 if not (LAKE / "lake.json").exists():
-    built = build_demo(LAKE, ArchiveSpec(patients=12), workers=2)
+    built = build_demo(LAKE, ArchiveSpec(patients=10), workers=2)
     print(f"built {LAKE}: {len(built.archive.patients)} synthetic patients, {built.summary.ingested} instances")
 lk = lake.open(LAKE)
 
@@ -91,7 +91,8 @@ figure if pairs.height else None
 if pairs.height:
     slices, rows, columns = current.array.shape
     point = (current.affine @ np.asarray([(slices - 1) / 4, (rows - 1) / 2, (columns - 1) / 2, 1.0]))[:3]
-    print("current slice", lake.viz.nearest_slice(current, point), "prior slice", lake.viz.nearest_slice(prior, point))
+    k_current, k_prior = lake.viz.nearest_slice(current, point), lake.viz.nearest_slice(prior, point)
+    print(f"current slice {k_current + 1}, prior slice {k_prior + 1} (1-based, as the titles)")
     figure = lake.viz.side_by_side(current, prior, point, window=WINDOW)
 figure if pairs.height else None
 

@@ -24,7 +24,7 @@ from lake.pixels.batches import iter_series, iter_slice_batches, series_stack
 
 LAKE = Path(os.environ.get("LAKE") or Path(tempfile.mkdtemp(prefix="lake-demo-")) / "lake")
 if not (LAKE / "lake.json").exists():
-    built = build_demo(LAKE, ArchiveSpec(patients=12), workers=2)
+    built = build_demo(LAKE, ArchiveSpec(patients=10), workers=2)
     print(f"built {LAKE}: {len(built.archive.patients)} synthetic patients, {built.summary.ingested} instances")
 lk = lake.open(LAKE)
 
@@ -72,10 +72,16 @@ lake.viz.montage(first, count=8) if first is not None else None
 # series and by slice within each series.
 
 # %%
+batches = slices = follow_up_slices = 0
 for batch, labels in iter_slice_batches(
     lk, train, ["follow_up"], batch_size=16, shape=SHAPE[1:], shuffle=True, seed=0, window=(40.0, 400.0)
 ):
-    print(batch.shape, batch.dtype, "follow-up slices:", int(np.sum(labels["follow_up"])))
+    if batches < 3:
+        print(batch.shape, batch.dtype, "follow-up slices:", int(np.sum(labels["follow_up"])))
+    batches += 1
+    slices += len(batch)
+    follow_up_slices += int(np.sum(labels["follow_up"]))
+print(f"{batches} batches, {slices} slices of {train.height} series, {follow_up_slices} of them from follow-ups")
 
 # %% [markdown]
 # ## A dask stack
@@ -87,4 +93,4 @@ for batch, labels in iter_slice_batches(
 stack = series_stack(lk, series, SHAPE)
 print(stack)
 if series.height:
-    print("mean HU per series:", np.round(stack.mean(axis=(1, 2, 3)).compute(), 1))
+    print("mean value per series (HU for CT):", np.round(stack.mean(axis=(1, 2, 3)).compute(), 1))

@@ -8,13 +8,14 @@ Needs the ``test`` extra's ``jupytext``, ``nbclient`` and ``ipykernel`` (skipped
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lake.demo import Archive, ArchiveSpec, StudyRecord, build_demo
+from lake.demo import Archive, StudyRecord
 from lake.ingest import ingest
 
 jupytext = pytest.importorskip("jupytext")
@@ -25,8 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.py"))
 SKIPPED_DIRS = {".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"}
 
-#: The small demo: 6 patients (3 with a study written without Patient ID, each its own patient).
-SPEC = ArchiveSpec(patients=6)
+#: The notebook whose fallback (no LAKE: the demo built in a temporary folder) builds the lake
+#: every notebook then runs on; the others' fallbacks are the same lines.
+BUILDER = REPO / "notebooks" / "02_longitudinal_cohort.py"
 #: The follow-up window of notebook 02 (days after the baseline CT).
 WINDOW = (180, 540)
 #: Plots each notebook shows at least.
@@ -71,7 +73,7 @@ class Known:
             "04_training_dataset.py": [
                 f"{self.volumes} series ({self.volumes - self.volume_patients} follow-ups) of "
                 f"{self.volume_patients} patients",
-                "mean HU per series:",
+                "mean value per series (HU for CT):",
             ],
         }
 
@@ -115,17 +117,38 @@ class DemoLake:
     known: Known
 
 
+def setup_cell(path: Path) -> str:
+    """The notebook's first code cell (imports, and the lake: LAKE or the demo), without magics."""
+    cell = next(c for c in jupytext.read(path).cells if c.cell_type == "code")
+    return "\n".join(line for line in cell.source.splitlines() if not line.startswith("%"))
+
+
+def fallback_lines(path: Path) -> list[str]:
+    lines = setup_cell(path).splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("LAKE = "))
+    end = next(n for n, line in enumerate(lines) if line.startswith("lk = lake.open(LAKE)"))
+    return lines[start : end + 1]
+
+
 @pytest.fixture(scope="module")
 def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> DemoLake:
-    root = tmp_path_factory.mktemp("lakes") / "demo"
+    """The lake a notebook builds without LAKE: the longitudinal demo, in a temporary folder."""
     home = tmp_path_factory.mktemp("home")
+    temporary = tmp_path_factory.mktemp("tmp")
     extra = tmp_path_factory.mktemp("extra")
     (extra / "notes.txt").write_text("not a DICOM file\n")
+    before = repository_files()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAKE_HOME", str(home))
-        built = build_demo(root, SPEC, workers=1)
-        assert built.summary.rejected == 0
+        mp.delenv("LAKE", raising=False)
+        mp.setattr(tempfile, "tempdir", str(temporary))  # where tempfile.mkdtemp() creates folders
+        namespace: dict[str, Any] = {}
+        exec(compile(setup_cell(BUILDER), str(BUILDER), "exec"), namespace)
+        root, built = Path(namespace["LAKE"]), namespace["built"]
+        assert temporary in root.parents and (root / "lake.json").is_file()
+        assert built.summary.rejected == 0 and built.kept is None  # the archive was deleted after the ingest
         assert ingest(root, [extra]).rejected == 1
+    assert repository_files() == before, "building the demo wrote inside the repository"
     facts = known(built.archive)
     # the demo must show what the notebooks are about: a follow-up in the window and one outside it
     assert 0 < facts.followed < facts.ct_patients and facts.in_window < facts.follow_up_cts
@@ -165,10 +188,12 @@ def test_every_notebook_is_a_percent_script() -> None:
 
 
 def test_without_a_lake_every_notebook_builds_the_longitudinal_demo_in_a_temporary_folder() -> None:
+    """The fixture runs BUILDER's fallback; every notebook has the same one."""
+    expected = fallback_lines(BUILDER)
+    assert 'os.environ.get("LAKE") or Path(tempfile.mkdtemp(' in expected[0]
+    assert any("build_demo(LAKE, ArchiveSpec(patients=" in line for line in expected)
     for path in NOTEBOOKS:
-        source = path.read_text()
-        assert 'os.environ.get("LAKE") or Path(tempfile.mkdtemp(' in source, path.name
-        assert "build_demo(LAKE, ArchiveSpec(patients=" in source, path.name
+        assert fallback_lines(path) == expected, path.name
 
 
 @pytest.mark.slow
