@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     show = actions.add_parser("show", help="write a windowed PNG preview of an instance outside the lake")
     show.add_argument("uid", metavar="UID", help="the instance's SOPInstanceUID in the lake")
     _common(show)
-    show.add_argument("--out", required=True, metavar="PNG", help="the PNG to write: outside every lake, the key's folder and vaults")
+    show.add_argument(
+        "--out", required=True, metavar="PNG", help="the PNG to write: outside every lake, the key's folder and vaults"
+    )
     show.add_argument("--frame", type=int, default=0, metavar="N", help="the frame to show (default 0)")
     show.add_argument("--force", action="store_true", help="replace an existing PNG")
     show.set_defaults(func=run_show)
@@ -56,7 +58,9 @@ def run_list(args: argparse.Namespace) -> int:
     for item in items:
         held = "held" if item.held else "not held"
         reason = item.pixel_reason or "-"
-        print(f"{item.sop_uid}  {item.kind}  {item.modality or '-'}  {reason}  verdict {item.phi_reason or '-'}  {held}")
+        print(
+            f"{item.sop_uid}  {item.kind}  {item.modality or '-'}  {reason}  verdict {item.phi_reason or '-'}  {held}"
+        )
     print(f"{len(items)} instances under review", flush=True)
     return 0
 
@@ -91,7 +95,7 @@ def run_show(args: argparse.Namespace) -> int:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    print(f"wrote {target} ({image.shape[1]} x {image.shape[0]}): it shows the original pixels; delete it after the review")
+    print(f"wrote {target} ({image.shape[1]} x {image.shape[0]}): original pixels, delete it after review")
     return 0
 
 

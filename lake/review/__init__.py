@@ -40,7 +40,9 @@ def preview(
     lk = Lake(root, key_file)
     row = queue.instance_row(lk.paths, sop_uid)
     if not queue.under_review(row):
-        raise NotUnderReviewError(f"instance {sop_uid} is not under review: `lake review list` shows the instances that are")
+        raise NotUnderReviewError(
+            f"instance {sop_uid} is not under review: `lake review list` shows the instances that are"
+        )
     frames = queue.frames_for_review(lk.paths, Path(lk.key_path), row, lk.pixel_store)
     if not 0 <= frame < frames.shape[0]:
         raise ConfigError(f"--frame {frame}: instance {sop_uid} has frames 0 to {frames.shape[0] - 1}")

@@ -29,12 +29,13 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from lake.catalog.tables import open_table
+from lake.catalog.tables import open_table, snapshot_files
 from lake.config import vault_dir
 from lake.core import Lake
 from lake.crashpoints import crash_point
@@ -45,7 +46,7 @@ from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
 from lake.pixels.store import array_key
 from lake.review import held as vault
-from lake.review.queue import QUARANTINED, REVIEW_METHOD, instance_row, is_flagged, query, under_review
+from lake.review.queue import QUARANTINED, REVIEW_METHOD, instance_row, query, under_review
 from lake.runs import append_run, new_run_id, utc_now
 
 Box = tuple[int, int, int, int]
@@ -129,10 +130,14 @@ def _masked_fraction(frames: np.ndarray, boxes: list[Box]) -> float:
     return float(area.mean()) if area.size else 0.0
 
 
-def _store_frames(lk: Lake, row: dict[str, Any], frames: np.ndarray, attributes: dict[str, Any], run_id: str) -> dict[str, Any]:
+def _store_frames(
+    lk: Lake, row: dict[str, Any], frames: np.ndarray, attributes: dict[str, Any], run_id: str
+) -> dict[str, Any]:
     """Write ``frames`` as an ingest writes an instance's frames; the row's pixel columns."""
     key = array_key(row["SeriesInstanceUID"] or "no-series", row["SOPInstanceUID"], frames)
-    committed = query(lk.paths, "SELECT max(pixel_frame_start + frame_count) AS n FROM {src} WHERE pixel_array = ?", [key])
+    committed = query(
+        lk.paths, "SELECT max(pixel_frame_start + frame_count) AS n FROM {src} WHERE pixel_array = ?", [key]
+    )
     start = int(committed[0]["n"] or 0) if committed else 0
     lk.pixel_store.write(key, start, frames, attributes, run=run_id)
     return {
@@ -159,43 +164,37 @@ def _log(lk: Lake, run_id: str, entry: dict[str, Any]) -> None:
         f.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
+def _run_recorded(lk: Lake, run_id: str) -> bool:
+    """Whether the ``runs`` table holds a row of ``run_id``."""
+    import duckdb
+
+    files = snapshot_files(lk.paths.table("runs"))
+    if not files:
+        return False
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    con = duckdb.connect(":memory:")
+    try:
+        found = con.execute(f"SELECT count(*) FROM read_parquet([{listed}]) WHERE run_id = ?", [run_id]).fetchone()
+    finally:
+        con.close()
+    return bool(found and found[0])
+
+
+def _committed_arrays(lk: Lake) -> set[str]:
+    rows = query(lk.paths, "SELECT DISTINCT pixel_array AS a FROM {src} WHERE pixel_array IS NOT NULL")
+    return {str(r["a"]) for r in rows}
+
+
 def _finish(lk: Lake, intent: dict[str, Any], sop_uid: str) -> None:
     """Steps 3 (fixity) to 5 of a decided instance's noted action (idempotent)."""
     run_id = str(intent["run_id"])
     record_table_fixity(lk.paths, run_id)
-    runs = lk.paths.table("runs")
-    from lake.catalog.tables import snapshot_files
-
-    files = snapshot_files(runs)
-    recorded = False
-    if files:
-        import duckdb
-
-        con = duckdb.connect(":memory:")
-        try:
-            src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "], union_by_name = true)"
-            recorded = bool(con.execute(f"SELECT count(*) FROM {src} WHERE run_id = ?", [run_id]).fetchone()[0])  # type: ignore[index]
-        finally:
-            con.close()
-    if not recorded:
-        started = intent.get("started")
-        append_run(
-            lk.paths,
-            run_id,
-            f"review_{intent['action']}",
-            utc_now() if started is None else _parse_time(str(started)),
-            dict(intent["parameters"]),
-            dict(intent["counts"]),
-            "ok",
-        )
+    if not _run_recorded(lk, run_id):
+        started = datetime.fromisoformat(str(intent["started"]))
+        operation = f"review_{intent['action']}"
+        append_run(lk.paths, run_id, operation, started, dict(intent["parameters"]), dict(intent["counts"]), "ok")
     crash_point("review.after_runs")
     vault.delete_held(lk.key_path, sop_uid)
-
-
-def _parse_time(text: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text)
 
 
 def review(
@@ -236,7 +235,9 @@ def review(
                     f"(pixel_phi_method review); `lake review list` shows what waits for a decision"
                 )
             run = str(intent["run_id"]) if completed and intent is not None else ""
-            return ReviewOutcome(run, action, sop_uid, "completed" if completed else "already", str(row["pixel_status"]))
+            return ReviewOutcome(
+                run, action, sop_uid, "completed" if completed else "already", str(row["pixel_status"])
+            )
         if not under_review(row):
             raise NotUnderReviewError(
                 f"instance {sop_uid} is not under review (pixel_status {row.get('pixel_status')}, pixel_reason "
@@ -275,7 +276,7 @@ def _decide(lk: Lake, row: dict[str, Any], action: Action, boxes: list[Box], who
               "counts": counts}  # fmt: skip
     vault.write_intent(lk.key_path, sop, intent)
     _log(lk, run_id, {"sop_instance_uid": sop, "action": action.value, "reviewer": who, "boxes": parameters["boxes"]})
-    remove_orphans(lk.paths, {str(r["a"]) for r in query(lk.paths, "SELECT DISTINCT pixel_array AS a FROM {src} WHERE pixel_array IS NOT NULL")})
+    remove_orphans(lk.paths, _committed_arrays(lk))  # what a crashed run of this (or an ingest) left
     if action is Action.REJECT:
         values.update(pixel_reason="rejected:review")
     elif copy is not None:

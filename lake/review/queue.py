@@ -145,6 +145,7 @@ def frames_for_review(paths: LakePaths, key_path: Path, row: dict[str, Any], pix
             )
         return held.frames
     if row.get("pixel_array"):
-        return np.asarray(pixel_store.read(str(row["pixel_array"]), int(row["pixel_frame_start"]), int(row["frame_count"])))
+        return np.asarray(
+            pixel_store.read(str(row["pixel_array"]), int(row["pixel_frame_start"]), int(row["frame_count"]))
+        )
     raise NotUnderReviewError(f"instance {sop} has no pixels to show (pixel_status {row.get('pixel_status')})")
-
