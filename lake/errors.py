@@ -134,3 +134,8 @@ class ColumnError(LakeError, ValueError):
 
 class OcrUnavailableError(LakeError, RuntimeError):
     """Text detection cannot run: the ``ocr`` extra or Tesseract's language data is missing."""
+
+
+class NotUnderReviewError(LakeError, ValueError):
+    """``lake review`` was asked to act on an instance that is not in the review queue (stored and
+    not flagged, already decided otherwise, or without the held copy the action needs)."""

@@ -57,6 +57,7 @@ from lake.keys import LakeKey
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
 from lake.pixels.store import array_key
+from lake.review.held import hold_quarantined
 from lake.runs import append_run, new_run_id, utc_now
 from lake.sources import SourceItem, SourceLimits, iter_sources
 from lake.sources.local import check_sources
@@ -248,7 +249,7 @@ class _Run:
             return
         self.batch_sops.add(sop)
         self.batch.append((result, ref, size))
-        self.batch_bytes += result.frames.nbytes if result.frames is not None else 0
+        self.batch_bytes += sum(f.nbytes for f in (result.frames, result.held) if f is not None)
         self.deid_counts.update(result.counts)
         if any(why == ner.NO_NER_REASON for _attr, why in result.counts):  # issue 12: the summary says it once
             self.summary.warnings[ner.NO_NER_WARNING] += 1
@@ -292,6 +293,7 @@ class _Run:
             self.lk.pixel_store.write(key, parts[0][0], frames, parts[0][2], run=self.run_id)
             crash_point("ingest.after_array")
         crash_point("ingest.after_pixels")
+        hold_quarantined(self.lk.key_path, [result for result, _ref, _size in self.batch])  # vault, before the rows
         if self.rejects:
             append(self.paths.table("rejects"), to_arrow(self.rejects, self.rejects_schema))
             crash_point("ingest.after_rejects")

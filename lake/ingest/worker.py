@@ -44,6 +44,7 @@ class Processed:
     array_attributes: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[FileWarning, ...] = ()  # codes are PHI-free; messages go to the vault log only
     identity: IdentityFacts | None = None  # keyed digests for the vault's identity ledger
+    held: np.ndarray | None = field(default=None, repr=False)  # quarantined: the unmasked frames (vault only)
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ def process(
         original_patient_id=result.original_patient_id,
         array_attributes=_array_attributes(ds, row),
         identity=result.identity,
+        held=pixels.frames if pixel_status == "quarantined" else None,  # lake.review holds it in the vault
     )
 
 
