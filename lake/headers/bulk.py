@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pydicom import Dataset
-from pydicom.dataelem import DataElement
 from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import DataElement
 from pydicom.valuerep import AMBIGUOUS_VR, BYTES_VR, VR
 
 from lake.headers.bulk_uri import BULK_OMITTED, BULK_SCHEME
@@ -96,9 +96,8 @@ def large_binary(ds: Dataset, tags: str = "", keywords: str = "") -> Iterator[tu
         if elem.VR == VR.SQ:
             for i, item in enumerate(elem.value or []):
                 yield from large_binary(item, f"{tag_path}[{i}].", f"{keyword_path}[{i}].")
-        elif elem.VR in BINARY_VRS and not elem.is_empty and isinstance(elem.value, bytes):
-            if len(elem.value) > INLINE_MAX_BYTES:
-                yield tag_path, keyword_path, elem
+        elif elem.VR in BINARY_VRS and isinstance(elem.value, bytes) and len(elem.value) > INLINE_MAX_BYTES:
+            yield tag_path, keyword_path, elem
 
 
 def plan(ds: Dataset, max_value_bytes: int, max_instance_bytes: int) -> Plan:

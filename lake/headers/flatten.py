@@ -15,6 +15,7 @@ from lake.headers.geometry import frame_geometry
 from lake.headers.schema import Column, TableSchema
 from lake.headers.values import CONVERTERS
 
+
 def resolve(ds: Dataset, path: str) -> Any:
     """Value at ``"A.B.C"`` (first item of each sequence on the way), or None."""
     node: Any = ds

@@ -20,12 +20,12 @@ from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
 from lake import diagnostics
+from lake.config import BulkSettings
 from lake.deid.engine import Deidentifier
 from lake.deid.identity import IdentityFacts
 from lake.deid.pixels import PixelPolicy, assess, decide
 from lake.diagnostics import FileWarning
 from lake.errors import RejectedInput
-from lake.config import BulkSettings
 from lake.headers.bulk import BulkValue
 from lake.headers.flatten import header_and_bulk, promoted_row
 from lake.headers.schema import TableSchema, load_table_schema

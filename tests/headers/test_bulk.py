@@ -279,7 +279,10 @@ def test_caps_in_order_and_inline_threshold() -> None:
 
 # -- forget ---------------------------------------------------------------------------------------------
 def test_forget_removes_the_patients_bulk_rows(tmp_path: Path) -> None:
-    lk = _ingest(tmp_path, {"aloka.dcm": conftest.testdata("gdcm-US-ALOKA-16.dcm"), "ecg.dcm": conftest.testdata("waveform_ecg.dcm")})
+    lk = _ingest(
+        tmp_path,
+        {"aloka.dcm": conftest.testdata("gdcm-US-ALOKA-16.dcm"), "ecg.dcm": conftest.testdata("waveform_ecg.dcm")},
+    )
     patients = dict(lk.sql("SELECT PatientID, count(*) FROM bulk GROUP BY ALL").rows())
     assert sorted(patients.values()) == [2, 3]
     gone = next(p for p, n in patients.items() if n == 3)
