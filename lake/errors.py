@@ -134,3 +134,8 @@ class ColumnError(LakeError, ValueError):
 
 class OcrUnavailableError(LakeError, RuntimeError):
     """Text detection cannot run: the ``ocr`` extra or Tesseract's language data is missing."""
+
+
+class ExportError(LakeError, ValueError):
+    """An export (``lake export teaching``) cannot be made: no studies selected, an output folder inside
+    a lake or a key folder, unreadable teaching notes, an instance that cannot be rebuilt."""

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "forget_cmd",
     "vacuum_cmd",
     "cohort_cmd",
+    "export_cmd",
 )
 
 
