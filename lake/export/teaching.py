@@ -214,14 +214,20 @@ def _write_set(
         )
     fileset = FileSet()
     fileset.ID = "LAKE_TEACHING"
-    case_of = {s: n for n, s in enumerate(exported, start=1)}
-    series_of: dict[str, int] = {}
-    for image, row in enumerate(stored, start=1):
-        series = series_of.setdefault(row["SeriesInstanceUID"], len(series_of) + 1)
-        add_instance(fileset, rebuild(snapshot, row["SOPInstanceUID"]), case_of[row["StudyInstanceUID"]], series, image)
-    fileset.write(result.out)
-    for instance in fileset:
-        result.files[str(instance.SOPInstanceUID)] = Path(instance.path).relative_to(result.out).as_posix()
+    try:
+        case_of = {s: n for n, s in enumerate(exported, start=1)}
+        series_of: dict[str, int] = {}
+        for image, row in enumerate(stored, start=1):
+            series = series_of.setdefault(row["SeriesInstanceUID"], len(series_of) + 1)
+            ds = rebuild(snapshot, row["SOPInstanceUID"])
+            add_instance(fileset, ds, case_of[row["StudyInstanceUID"]], series, image)
+        fileset.write(result.out)
+        for instance in fileset:
+            result.files[str(instance.SOPInstanceUID)] = Path(instance.path).relative_to(result.out).as_posix()
+    finally:
+        # pydicom stages the instances in a TemporaryDirectory it removes only at garbage collection
+        # (with a ResourceWarning); remove it now
+        fileset._stage["t"].cleanup()
     facts = {r[0]: r for r in fetch_rows(con, _STUDIES_SQL, [exported])}
     cols = ["StudyInstanceUID", "StudyDescription", "StudyDate", "PatientSex", "PatientAge", "BodyPartExamined"]
     cols.append("modalities")
