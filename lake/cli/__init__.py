@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "vacuum_cmd",
     "cohort_cmd",
     "review_cmd",
+    "export_cmd",
 )
 
 
