@@ -1,14 +1,12 @@
 """DICOM Part 10 datasets rebuilt from a lake snapshot: the stored de-identified header plus the pixels.
 
-This is the export's one rebuild function (:func:`rebuild`); when ``lake.headers.rebuild.dataset``
-(bulk values and the stored photometric interpretation, issue 15 "A faithful header first") lands,
-:func:`rebuild` calls it instead and nothing else changes.
+This is the export's one rebuild function (:func:`rebuild`), on top of
+:func:`lake.headers.rebuild.dataset` (the stored header with its bulk values, and the stored pixels
+with a header describing them):
 
-What the minimal rebuild does, and why:
-
-- the header is ``header_json`` (DICOM JSON, ``Dataset.from_json``): every de-identified element
-  the lake keeps, the de-identification marks (PatientIdentityRemoved, DeidentificationMethod and
-  its code sequence) included; binary values over 1 KiB are not in it (see ``lake.headers.flatten``);
+- the header is ``header_json`` (DICOM JSON) with the ``bulk`` table's values inlined: every
+  de-identified element the lake keeps, the de-identification marks (PatientIdentityRemoved,
+  DeidentificationMethod and its code sequence) included; values over the bulk caps are left out;
 - pixels are the stored values, written uncompressed (Explicit VR Little Endian), so a viewer needs
   no codec and a re-ingest gives bit-identical pixels. Colour is stored as RGB (YBR is converted at
   ingest), so a colour image is written as RGB, interleaved; a palette colour image whose lookup
@@ -49,17 +47,22 @@ def rebuild(snapshot: Snapshot, sop_instance_uid: str) -> Dataset:
     """The de-identified instance ``sop_instance_uid`` of ``snapshot`` as a Part 10 dataset (with
     file meta, uncompressed). Raises :class:`~lake.errors.NotInLakeError` when it is not in the
     snapshot or has no stored pixels, :class:`ExportError` when its header cannot be read back."""
-    from pydicom import Dataset
-
-    from lake.catalog.lookup import header
+    from lake.headers.rebuild import dataset
 
     try:
-        ds = Dataset.from_json(header(snapshot._as_lake(), sop_instance_uid))
+        ds = dataset(snapshot, sop_instance_uid)
     except (ValueError, TypeError, KeyError) as exc:
         raise ExportError(
             f"the stored header of instance {sop_instance_uid} cannot be read as DICOM JSON ({type(exc).__name__})"
         ) from None
-    _set_pixels(ds, snapshot.pixels(sop_instance_uid), snapshot, sop_instance_uid)
+    if "PixelData" not in ds:
+        from lake.errors import NotInLakeError
+
+        raise NotInLakeError(f"instance {sop_instance_uid} has no stored pixels")
+    has_lut = "RedPaletteColorLookupTableData" in ds or "SegmentedRedPaletteColorLookupTableData" in ds
+    if str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR" and not has_lut:
+        # the lookup tables were over the bulk caps: the image is written as its RGB values
+        _set_pixels(ds, snapshot.pixels(sop_instance_uid, rgb=True), snapshot, sop_instance_uid)
     _set_file_meta(ds)
     return ds
 
