@@ -183,6 +183,30 @@ class PixelSettings:
 
 
 @dataclass
+class BulkSettings:
+    """Caps on the large binary header values kept in the ``bulk`` table (:mod:`lake.headers.bulk`).
+
+    A value longer than ``max_value_bytes``, or one that would take an instance's bulk values past
+    ``max_instance_bytes``, is omitted (``BulkDataURI`` ``lake:bulkdata-omitted``) and counted.
+    """
+
+    max_value_bytes: int = 16 * 1024**2
+    max_instance_bytes: int = 64 * 1024**2
+
+    def check(self) -> None:
+        for name in ("max_value_bytes", "max_instance_bytes"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise ConfigError(
+                    f"bulk.{name} {value!r} is invalid: it must be a whole number of bytes, 0 or more "
+                    "(0 keeps no bulk value; defaults 16 MiB per value, 64 MiB per instance)"
+                )
+
+    def validate(self) -> None:
+        self.check()
+
+
+@dataclass
 class LakeConfig:
     lake_id: str
     key_fingerprint: str
@@ -190,6 +214,7 @@ class LakeConfig:
     deid: DeidSettings = field(default_factory=DeidSettings)
     pixels: PixelSettings = field(default_factory=PixelSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    bulk: BulkSettings = field(default_factory=BulkSettings)
     format: str = FORMAT
 
     @classmethod
@@ -209,6 +234,7 @@ class LakeConfig:
         self.deid.validate()
         self.pixels.validate()
         self.identity.validate()
+        self.bulk.validate()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -217,10 +243,11 @@ class LakeConfig:
     def from_dict(cls, data: dict[str, Any]) -> LakeConfig:
         if data.get("format") != FORMAT:
             raise ConfigError(f"unsupported lake format {data.get('format')!r}; this lake package reads {FORMAT}")
-        sections: tuple[tuple[str, type[DeidSettings | PixelSettings | IdentitySettings]], ...] = (
+        sections: tuple[tuple[str, type[DeidSettings | PixelSettings | IdentitySettings | BulkSettings]], ...] = (
             ("deid", DeidSettings),
             ("pixels", PixelSettings),
             ("identity", IdentitySettings),
+            ("bulk", BulkSettings),
         )
         for section, known in sections:
             value = data.get(section, {})
@@ -245,6 +272,7 @@ class LakeConfig:
                 deid=deid,
                 pixels=pixels,
                 identity=identity,
+                bulk=BulkSettings(**data.get("bulk", {})),
                 format=data["format"],
             )
         except KeyError as exc:
@@ -252,6 +280,7 @@ class LakeConfig:
         config.deid.check()
         config.pixels.check()
         config.identity.check()
+        config.bulk.check()
         return config
 
 

@@ -227,14 +227,15 @@ class Lake:
 
         return load_cohort(path, lake=self, key_file=key_file)
 
-    def header(self, sop_instance_uid: str) -> dict[str, Any]:
+    def header(self, sop_instance_uid: str, bulk: bool = False) -> dict[str, Any]:
         """The whole de-identified header of one instance (DICOM JSON model, pixel data omitted).
 
+        ``bulk=True`` inlines the large binary values of the ``bulk`` table (InlineBinary).
         Raises :class:`NotInLakeError` when absent, :class:`InvalidUIDError` for a malformed UID.
         """
         from lake.catalog.lookup import header
 
-        return header(self, sop_instance_uid)
+        return header(self, sop_instance_uid, bulk)
 
     def optimize(self, force: bool = False) -> dict[str, Any]:
         """Compact and sort the tables (see :mod:`lake.catalog.optimize`); per-table file counts."""

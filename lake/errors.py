@@ -134,3 +134,13 @@ class ColumnError(LakeError, ValueError):
 
 class OcrUnavailableError(LakeError, RuntimeError):
     """Text detection cannot run: the ``ocr`` extra or Tesseract's language data is missing."""
+
+
+class NotUnderReviewError(LakeError, ValueError):
+    """``lake review`` was asked to act on an instance that is not in the review queue (stored and
+    not flagged, already decided otherwise, or without the held copy the action needs)."""
+
+
+class ExportError(LakeError, ValueError):
+    """An export (``lake export teaching``) cannot be made: no studies selected, an output folder inside
+    a lake or a key folder, unreadable teaching notes, an instance that cannot be rebuilt."""

@@ -3,8 +3,9 @@
 #
 # This notebook opens a lake, asks the questions researchers ask first (who is in it, which studies,
 # how they line up in time, what was turned away and why), and looks at the pixels. Set `LAKE` to
-# your lake's folder; without it, the notebook builds the demo lake from the DICOM files that
-# `pydicom` and `pydicom-data` ship, in a temporary folder (never inside the repository).
+# your lake's folder; without it, the notebook builds the longitudinal demo lake (synthetic patients
+# imaged over years, made from the DICOM files that `pydicom` and `pydicom-data` ship) in a
+# temporary folder (never inside the repository).
 
 # %%
 # %matplotlib inline
@@ -16,13 +17,12 @@ import polars as pl
 
 import lake
 import lake.viz
-from lake.demo import demo_sources
-from lake.ingest import ingest
+from lake.demo import ArchiveSpec, build_demo
 
 LAKE = Path(os.environ.get("LAKE") or Path(tempfile.mkdtemp(prefix="lake-demo-")) / "lake")
 if not (LAKE / "lake.json").exists():
-    summary = ingest(LAKE, demo_sources(), workers=2)
-    print(f"built {LAKE}: {summary.ingested} instances, {summary.rejected} rejected")
+    built = build_demo(LAKE, ArchiveSpec(patients=10), workers=2)
+    print(f"built {LAKE}: {len(built.archive.patients)} synthetic patients, {built.summary.ingested} instances")
 lk = lake.open(LAKE)
 lk.info()
 

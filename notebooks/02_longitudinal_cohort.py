@@ -1,13 +1,10 @@
 # %% [markdown]
 # # A longitudinal cohort
 #
-# Patients with a baseline CT and a follow-up 6 to 18 months later: every patient's time points by
-# days from baseline, the follow-up intervals, and the cohort itself as a table.
-#
-# Draft: the baseline, the follow-ups and the priors are written here in plain SQL over the
-# `studies` view, so the notebook runs on any lake today; the cohort builder (`lk.cohort()`) and its
-# saved manifests take their place when they land. Set `LAKE` to your lake; without it the demo
-# lake is built in a temporary folder.
+# Patients with a baseline CT and a follow-up CT 6 to 18 months later, built with the cohort API
+# (`lk.cohort()`): every patient's time points by days from baseline, the follow-up intervals, the
+# cohort itself, and its saved manifest re-loaded. Set `LAKE` to your lake; without it the
+# longitudinal demo lake (synthetic patients imaged over years) is built in a temporary folder.
 
 # %%
 # %matplotlib inline
@@ -15,106 +12,76 @@ import os
 import tempfile
 from pathlib import Path
 
+import polars as pl
+
 import lake
 import lake.viz
-from lake.catalog.query import snapshot_versions
-from lake.demo import demo_sources
-from lake.ingest import ingest
+from lake.cohorts import modality
+from lake.demo import ArchiveSpec, build_demo
 
 LAKE = Path(os.environ.get("LAKE") or Path(tempfile.mkdtemp(prefix="lake-demo-")) / "lake")
 if not (LAKE / "lake.json").exists():
-    ingest(LAKE, demo_sources(), workers=2)
+    built = build_demo(LAKE, ArchiveSpec(patients=10), workers=2)
+    print(f"built {LAKE}: {len(built.archive.patients)} synthetic patients, {built.summary.ingested} instances")
 lk = lake.open(LAKE)
 
-BASELINE_MODALITY = "CT"
 MIN_DAYS, MAX_DAYS = 180, 540  # the follow-up window, days after the baseline
 
 # %% [markdown]
-# ## Baseline and days from baseline
+# ## Every patient's time points, from the first CT
 #
-# The baseline is each patient's first study with a CT series (same-day studies ordered by time,
-# then UID); every later study of the patient is a time point at its days from baseline. Dates are
-# shifted per patient, so these intervals are exact.
+# `baseline(modality("CT"))`: each patient's first study with a CT series (same-day studies ordered
+# by time, then UID) is time point 1; every later study, of any modality, is a time point at its
+# days from baseline. Dates are shifted per patient, so these intervals are exact.
 
 # %%
-TIME_POINTS = """
-WITH ranked AS (
-    SELECT PatientID, StudyInstanceUID, StudyDate,
-           row_number() OVER (PARTITION BY PatientID
-                              ORDER BY StudyDate, StudyTime NULLS LAST, StudyInstanceUID) AS n
-    FROM studies WHERE list_contains(modalities, $modality) AND StudyDate IS NOT NULL
-), baseline AS (
-    SELECT PatientID, StudyInstanceUID AS baseline_study, StudyDate AS baseline_date FROM ranked WHERE n = 1
-)
-SELECT s.PatientID, s.StudyInstanceUID, s.StudyDate, s.modalities, s.StudyDescription,
-       s.StudyInstanceUID = b.baseline_study AS is_baseline,
-       date_diff('day', b.baseline_date, s.StudyDate) AS days_from_baseline
-FROM studies s JOIN baseline b USING (PatientID)
-WHERE s.StudyDate >= b.baseline_date
-ORDER BY s.PatientID, days_from_baseline, s.StudyTime NULLS LAST, s.StudyInstanceUID
-"""
-time_points = lk.sql(TIME_POINTS, {"modality": BASELINE_MODALITY})
-time_points.head(10)
-
-# %%
+time_points = lk.cohort().baseline(modality("CT")).studies()
 lake.viz.swimmer(time_points, modality="modalities")
 
 # %% [markdown]
-# ## The cohort: a follow-up in the window
+# ## The follow-up intervals
 #
-# Patients with at least one later study within `[MIN_DAYS, MAX_DAYS]` of their baseline, the
-# first such study as their follow-up.
+# Days from the baseline CT to each later CT (`filter` keeps the CT series only, so the time points
+# are CT studies); the shaded band is the follow-up window.
 
 # %%
-follow_ups = lk.sql(
-    f"""
-    WITH t AS ({TIME_POINTS})
-    SELECT PatientID, StudyInstanceUID AS follow_up_study, days_from_baseline,
-           row_number() OVER (PARTITION BY PatientID ORDER BY days_from_baseline, StudyInstanceUID) AS n
-    FROM t WHERE NOT is_baseline AND days_from_baseline BETWEEN $min_days AND $max_days
-    QUALIFY n = 1
-    ORDER BY PatientID
-    """,
-    {"modality": BASELINE_MODALITY, "min_days": MIN_DAYS, "max_days": MAX_DAYS},
-)
-print(f"{follow_ups.height} of {time_points['PatientID'].n_unique()} patients with a baseline "
-      f"{BASELINE_MODALITY} have a follow-up {MIN_DAYS} to {MAX_DAYS} days later")
-follow_ups
+ct = lk.cohort().filter(modality("CT")).baseline()
+intervals = ct.studies().filter(~pl.col("is_baseline"))
+in_window = intervals.filter(pl.col("days_from_baseline").is_between(MIN_DAYS, MAX_DAYS)).height
+print(f"{intervals.height} follow-up CTs, {in_window} of them {MIN_DAYS} to {MAX_DAYS} days after the baseline")
+lake.viz.interval_histogram(intervals, column="days_from_baseline", window=(MIN_DAYS, MAX_DAYS))
 
 # %% [markdown]
-# ## Intervals between a study and its prior
+# ## The cohort: a follow-up CT in the window
 #
-# The prior of a study is the patient's most recent earlier study sharing a modality (a self-join
-# of `studies`; the `priors` view will hold this). The histogram shades the follow-up window.
+# `follow_ups(MIN_DAYS, MAX_DAYS)` keeps the baseline and the later CTs in the window, and the
+# patients that have one. The builder prints the one DuckDB query it runs (it runs as printed in
+# `lake sql`).
 
 # %%
-PRIORS = """
-WITH pairs AS (
-    SELECT s.PatientID, s.StudyInstanceUID, p.StudyInstanceUID AS prior_study,
-           date_diff('day', p.StudyDate, s.StudyDate) AS interval_days,
-           row_number() OVER (PARTITION BY s.StudyInstanceUID
-                              ORDER BY p.StudyDate DESC, p.StudyTime DESC NULLS LAST, p.StudyInstanceUID DESC) AS n
-    FROM studies s JOIN studies p
-      ON p.PatientID = s.PatientID
-     AND len(list_intersect(p.modalities, s.modalities)) > 0
-     AND (p.StudyDate < s.StudyDate
-          OR (p.StudyDate = s.StudyDate AND (coalesce(p.StudyTime, TIME '00:00') < coalesce(s.StudyTime, TIME '00:00')
-              OR (coalesce(p.StudyTime, TIME '00:00') = coalesce(s.StudyTime, TIME '00:00')
-                  AND p.StudyInstanceUID < s.StudyInstanceUID))))
+cohort = ct.follow_ups(MIN_DAYS, MAX_DAYS)
+patients = cohort.patients()
+print(
+    f"{patients.height} of {time_points['PatientID'].n_unique()} patients with a baseline CT "
+    f"have a follow-up CT {MIN_DAYS} to {MAX_DAYS} days later"
 )
-SELECT s.PatientID, s.StudyInstanceUID, s.StudyDate, s.modalities, pairs.prior_study, pairs.interval_days
-FROM studies s LEFT JOIN pairs ON pairs.StudyInstanceUID = s.StudyInstanceUID AND pairs.n = 1
-ORDER BY s.PatientID, s.StudyDate, s.StudyTime NULLS LAST, s.StudyInstanceUID
-"""
-priors = lk.sql(PRIORS)
-lake.viz.interval_histogram(priors, window=(MIN_DAYS, MAX_DAYS))
+patients
+
+# %%
+print(cohort.sql())
 
 # %% [markdown]
 # ## Reproducing the cohort
 #
-# The SQL above is the cohort's definition. Until `lk.cohort().save(PATH)` writes a manifest (the
-# definition, the Delta version of every table read and a content hash of the result), keep the
-# SQL and the table versions it ran on:
+# `save` writes a manifest (JSON, outside the lake): the query, the Delta version of every table it
+# read, the lake id, the key fingerprint, counts and a content hash of the rows. `lake.load_cohort`
+# re-runs the query against exactly those versions (later ingests change nothing) and checks the hash.
 
 # %%
-print(snapshot_versions(lk.paths))
+studies = cohort.studies()
+manifest_path = Path(tempfile.mkdtemp(prefix="lake-cohort-")) / "ct-follow-up.cohort.json"
+manifest = cohort.save(manifest_path)
+loaded = lake.load_cohort(manifest_path)
+print("pinned versions:", manifest.versions)
+print(f"re-loaded from the manifest: {loaded.frame.height} rows, the same as saved: {loaded.frame.equals(studies)}")
+print(loaded.note() or "no member withdrawn since the cohort was saved")

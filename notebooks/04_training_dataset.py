@@ -3,10 +3,9 @@
 #
 # A cohort's series as fixed-shape arrays with labels from the tables: a numpy generator of
 # volumes, batches of slices, and a lazy dask stack, all memory bounded (never more than
-# `max_in_memory` series held; see `lake.pixels.batches`).
-#
-# Draft: the series are chosen with SQL over `series` and `studies`; `lk.cohort()` takes its place
-# when it lands. Set `LAKE` to your lake; without it the demo lake is built in a temporary folder.
+# `max_in_memory` series held; see `lake.pixels.batches`). The series are selected with the
+# cohort API (`lk.cohort()`). Set `LAKE` to your lake; without it the longitudinal demo lake is
+# built in a temporary folder.
 
 # %%
 # %matplotlib inline
@@ -15,16 +14,18 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 import lake
 import lake.viz
-from lake.demo import demo_sources
-from lake.ingest import ingest
+from lake.cohorts import modality
+from lake.demo import ArchiveSpec, build_demo
 from lake.pixels.batches import iter_series, iter_slice_batches, series_stack
 
 LAKE = Path(os.environ.get("LAKE") or Path(tempfile.mkdtemp(prefix="lake-demo-")) / "lake")
 if not (LAKE / "lake.json").exists():
-    ingest(LAKE, demo_sources(), workers=2)
+    built = build_demo(LAKE, ArchiveSpec(patients=10), workers=2)
+    print(f"built {LAKE}: {len(built.archive.patients)} synthetic patients, {built.summary.ingested} instances")
 lk = lake.open(LAKE)
 
 SHAPE = (8, 64, 64)  # (z, y, x) every volume is resampled to
@@ -32,22 +33,19 @@ SHAPE = (8, 64, 64)  # (z, y, x) every volume is resampled to
 # %% [markdown]
 # ## The series and their labels
 #
-# Regular CT and MR volumes, labelled with the modality and whether the study is a follow-up
-# (after the patient's first study). The split keeps each patient on one side: a keyed pseudonym
-# is as good a hash as any.
+# Regular CT and MR volumes (`is_volume`), labelled with the modality and whether the study is a
+# follow-up (after the patient's baseline, the first study with such a series). The split keeps
+# each patient on one side: every fifth patient, by pseudonym, is held out.
 
 # %%
-series = lk.sql("""
-SELECT se.SeriesInstanceUID, se.PatientID, se.Modality, se.distinct_positions,
-       st.days_from_first_study, (st.days_from_first_study > 0)::INTEGER AS follow_up,
-       hash(se.PatientID) % 5 = 0 AS held_out
-FROM series se JOIN studies st USING (StudyInstanceUID, PatientID)
-WHERE se.is_volume AND se.Modality IN ('CT', 'MR')
-ORDER BY se.PatientID, st.StudyDate, se.SeriesInstanceUID
-""")
-train = series.filter(~series["held_out"])
-print(f"{series.height} series, {train.height} for training")
-series.head()
+cohort = lk.cohort().filter(modality("CT", "MR"), "is_volume").baseline()
+series = cohort.series().with_columns(follow_up=(~pl.col("is_baseline")).cast(pl.Int32))
+held_out = series["PatientID"].unique().sort().gather_every(5)
+series = series.with_columns(held_out=pl.col("PatientID").is_in(held_out.to_list()))
+train = series.filter(~pl.col("held_out"))
+print(f"{series.height} series ({series['follow_up'].sum()} follow-ups) of {series['PatientID'].n_unique()} patients, "
+      f"{train.height} for training")  # fmt: skip
+series.select("PatientID", "Modality", "distinct_positions", "time_point", "days_from_baseline", "follow_up").head()
 
 # %% [markdown]
 # ## One volume at a time
@@ -74,10 +72,16 @@ lake.viz.montage(first, count=8) if first is not None else None
 # series and by slice within each series.
 
 # %%
+batches = slices = follow_up_slices = 0
 for batch, labels in iter_slice_batches(
     lk, train, ["follow_up"], batch_size=16, shape=SHAPE[1:], shuffle=True, seed=0, window=(40.0, 400.0)
 ):
-    print(batch.shape, batch.dtype, "follow-up slices:", int(np.sum(labels["follow_up"])))
+    if batches < 3:
+        print(batch.shape, batch.dtype, "follow-up slices:", int(np.sum(labels["follow_up"])))
+    batches += 1
+    slices += len(batch)
+    follow_up_slices += int(np.sum(labels["follow_up"]))
+print(f"{batches} batches, {slices} slices of {train.height} series, {follow_up_slices} of them from follow-ups")
 
 # %% [markdown]
 # ## A dask stack
@@ -89,4 +93,4 @@ for batch, labels in iter_slice_batches(
 stack = series_stack(lk, series, SHAPE)
 print(stack)
 if series.height:
-    print("mean HU per series:", np.round(stack.mean(axis=(1, 2, 3)).compute(), 1))
+    print("mean value per series (HU for CT):", np.round(stack.mean(axis=(1, 2, 3)).compute(), 1))

@@ -33,6 +33,8 @@ COMMAND_MODULES = (
     "forget_cmd",
     "vacuum_cmd",
     "cohort_cmd",
+    "review_cmd",
+    "export_cmd",
 )
 
 

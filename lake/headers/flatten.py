@@ -9,12 +9,11 @@ from typing import Any
 from pydicom import Dataset
 from pydicom.dataelem import DataElement
 
+from lake.config import BulkSettings
+from lake.headers.bulk import BULK_DATA_THRESHOLD, PIXEL_TAGS, Plan, large_binary, plan
 from lake.headers.geometry import frame_geometry
 from lake.headers.schema import Column, TableSchema
 from lake.headers.values import CONVERTERS
-
-BULK_OMITTED = "lake:bulkdata-omitted"
-PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
 def resolve(ds: Dataset, path: str) -> Any:
@@ -91,20 +90,30 @@ def contrast_used(ds: Dataset) -> bool:
     return bool(resolve(ds, "SharedFunctionalGroupsSequence.ContrastBolusUsageSequence"))
 
 
-def _bulk_handler(_elem: DataElement) -> str:
-    return BULK_OMITTED
+def header_and_bulk(ds: Dataset, caps: BulkSettings | None = None) -> tuple[str, Plan]:
+    """The dataset (without pixel data) in the DICOM JSON model, and its large binary values.
 
-
-def header_json(ds: Dataset) -> str:
-    """The dataset (without pixel data) in the DICOM JSON model; binary values over 1 KiB omitted."""
+    Binary values over 768 bytes (:data:`lake.headers.bulk.INLINE_MAX_BYTES`) are referenced by
+    ``BulkDataURI``: ``bulk:<sha256>`` for those :func:`lake.headers.bulk.plan` keeps within
+    ``caps`` (returned in the plan, for the ``bulk`` table), ``lake:bulkdata-omitted`` for the rest
+    (all of them without ``caps``).
+    """
     removed = {tag: ds[tag] for tag in PIXEL_TAGS if tag in ds}
     for tag in removed:
         del ds[tag]
     try:
+        kept = plan(ds, caps.max_value_bytes, caps.max_instance_bytes) if caps is not None else Plan()
+        if caps is None:
+            kept.omitted = sum(1 for _ in large_binary(ds))
         model = ds.to_json_dict(
-            bulk_data_threshold=1024, bulk_data_element_handler=_bulk_handler, suppress_invalid_tags=True
+            bulk_data_threshold=BULK_DATA_THRESHOLD, bulk_data_element_handler=kept.uri_for, suppress_invalid_tags=True
         )
     finally:
         for tag, elem in removed.items():
             ds[tag] = elem
-    return json.dumps(model, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(model, separators=(",", ":"), ensure_ascii=False), kept
+
+
+def header_json(ds: Dataset) -> str:
+    """The dataset (without pixel data) in the DICOM JSON model; binary values over 768 bytes omitted."""
+    return header_and_bulk(ds)[0]

@@ -17,7 +17,7 @@ TABLES_DIR = schema_dir("tables")  # package data (lake.resources)
 
 #: The column types a schema may use (DuckDB's names).
 TYPE_NAMES = frozenset(
-    ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIME", "TIMESTAMP", "DOUBLE[]", "BIGINT[]", "VARCHAR[]")
+    ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIME", "TIMESTAMP", "DOUBLE[]", "BIGINT[]", "VARCHAR[]", "BLOB")
 )
 
 
@@ -39,6 +39,7 @@ def arrow_types() -> dict[str, pa.DataType]:
         "DOUBLE[]": pa.list_(pa.float64()),
         "BIGINT[]": pa.list_(pa.int64()),
         "VARCHAR[]": pa.list_(pa.string()),
+        "BLOB": pa.binary(),
     }
 
 

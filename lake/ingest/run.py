@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from lake.catalog.tables import append, to_arrow
-from lake.config import DeidSettings, LakePaths, check_lake_folder, read_config, vault_dir
+from lake.config import BulkSettings, DeidSettings, LakePaths, check_lake_folder, read_config, vault_dir
 from lake.core import Lake, create_lake
 from lake.crashpoints import crash_point
 from lake.created import CreatedPaths
@@ -57,6 +57,7 @@ from lake.keys import LakeKey
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
 from lake.pixels.store import array_key
+from lake.review.held import hold_quarantined
 from lake.runs import append_run, new_run_id, utc_now
 from lake.sources import SourceItem, SourceLimits, iter_sources
 from lake.sources.local import check_sources
@@ -121,21 +122,27 @@ class IngestInterrupted(Interrupted):
 # -- worker processes -----------------------------------------------------------------------------
 _worker_deid: Deidentifier | None = None
 _worker_policy: str = ""
+_worker_bulk: BulkSettings | None = None
 
 
 def _init_worker(
-    secret: bytes, settings: DeidSettings, recipe: Recipe | None = None, identifier: PatientIdentifier | None = None
+    secret: bytes,
+    settings: DeidSettings,
+    recipe: Recipe | None = None,
+    identifier: PatientIdentifier | None = None,
+    bulk: BulkSettings | None = None,
 ) -> None:
-    global _worker_deid, _worker_policy
+    global _worker_deid, _worker_policy, _worker_bulk
     silence_process()  # a worker never prints: what it logs or warns is about the files
     _worker_deid = build_deidentifier(LakeKey(secret), settings, recipe, identifier)
     _worker_policy = settings.burned_in_policy
+    _worker_bulk = bulk
 
 
 def _work(data: bytes) -> Outcome:
     assert _worker_deid is not None
     crash_point("ingest.worker_file")
-    return process_file(data, _worker_deid, _worker_policy)
+    return process_file(data, _worker_deid, _worker_policy, bulk=_worker_bulk)
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -149,6 +156,7 @@ class _Run:
         self.state = LakeState.load(lk.paths)
         self.instances_schema = load_table_schema("instances")
         self.rejects_schema = load_table_schema("rejects")
+        self.bulk_schema = load_table_schema("bulk")
         self.batch: list[tuple[Processed, str, int]] = []
         self.batch_sops: set[str] = set()
         self.rejects: list[dict[str, Any]] = []
@@ -248,7 +256,7 @@ class _Run:
             return
         self.batch_sops.add(sop)
         self.batch.append((result, ref, size))
-        self.batch_bytes += result.frames.nbytes if result.frames is not None else 0
+        self.batch_bytes += sum(f.nbytes for f in (result.frames, result.held) if f is not None)
         self.deid_counts.update(result.counts)
         if any(why == ner.NO_NER_REASON for _attr, why in result.counts):  # issue 12: the summary says it once
             self.summary.warnings[ner.NO_NER_WARNING] += 1
@@ -273,8 +281,10 @@ class _Run:
                 self.ledger.add(result.identity, result.patient_pseudonym)
         self.ledger.save()
         rows = []
+        bulk_rows: list[dict[str, Any]] = []
         pending: dict[str, list[tuple[int, np.ndarray, dict[str, Any]]]] = {}
         for result, ref, size in self.batch:
+            bulk_rows += _bulk_rows(result, self.run_id)
             row = dict(result.row)
             row.update(source_ref=ref, source_bytes=size, ingest_run=self.run_id, ingested_at=utc_now())
             if result.frames is not None:
@@ -292,9 +302,15 @@ class _Run:
             self.lk.pixel_store.write(key, parts[0][0], frames, parts[0][2], run=self.run_id)
             crash_point("ingest.after_array")
         crash_point("ingest.after_pixels")
+        hold_quarantined(self.lk.key_path, [result for result, _ref, _size in self.batch])  # vault, before the rows
         if self.rejects:
             append(self.paths.table("rejects"), to_arrow(self.rejects, self.rejects_schema))
             crash_point("ingest.after_rejects")
+        if bulk_rows:
+            # before the rows that reference them, like the pixels: a crash between the two leaves
+            # bulk rows of instances not committed, which a rerun writes again (readers take one)
+            append(self.paths.table("bulk"), to_arrow(bulk_rows, self.bulk_schema))
+            crash_point("ingest.after_bulk")
         if rows:
             append(self.paths.table("instances"), to_arrow(rows, self.instances_schema))
             crash_point("ingest.after_instances")
@@ -322,6 +338,25 @@ class _Run:
                 f.write(json.dumps({"original_patient_id": original, "pseudonym": pseudonym}) + "\n")
         os.chmod(path, 0o600)
         self.crosswalk.clear()
+
+
+def _bulk_rows(result: Processed, run_id: str) -> list[dict[str, Any]]:
+    """The ``bulk`` table's rows of one instance (its large de-identified binary values)."""
+    sop, patient = result.row["SOPInstanceUID"], result.row.get("PatientID")
+    return [
+        {
+            "SOPInstanceUID": sop,
+            "PatientID": patient,
+            "tag_path": v.tag_path,
+            "keyword_path": v.keyword_path,
+            "vr": v.vr,
+            "length": len(v.value),
+            "sha256": v.sha256,
+            "value": v.value,
+            "ingest_run": run_id,
+        }
+        for v in result.bulk
+    ]
 
 
 REKEYED = (
@@ -573,7 +608,7 @@ def _sequential(
 ) -> None:
     deid = build_deidentifier(run.key, run.lk.config.deid, run.recipe, run.identifier)
     for item, ref, size, data in todo:
-        outcome = process_file(data, deid, run.lk.config.deid.burned_in_policy)
+        outcome = process_file(data, deid, run.lk.config.deid.burned_in_policy, bulk=run.lk.config.bulk)
         _handle(run, item, ref, size, outcome)
         if on_file:
             on_file(size)
@@ -605,7 +640,7 @@ def _parallel(
     identifier: PatientIdentifier | None = None,
 ) -> None:
     """Process in worker processes; results are handled in input order, so runs are deterministic."""
-    initargs = (key.secret, settings, recipe, identifier)
+    initargs = (key.secret, settings, recipe, identifier, run.lk.config.bulk)
     ner.warm(settings.options)  # issue 12: the name lists load once here; the forked workers share them
     pool = TimedPool(_work, workers, _init_worker, initargs, limits[0], limits[1])
     tagged = (((item, ref, size), data) for item, ref, size, data in todo)

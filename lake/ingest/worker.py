@@ -20,14 +20,16 @@ from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
 from lake import diagnostics
+from lake.config import BulkSettings
 from lake.deid.engine import Deidentifier
 from lake.deid.identity import IdentityFacts
 from lake.deid.pixels import PixelPolicy, assess, decide
 from lake.diagnostics import FileWarning
 from lake.errors import RejectedInput
-from lake.headers.flatten import header_json, promoted_row
+from lake.headers.bulk import BulkValue
+from lake.headers.flatten import header_and_bulk, promoted_row
 from lake.headers.schema import TableSchema, load_table_schema
-from lake.pixels.decode import decode, stored_value_attributes
+from lake.pixels.decode import decode, decoded_photometric, stored_value_attributes
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 
@@ -44,6 +46,8 @@ class Processed:
     array_attributes: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[FileWarning, ...] = ()  # codes are PHI-free; messages go to the vault log only
     identity: IdentityFacts | None = None  # keyed digests for the vault's identity ledger
+    held: np.ndarray | None = field(default=None, repr=False)  # quarantined: the unmasked frames (vault only)
+    bulk: list[BulkValue] = field(default_factory=list, repr=False)  # rows of the bulk table
 
 
 @dataclass(frozen=True)
@@ -158,10 +162,18 @@ def _array_attributes(ds: Dataset, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def process(
-    data: bytes, deidentifier: Deidentifier, policy: PixelPolicy | str, schema: TableSchema | None = None
+    data: bytes,
+    deidentifier: Deidentifier,
+    policy: PixelPolicy | str,
+    schema: TableSchema | None = None,
+    bulk: BulkSettings | None = None,
 ) -> Processed:
-    """Parse, validate, decode, de-identify and flatten one file. Raises :class:`RejectedInput`."""
+    """Parse, validate, decode, de-identify and flatten one file. Raises :class:`RejectedInput`.
+
+    ``bulk`` caps the large binary values kept for the ``bulk`` table (default: the defaults of
+    :class:`lake.config.BulkSettings`)."""
     schema = schema or load_table_schema("instances")
+    bulk = bulk or BulkSettings()
     ds = parse(data)
     validate(ds)
     meta = getattr(ds, "file_meta", None)
@@ -179,7 +191,7 @@ def process(
         frames, pixel_status, pixel_reason = decision.frames, decision.status, decision.reason
         try:
             row = promoted_row(ds, schema)
-            row["header_json"] = header_json(ds)
+            row["header_json"], kept = header_and_bulk(ds, bulk)
         except Exception as exc:
             raise RejectedInput("flatten", f"flatten_failed:{type(exc).__name__}", repr(exc)) from exc
     row["TransferSyntaxUID"] = transfer_syntax or None
@@ -191,19 +203,39 @@ def process(
         row["pixel_dtype"] = frames.dtype.name
         row["pixel_bytes"] = int(frames.nbytes)
         row["pixel_sha256"] = hashlib.sha256(frames.tobytes()).hexdigest()
+        row.update(stored_pixel_columns(ds, frames))
+    row.update(bulk_values=len(kept.values), bulk_bytes=kept.bytes, bulk_omitted=kept.omitted)
+    counts = result.counts + kept.counts
     return Processed(
         row=row,
         frames=frames,
-        counts=result.counts,
+        counts=counts,
         patient_pseudonym=result.patient_pseudonym,
         original_patient_id=result.original_patient_id,
         array_attributes=_array_attributes(ds, row),
         identity=result.identity,
+        held=pixels.frames if pixel_status == "quarantined" else None,  # lake.review holds it in the vault
+        bulk=kept.values,
     )
 
 
+def stored_pixel_columns(ds: Dataset, frames: np.ndarray) -> dict[str, Any]:
+    """What the stored values are, for a header written with them: photometric interpretation (RGB
+    after a YBR conversion), planar configuration (always colour-by-pixel) and bits allocated."""
+    samples = int(frames.shape[-1]) if frames.ndim == 4 else 1
+    return {
+        "stored_photometric_interpretation": decoded_photometric(ds) or None,
+        "stored_planar_configuration": 0 if samples > 1 else None,
+        "stored_bits_allocated": int(frames.dtype.itemsize) * 8,
+    }
+
+
 def process_file(
-    data: bytes, deidentifier: Deidentifier, policy: PixelPolicy | str, schema: TableSchema | None = None
+    data: bytes,
+    deidentifier: Deidentifier,
+    policy: PixelPolicy | str,
+    schema: TableSchema | None = None,
+    bulk: BulkSettings | None = None,
 ) -> Processed | Rejection:
     """:func:`process` for one input file that never raises and reports what the libraries warned.
 
@@ -211,7 +243,7 @@ def process_file(
     """
     with diagnostics.capture() as caught:
         try:
-            result = process(data, deidentifier, policy, schema)
+            result = process(data, deidentifier, policy, schema, bulk)
         except RejectedInput as exc:
             return Rejection(exc.stage, exc.reason, exc.detail, caught.results())
         except Exception as exc:

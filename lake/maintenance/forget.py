@@ -31,6 +31,7 @@ from lake.fixity import record_table_fixity, table_dirs
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
 from lake.maintenance.vacuum import purge_history, vacuum_table
+from lake.review.held import delete_patients
 from lake.runs import append_run, new_run_id, utc_now
 from lake.withdrawals import add_withdrawn
 
@@ -46,6 +47,7 @@ class ForgetSummary:
     arrays_compacted: int = 0
     files_vacuumed: int = 0
     log_entries_purged: int = 0
+    held_deleted: int = 0  # held copies of quarantined pixels deleted from the vault (lake.review)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,11 +171,13 @@ def forget(
         gone = [r for r in rows if r["PatientID"] in pseudonyms]
         if not gone:
             # Nothing to delete, but a forget cut short after its commits left old files: finish it.
+            summary.held_deleted = delete_patients(lk.key_path, pseudonyms)
             _clean_up(lk, summary, {r["pixel_array"] for r in rows if r["pixel_array"]})
             append_run(lk.paths, summary.run_id, "forget", started, _params(patient), summary.to_dict(), "not_found")
             raise NotInLakeError("no instances of that patient in this lake (old files were vacuumed anyway)")
         summary.instances = len(gone)
         add_withdrawn(lk.key_path, pseudonyms)  # first: a later ingest must never bring them back
+        summary.held_deleted = delete_patients(lk.key_path, pseudonyms)  # the vault's quarantined originals
         uids: dict[str, list[str]] = defaultdict(list)
         for column in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"):
             uids[column] = sorted({str(r[column]) for r in gone if r[column]})

@@ -6,7 +6,7 @@ figure; nothing here calls ``plt.show`` or touches pyplot's global figure list, 
 hundreds of figures holds none of them. In Jupyter, ``%matplotlib inline`` displays a returned
 figure. Matplotlib is imported on first use (``pip install -e ".[notebooks]"``).
 
-:func:`nearest_slice` and :func:`slice_plane_distances` need only numpy.
+:func:`nearest_slice`, :func:`shared_point` and :func:`slice_plane_distances` need only numpy.
 """
 
 from __future__ import annotations
@@ -17,10 +17,18 @@ from lake.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lake.viz.images import montage, side_by_side
-    from lake.viz.position import nearest_slice, slice_plane_distances
+    from lake.viz.position import nearest_slice, shared_point, slice_plane_distances
     from lake.viz.timeline import interval_histogram, swimmer
 
-__all__ = ["interval_histogram", "montage", "nearest_slice", "side_by_side", "slice_plane_distances", "swimmer"]
+__all__ = [
+    "interval_histogram",
+    "montage",
+    "nearest_slice",
+    "shared_point",
+    "side_by_side",
+    "slice_plane_distances",
+    "swimmer",
+]
 
 _EXPORTS = {
     "interval_histogram": "lake.viz.timeline",
@@ -28,6 +36,7 @@ _EXPORTS = {
     "montage": "lake.viz.images",
     "side_by_side": "lake.viz.images",
     "nearest_slice": "lake.viz.position",
+    "shared_point": "lake.viz.position",
     "slice_plane_distances": "lake.viz.position",
 }
 

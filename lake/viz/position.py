@@ -49,6 +49,29 @@ def slice_center(volume: Volume, index: int) -> np.ndarray:
     )
 
 
+def shared_point(current: Volume, prior: Volume) -> np.ndarray:
+    """A point (LPS, mm) both volumes cover: the centre of the current's slice nearest to the middle
+    of the stretch along the current's slice normal that both volumes span.
+
+    A good ``point`` for :func:`~lake.viz.side_by_side` when the prior covers another extent than
+    the current (the default point, the current's middle slice, may lie outside the prior). When
+    both series lie on one grid of slice positions, as a scanner's series of one patient often do,
+    the prior has a slice through this point too. Raises :class:`GeometryError` when the volumes
+    share no stretch of the normal.
+    """
+    normal = plane_normal(current)
+    along = np.asarray(current.positions, dtype=float) @ normal
+    prior_along = np.asarray(prior.positions, dtype=float) @ normal
+    low, high = max(along.min(), prior_along.min()), min(along.max(), prior_along.max())
+    if low > high:
+        raise GeometryError(
+            f"the volumes share no position along the slice normal (current {along.min():.1f} to "
+            f"{along.max():.1f} mm, prior {prior_along.min():.1f} to {prior_along.max():.1f} mm): "
+            "give side_by_side a point, or compare series that cover the same anatomy"
+        )
+    return slice_center(current, int(np.argmin(np.abs(along - (low + high) / 2))))
+
+
 def angle_between_slices(a: Volume, b: Volume) -> float:
     """Angle between the slice planes of two volumes, degrees (0 for parallel slices)."""
     cosine = abs(float(plane_normal(a) @ plane_normal(b)))
