@@ -293,6 +293,9 @@ def slice_axis(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (exact for a regular stack; the best uniform grid for an irregular one)."""
     n = len(positions)
     k = np.arange(n, dtype=float)
+    step = (positions[-1] - positions[0]) / max(n - 1, 1)
+    if np.allclose(positions[0] + k[:, None] * step, positions, rtol=0.0, atol=1e-9):
+        return np.asarray(positions[0], dtype=float), step  # regular: exactly the first position
     design = np.column_stack([np.ones(n), k])
     (origin, step), *_ = np.linalg.lstsq(design, positions, rcond=None)
     return np.asarray(origin, dtype=float), np.asarray(step, dtype=float)
