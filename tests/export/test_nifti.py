@@ -234,7 +234,8 @@ def _identifiers(folders: list[Path]) -> set[tuple[str, str]]:
             for key in ("PatientName", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
                         "AccessionNumber", "StudyDate", "InstitutionName", "ReferringPhysicianName"):
                 value = str(ds.get(key) or "").strip()
-                if len(value) >= 4 and value != str(ds.get("Manufacturer")):  # MR_small's institution is its maker
+                # (MR_small names its maker, TOSHIBA, as its institution: the Manufacturer is research data)
+                if len(value) >= 4 and value.upper() not in str(ds.get("Manufacturer") or "").upper():
                     found.add((key, value))
     return found
 
