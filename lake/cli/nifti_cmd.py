@@ -29,9 +29,7 @@ def add_nifti_parser(export_subparsers: argparse._SubParsersAction) -> argparse.
     source.add_argument("--sql", metavar="SQL", help="one query with a SeriesInstanceUID column (quote it)")
     source.add_argument("--cohort", metavar="MANIFEST", type=Path, help="a manifest written by `lake cohort save`")
     p.add_argument("--out", required=True, metavar="DIR", type=Path, help="the folder to write (outside the lake)")
-    p.add_argument(
-        "--correct-tilt", action="store_true", help="resample gantry-tilted stacks to an orthogonal grid"
-    )
+    p.add_argument("--correct-tilt", action="store_true", help="resample gantry-tilted stacks to an orthogonal grid")
     p.add_argument(
         "--irregular",
         choices=IRREGULAR_CHOICES,

@@ -94,7 +94,9 @@ def _volumes(lk: Lake, series_uid: str) -> list[tuple[str, Volume]]:
             vol = lk.volume(series_uid, timepoints=True)
         except GeometryError:
             first = lk.volume(series_uid, stack=0)
-            return [(f"_stack-{s + 1}", first if s == 0 else lk.volume(series_uid, stack=s)) for s in range(first.stacks)]
+            return [
+                (f"_stack-{s + 1}", first if s == 0 else lk.volume(series_uid, stack=s)) for s in range(first.stacks)
+            ]
     if vol.timepoints == 1:
         vol.array, vol.slopes, vol.intercepts = vol.array[0], vol.slopes[0], vol.intercepts[0]
         vol.temporal_spacing = None
@@ -106,11 +108,15 @@ def _slice_timing(lk: Lake, series_uid: str, vol: Volume) -> tuple[list[float] |
     the CSA header of a Siemens series, when the lake keeps it."""
     from lake.pixels.mosaic import _csa_bytes, csa_values
 
-    rows = lk.connection().execute(
-        "SELECT SOPInstanceUID FROM instances WHERE SeriesInstanceUID = ? AND pixel_array IS NOT NULL "
-        "AND Manufacturer ILIKE 'SIEMENS%' ORDER BY InstanceNumber LIMIT 1",
-        [series_uid],
-    ).fetchall()
+    rows = (
+        lk.connection()
+        .execute(
+            "SELECT SOPInstanceUID FROM instances WHERE SeriesInstanceUID = ? AND pixel_array IS NOT NULL "
+            "AND Manufacturer ILIKE 'SIEMENS%' ORDER BY InstanceNumber LIMIT 1",
+            [series_uid],
+        )
+        .fetchall()
+    )
     if not rows:
         return None, None
     data = _csa_bytes(lk, str(rows[0][0]))
@@ -153,7 +159,7 @@ def series_of_selection(lk: Lake, sql: str | None = None, cohort: str | os.PathL
         if "SeriesInstanceUID" not in frame.columns:
             raise ExportError(
                 "the --sql query has no SeriesInstanceUID column: select it, e.g. "
-                '"SELECT DISTINCT SeriesInstanceUID FROM instances WHERE Modality = \'MR\'"'
+                "\"SELECT DISTINCT SeriesInstanceUID FROM instances WHERE Modality = 'MR'\""
             )
         return [str(u) for u in dict.fromkeys(frame["SeriesInstanceUID"].to_list()) if u]
     from lake.cohorts.manifest import load_cohort
@@ -215,7 +221,10 @@ def export_nifti(
                 folder.mkdir(exist_ok=True)
                 stem_path = _unique(folder, name)
                 image = to_nifti(part)
-                nii, side = stem_path.with_name(stem_path.name + ".nii.gz"), stem_path.with_name(stem_path.name + ".json")
+                nii, side = (
+                    stem_path.with_name(stem_path.name + ".nii.gz"),
+                    stem_path.with_name(stem_path.name + ".json"),
+                )
                 nib.save(image, str(nii))
                 fields = sidecar(row, part, timing if len(regular) == 1 else None, polarity, notes)
                 side.write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")

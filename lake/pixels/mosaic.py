@@ -85,7 +85,9 @@ def _inferred_images(frame: np.ndarray, rows: int, matrix: Sequence[int] | None)
     if g < 2:
         return None
     tr, tc = frame.shape[0] // g, frame.shape[1] // g
-    filled = [k for k in range(g * g) if np.any(frame[(k // g) * tr : (k // g + 1) * tr, (k % g) * tc : (k % g + 1) * tc])]
+    filled = [
+        k for k in range(g * g) if np.any(frame[(k // g) * tr : (k // g + 1) * tr, (k % g) * tc : (k % g + 1) * tc])
+    ]
     return filled[-1] + 1 if filled else None
 
 
@@ -99,7 +101,7 @@ def mosaic_info(lk: Lake, series_uid: str, read: Callable[[list[FrameRef]], np.n
     sop, array, start, n_rows, n_cols, matrix, between, thickness = rows[0]
     spacing = first_number(between) or first_number(thickness) or 1.0
     values = csa_values(data) if (data := _csa_bytes(lk, str(sop))) else {}
-    count = first_number((values.get("NumberOfImagesInMosaic") or [None])[0])
+    count = first_number(values.get("NumberOfImagesInMosaic"))
     normal_values = [float(v) for v in values.get("SliceNormalVector", [])]
     normal = (normal_values[0], normal_values[1], normal_values[2]) if len(normal_values) == 3 else None
     from_csa = bool(count)

@@ -34,8 +34,12 @@ dcm2niix = pytest.importorskip("dcm2niix")
 def convert(folder: Path, out: Path) -> dict[str, Path]:
     """dcm2niix on the original files of ``folder``: {output name: path}."""
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([dcm2niix.bin, "-z", "y", "-b", "y", "-f", "%s", "-o", str(out), str(folder)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [dcm2niix.bin, "-z", "y", "-b", "y", "-f", "%s", "-o", str(out), str(folder)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return {p.name[: -len(".nii.gz")]: p for p in out.glob("*.nii.gz")}
 
 
@@ -130,7 +134,9 @@ def test_siemens_mosaic_matches_dcm2niix(world: tuple[lake.Lake, Sources, Path])
     assert nib.load(str(ours)).shape == (72, 72, 5, 2)
     assert_same_image(ours, next(iter(theirs.values())))
     # the same voxel order as dcm2niix too, not only after reorientation
-    np.testing.assert_array_equal(np.asanyarray(nib.load(str(ours)).dataobj), np.asanyarray(nib.load(str(next(iter(theirs.values())))).dataobj))
+    np.testing.assert_array_equal(
+        np.asanyarray(nib.load(str(ours)).dataobj), np.asanyarray(nib.load(str(next(iter(theirs.values())))).dataobj)
+    )
     side = json.loads(ours.with_name(ours.name.replace(".nii.gz", ".json")).read_text())
     assert side["RepetitionTime"] == pytest.approx(2.43537) and side["EchoTime"] == pytest.approx(0.05)
     assert side["FlipAngle"] == 75 and side["SpacingBetweenSlices"] == 12
@@ -140,14 +146,20 @@ def test_siemens_mosaic_matches_dcm2niix(world: tuple[lake.Lake, Sources, Path])
 def test_pydicom_single_slices_match_dcm2niix_with_scaling(world: tuple[lake.Lake, Sources, Path], name: str) -> None:
     lk, src, tmp = world
     sop = pydicom.dcmread(data_file(f"{name}.dcm"), stop_before_pixels=True)
-    (ours,) = _one(lk, f"Modality = '{sop.Modality}' AND Rows = {sop.Rows} AND frame_count = 1 AND Manufacturer "
-                   f"= '{sop.Manufacturer}'", tmp / f"out-{name}")
+    (ours,) = _one(
+        lk,
+        f"Modality = '{sop.Modality}' AND Rows = {sop.Rows} AND frame_count = 1 AND Manufacturer "
+        f"= '{sop.Manufacturer}'",
+        tmp / f"out-{name}",
+    )
     theirs = next(iter(convert(src.small / name, tmp / f"d2n-{name}").values()))
     assert_same_image(ours, theirs)
     mine, reference = nib.load(str(ours)), nib.load(str(theirs))
     # scl_slope/scl_inter from the rescale, over the stored values (nibabel moves them to dataobj)
     assert (mine.dataobj.slope, mine.dataobj.inter) == (reference.dataobj.slope, reference.dataobj.inter)
-    np.testing.assert_array_equal(np.asanyarray(mine.dataobj.get_unscaled()), np.asanyarray(reference.dataobj.get_unscaled()))
+    np.testing.assert_array_equal(
+        np.asanyarray(mine.dataobj.get_unscaled()), np.asanyarray(reference.dataobj.get_unscaled())
+    )
     assert mine.header.get_zooms()[2] == pytest.approx(float(sop.SliceThickness))  # a single slice: its thickness
     if name == "CT_small":
         assert (mine.dataobj.slope, mine.dataobj.inter) == (1.0, -1024.0)
@@ -166,8 +178,14 @@ def test_tilted_series_is_written_as_acquired_or_corrected(world: tuple[lake.Lak
     for f in sorted(src.tilted.glob("*"))[::9]:
         ds = pydicom.dcmread(f, stop_before_pixels=True)
         ipp = np.asarray(ds.ImagePositionPatient, dtype=float)
-        k = int(np.argmin([np.abs((image.affine @ [0, rows - 1, k, 1])[:3] * [-1, -1, 1] - ipp).max()
-                           for k in range(image.shape[2])]))
+        k = int(
+            np.argmin(
+                [
+                    np.abs((image.affine @ [0, rows - 1, k, 1])[:3] * [-1, -1, 1] - ipp).max()
+                    for k in range(image.shape[2])
+                ]
+            )
+        )
         np.testing.assert_allclose((image.affine @ [0, rows - 1, k, 1])[:3] * [-1, -1, 1], ipp, atol=1e-3)
     side = json.loads(acquired.with_name(acquired.name.replace(".nii.gz", ".json")).read_text())
     assert "degrees" in side["GantryTiltGeometry"] and side["GantryDetectorTilt"] != 0
@@ -179,8 +197,12 @@ def test_tilted_series_is_written_as_acquired_or_corrected(world: tuple[lake.Lak
     overlap = tuple(slice(0, min(x, y)) for x, y in zip(da.shape, db.shape, strict=True))
     diff = np.abs(da[overlap] - db[overlap])
     assert float(np.median(diff)) <= 1.0 and float(np.mean(diff > 50)) < 0.02
-    assert "resampled" in json.loads(corrected.with_name(corrected.name.replace(".nii.gz", ".json")).read_text())[
-        "LakeGeometryNotes"][0]
+    assert (
+        "resampled"
+        in json.loads(corrected.with_name(corrected.name.replace(".nii.gz", ".json")).read_text())["LakeGeometryNotes"][
+            0
+        ]
+    )
 
 
 def test_irregular_spacing_is_split_refused_or_resampled(world: tuple[lake.Lake, Sources, Path]) -> None:
@@ -231,8 +253,17 @@ def _identifiers(folders: list[Path]) -> set[tuple[str, str]]:
     for folder in folders:
         for f in sorted(p for p in folder.rglob("*") if p.is_file())[:20]:
             ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
-            for key in ("PatientName", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
-                        "AccessionNumber", "StudyDate", "InstitutionName", "ReferringPhysicianName"):
+            for key in (
+                "PatientName",
+                "PatientID",
+                "StudyInstanceUID",
+                "SeriesInstanceUID",
+                "SOPInstanceUID",
+                "AccessionNumber",
+                "StudyDate",
+                "InstitutionName",
+                "ReferringPhysicianName",
+            ):
                 value = str(ds.get(key) or "").strip()
                 # (MR_small names its maker, TOSHIBA, as its institution: the Manufacturer is research data)
                 if len(value) >= 4 and value.upper() not in str(ds.get("Manufacturer") or "").upper():
@@ -250,8 +281,20 @@ def test_cli_round_trip_with_a_cohort_writes_participants_and_no_identifier(
     with lk.snapshot() as snapshot:
         save_query(snapshot, "SELECT DISTINCT PatientID FROM instances WHERE Modality = 'MR'", manifest)
     out = tmp / "out-cli"
-    code, printed = _cli(["export", "nifti", "--lake", str(lk.root), "--cohort", str(manifest), "--out", str(out),
-                          "--key-file", str(tmp / "k.key")])
+    code, printed = _cli(
+        [
+            "export",
+            "nifti",
+            "--lake",
+            str(lk.root),
+            "--cohort",
+            str(manifest),
+            "--out",
+            str(out),
+            "--key-file",
+            str(tmp / "k.key"),
+        ]
+    )
     assert code == 0 and "volumes written" in printed
     written = sorted(out.rglob("*.nii.gz"))
     assert len(written) >= 3 and all(p.with_name(p.name[:-7] + ".json").exists() for p in written)
@@ -264,13 +307,13 @@ def test_cli_round_trip_with_a_cohort_writes_participants_and_no_identifier(
     seeded = _identifiers([src.epi, src.mosaic, src.small])
     blobs = [printed.encode()] + [
         (nib.load(str(p)).header.binaryblock if p.name.endswith(".nii.gz") else p.read_bytes())
-        for p in out.rglob("*") if p.is_file()
+        for p in out.rglob("*")
+        if p.is_file()
     ]
     leaked = sorted(key for key, value in seeded if any(value.encode() in blob for blob in blobs))
     assert leaked == [], f"original {leaked} exported"
-    with pytest.raises(SystemExit):
-        with contextlib.redirect_stderr(io.StringIO()):
-            _cli(["export", "nifti", "--lake", str(lk.root), "--out", str(out)])  # no selection
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        _cli(["export", "nifti", "--lake", str(lk.root), "--out", str(out)])  # no selection
 
 
 def test_selection_errors_name_the_fix(world: tuple[lake.Lake, Sources, Path]) -> None:

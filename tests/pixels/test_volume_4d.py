@@ -115,7 +115,7 @@ def test_the_affine_slice_axis_is_the_least_squares_fit_of_the_positions(gaps: l
     # the normal equations of the least-squares line: residuals sum to zero, uncorrelated with k
     np.testing.assert_allclose(residual.sum(axis=0), 0.0, atol=1e-6)
     np.testing.assert_allclose(k @ residual, 0.0, atol=1e-5)
-    origin, step = slice_axis(vol.positions)
+    origin, _step = slice_axis(vol.positions)
     np.testing.assert_allclose(vol.origin, origin, atol=1e-9)
     if np.allclose(gaps, gaps[0]):  # regular: exact at every slice
         np.testing.assert_allclose(residual, 0.0, atol=1e-6)
@@ -166,12 +166,14 @@ def nih() -> object:
 
 
 def _uid(lk: lake.Lake, manufacturer: str) -> str:
-    return str(lk.sql(f"SELECT SeriesInstanceUID FROM instances WHERE Manufacturer ILIKE '{manufacturer}%' LIMIT 1")[0, 0])
+    return str(
+        lk.sql(f"SELECT SeriesInstanceUID FROM instances WHERE Manufacturer ILIKE '{manufacturer}%' LIMIT 1")[0, 0]
+    )
 
 
 def test_ge_epi_reads_as_ten_time_points_of_fifteen_slices(nih: lake.Lake) -> None:
     uid = _uid(nih, "GE")
-    with pytest.raises(GeometryError, match="stack=0..9"):
+    with pytest.raises(GeometryError, match=r"stack=0\.\.9"):
         nih.volume(uid)
     vol = nih.volume(uid, timepoints=True, strict=True)
     assert vol.array.shape == (10, 15, 64, 64) and vol.temporal_spacing == pytest.approx(5.0)
