@@ -207,7 +207,7 @@ def test_tilted_series_is_written_as_acquired_or_corrected(world: tuple[lake.Lak
 
 def test_irregular_spacing_is_split_refused_or_resampled(world: tuple[lake.Lake, Sources, Path]) -> None:
     lk, src, tmp = world
-    uid = _uid(lk, "Manufacturer ILIKE 'GE%' AND Modality = 'CT'")
+    uid = _uid(lk, "Manufacturer ILIKE 'GE%' AND Modality = 'CT' AND Rows = 512")  # not CT_small (GE too)
     refused = export_nifti(lk, [uid], tmp / "out-refuse", irregular="refuse")
     assert refused.written == [] and "irregular slice spacing" in refused.refused[0].reason
     assert not list((tmp / "out-refuse").rglob("*.nii.gz"))
@@ -324,3 +324,22 @@ def test_selection_errors_name_the_fix(world: tuple[lake.Lake, Sources, Path]) -
         export_selection(lk, tmp / "x")
     with pytest.raises(ExportError, match="inside the lake"):
         export_nifti(lk, [], lk.root / "nifti")
+
+
+def test_with_the_csa_header_slice_timing_and_phase_direction_match_dcm2niix(
+    world: tuple[lake.Lake, Sources, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lake keeps the de-identified CSA header as a bulk value (issue 15, "a faithful header");
+    until that reader is merged here, the original file's CSA header stands in for it."""
+    import lake.pixels.mosaic as mosaic
+
+    lk, src, tmp = world
+    csa_bytes = pydicom.dcmread(sorted(src.mosaic.glob("*.dcm"))[0])[0x0029, 0x1010].value
+    monkeypatch.setattr(mosaic, "_csa_bytes", lambda _lk, _sop: csa_bytes)
+    (ours,) = _one(lk, "Manufacturer ILIKE 'SIEMENS%'", tmp / "out-csa")
+    theirs = next(iter(convert(src.mosaic, tmp / "d2n-csa").values()))
+    assert_same_image(ours, theirs)
+    side = json.loads(ours.with_name(ours.name.replace(".nii.gz", ".json")).read_text())
+    ref = json.loads(theirs.with_name(theirs.name.replace(".nii.gz", ".json")).read_text())
+    assert side["PhaseEncodingDirection"] == ref["PhaseEncodingDirection"] == "j-"
+    np.testing.assert_allclose(side["SliceTiming"], ref["SliceTiming"], atol=1e-4)
