@@ -274,11 +274,14 @@ class Lake:
 
         return pixel_api.series_array(self, series_instance_uid)
 
-    def volume(self, series_instance_uid: str, stack: int | None = None, strict: bool = False) -> Volume:
-        """The series in patient space (LPS); see :mod:`lake.pixels.volume`. Raises ``GeometryError``."""
+    def volume(
+        self, series_instance_uid: str, stack: int | None = None, strict: bool = False, timepoints: bool = False
+    ) -> Volume:
+        """The series in patient space (LPS); see :mod:`lake.pixels.volume` (``timepoints=True``: a 4-D read
+        of a series whose stacks are time points). Raises ``GeometryError``."""
         from lake.pixels import api as pixel_api
 
-        return pixel_api.volume(self, series_instance_uid, stack=stack, strict=strict)
+        return pixel_api.volume(self, series_instance_uid, stack=stack, strict=strict, timepoints=timepoints)
 
     def thumbnail(self, uid: str, max_size: int = 256) -> bytes:
         """PNG bytes of a series' windowed middle slice or an instance's middle frame."""

@@ -181,11 +181,13 @@ class Snapshot:
 
         return pixel_api.series_array(self._as_lake(), series_instance_uid)
 
-    def volume(self, series_instance_uid: str, stack: int | None = None, strict: bool = False) -> Volume:
+    def volume(
+        self, series_instance_uid: str, stack: int | None = None, strict: bool = False, timepoints: bool = False
+    ) -> Volume:
         """A series of the snapshot in patient space (see :mod:`lake.pixels.volume`)."""
         from lake.pixels import api as pixel_api
 
-        return pixel_api.volume(self._as_lake(), series_instance_uid, stack=stack, strict=strict)
+        return pixel_api.volume(self._as_lake(), series_instance_uid, stack=stack, strict=strict, timepoints=timepoints)
 
 
 def _identifiers(sql: str) -> set[str]:

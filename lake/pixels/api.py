@@ -15,7 +15,16 @@ from lake.pixels.frames import SERIES_FRAMES_SQL, frame_refs
 from lake.pixels.render import montage as tile
 from lake.pixels.render import png, shrink, to_display
 from lake.pixels.store import PixelStore
-from lake.pixels.volume import FrameRef, Volume, plan, split_stacks, volume_from, window_or_default
+from lake.pixels.volume import (
+    FrameRef,
+    Volume,
+    plan,
+    plan_timepoints,
+    split_stacks,
+    volume_4d,
+    volume_from,
+    window_or_default,
+)
 
 if TYPE_CHECKING:
     from lake.core import Lake
@@ -130,13 +139,29 @@ def series_array(lk: Lake, series_uid: str) -> da.Array:
     return joined[np.asarray([base[r.array] + r.index for r in refs])]
 
 
-def volume(lk: Lake, series_uid: str, stack: int | None = None, strict: bool = False) -> Volume:
-    """The series as a :class:`Volume` (see :mod:`lake.pixels.volume`); raises :class:`GeometryError`."""
-    layout = plan(series_frames(lk, series_uid), stack=stack)
-    array = read_frames(lk.pixel_store, layout.frames)
+def volume(
+    lk: Lake, series_uid: str, stack: int | None = None, strict: bool = False, timepoints: bool = False
+) -> Volume:
+    """The series as a :class:`Volume` (see :mod:`lake.pixels.volume`; ``timepoints``: its stacks
+    as the time points of a 4-D volume; Siemens mosaics split into slices); raises :class:`GeometryError`."""
+    from lake.pixels.mosaic import mosaic_info, read_tiles, tiles
+
+    def read(refs: list[FrameRef]) -> np.ndarray:
+        return read_frames(lk.pixel_store, refs)
+
+    refs = series_frames(lk, series_uid)
+    info = mosaic_info(lk, series_uid, read)
+    if info is not None:
+        refs = tiles(refs, info)
+    if timepoints:
+        layouts = plan_timepoints(refs)
+        array = read_tiles(read, [f for lay in layouts for f in lay.frames])
+    else:
+        layouts = [plan(refs, stack=stack)]
+        array = read_tiles(read, layouts[0].frames)
     if array.ndim != 3:
         raise GeometryError("a volume needs grey frames; read colour series with series_array(...)")
-    return volume_from(layout, array, strict=strict)
+    return volume_4d(layouts, array, strict=strict) if timepoints else volume_from(layouts[0], array, strict=strict)
 
 
 _LOCATIONS_SQL = (

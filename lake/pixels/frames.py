@@ -23,6 +23,7 @@ FRAME_VOI = ("00289132", "00281050", "00281051")  # sequence, center, width
 SERIES_FRAMES_SQL = (
     "SELECT pixel_array, pixel_frame_start, frame_count, InstanceNumber, ImagePositionPatient, "
     "ImageOrientationPatient, PixelSpacing, RescaleSlope, RescaleIntercept, WindowCenter, WindowWidth, "
+    "SliceThickness, RepetitionTime, "
     "CASE WHEN frame_count > 1 THEN header_json END AS header_json "
     "FROM instances WHERE SeriesInstanceUID = ? AND pixel_array IS NOT NULL AND frame_count > 0"
 )
@@ -66,6 +67,8 @@ def _single(row: dict[str, Any], frame: int) -> FrameRef:
         intercept=first_number(row["RescaleIntercept"]) or 0.0,
         window=_window(row["WindowCenter"], row["WindowWidth"]),
         order=(int(row["InstanceNumber"] or 0), frame),
+        thickness=first_number(row.get("SliceThickness")),
+        repetition_time=first_number(row.get("RepetitionTime")),
     )
 
 
@@ -102,6 +105,8 @@ def _multi(row: dict[str, Any]) -> list[FrameRef]:
                 )
                 or base.window,
                 order=(base.order[0], i),
+                thickness=base.thickness,
+                repetition_time=base.repetition_time,
             )
         )
     return out

@@ -9,8 +9,22 @@ ImagePositionPatient on it (never by InstanceNumber), then image rows, then colu
 ``affine[:, [2, 1, 0, 3]]`` is the ITK/nibabel-style ``(i, j, k)`` order (still LPS; negate the
 first two rows for RAS). ``spacing`` is ``(z, y, x)`` in mm and ``direction``'s columns are the
 unit LPS vectors of the ``z``, ``y`` and ``x`` axes. With a tilted gantry the ``z`` axis follows
-the actual slice-to-slice step, so it is not perpendicular to the image plane; with irregular
-spacing ``spacing[0]`` is the median step and ``positions`` holds every slice's exact position.
+the actual slice-to-slice step, so it is not perpendicular to the image plane.
+
+Which geometry to trust: ``positions`` holds every slice's exact ImagePositionPatient and is the
+truth. The affine is one uniform grid: its slice axis (``origin`` and the ``z`` column times
+``spacing[0]``) is the least-squares line through the positions, so it is exact for a regular
+stack and, for irregular spacing (finding ``irregular_spacing`` or ``missing_slices``), the best
+uniform approximation: slice ``k`` lies ``|affine @ (k, 0, 0, 1) - positions[k]|`` away from it
+(up to tens of mm on a CT with a change of spacing). Resample with ``positions`` (or split the
+stack at the changes of spacing, as ``lake export nifti`` does) before treating such a volume as a
+grid. A single slice's spacing is its SliceThickness (1.0 mm only when it has none).
+
+4-D series (several stacks at the same positions, e.g. the time points of an fMRI run) read with
+:func:`plan_timepoints` and :func:`volume_4d`: the array is ``(t, z, y, x)``, the affine is the
+first time point's (every time point has the same geometry, checked) and ``temporal_spacing`` is
+the RepetitionTime in seconds (BIDS and NIfTI's convention). Siemens mosaics are split into their
+slices before planning (:mod:`lake.pixels.mosaic`).
 """
 
 from __future__ import annotations
@@ -57,6 +71,10 @@ class FrameRef:
     intercept: float = 0.0
     window: tuple[float, float] | None = None  # (center, width)
     order: tuple[int, int] = (0, 0)  # (InstanceNumber, frame): only to tell stacks apart, never slice order
+    thickness: float | None = None  # SliceThickness, mm: the spacing of a single-slice volume
+    repetition_time: float | None = None  # RepetitionTime, ms: the temporal spacing of a 4-D series
+    tile: int | None = None  # the slice's tile in a Siemens mosaic frame (lake.pixels.mosaic); None otherwise
+    tile_shape: tuple[int, int] | None = None  # (rows, columns) of a mosaic tile
 
 
 @dataclass
@@ -159,7 +177,7 @@ def _layout(frames: list[FrameRef], tol: float) -> Layout:
     positions = np.asarray([f.position for f in ordered], dtype=float)
     findings: list[Finding] = []
     if len(ordered) < 2:
-        thickness = 1.0
+        thickness = ordered[0].thickness or 1.0
         return Layout(ordered, positions, row_dir, col_dir, normal * thickness, findings)
     steps = np.diff(positions, axis=0)
     along = steps @ normal
@@ -199,6 +217,12 @@ class Volume:
     default_window: tuple[float, float] | None
     findings: list[Finding] = field(default_factory=list)
     stacks: int = 1
+    temporal_spacing: float | None = None  # seconds between time points of a 4-D volume (RepetitionTime)
+
+    @property
+    def timepoints(self) -> int:
+        """How many time points the volume holds (1 for a 3-D volume)."""
+        return int(self.array.shape[0]) if self.array.ndim == 4 else 1
 
     @property
     def affine(self) -> np.ndarray:
@@ -216,9 +240,9 @@ class Volume:
         """Modality LUT applied (Hounsfield units for CT), float32, per slice slope and intercept."""
         out = self.array.astype(np.float32)
         if np.any(self.slopes != 1.0):
-            out *= self.slopes.astype(np.float32)[:, None, None]
+            out *= self.slopes.astype(np.float32)[..., None, None]
         if np.any(self.intercepts != 0.0):
-            out += self.intercepts.astype(np.float32)[:, None, None]
+            out += self.intercepts.astype(np.float32)[..., None, None]
         return out
 
     def window(self, center: float | None = None, width: float | None = None) -> np.ndarray:
@@ -250,27 +274,52 @@ def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+#: Findings about the series, not about the stack chosen from it: they never make a stack irregular.
+SERIES_NOTES = frozenset({GeometryIssue.MULTIPLE_STACKS, GeometryIssue.MIXED_ORIENTATIONS})
+
+
+def _check(findings: list[Finding], strict: bool) -> None:
+    """Raise (``strict``) or warn about the findings that make a stack irregular."""
+    irregular = [f for f in findings if f.issue not in SERIES_NOTES]
+    if irregular:
+        text = "; ".join(map(str, irregular))
+        if strict:
+            raise GeometryError(f"the series' geometry is not regular: {text}")
+        warnings.warn(f"volume built from a series with irregular geometry: {text}", GeometryWarning, stacklevel=4)
+
+
+def slice_axis(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(origin, step): the least-squares line ``origin + k * step`` through the slice positions
+    (exact for a regular stack; the best uniform grid for an irregular one)."""
+    n = len(positions)
+    k = np.arange(n, dtype=float)
+    step = (positions[-1] - positions[0]) / max(n - 1, 1)
+    if np.allclose(positions[0] + k[:, None] * step, positions, rtol=0.0, atol=1e-9):
+        return np.asarray(positions[0], dtype=float), step  # regular: exactly the first position
+    design = np.column_stack([np.ones(n), k])
+    (origin, step), *_ = np.linalg.lstsq(design, positions, rcond=None)
+    return np.asarray(origin, dtype=float), np.asarray(step, dtype=float)
+
+
 def volume_from(layout: Layout, array: np.ndarray, strict: bool = False) -> Volume:
     """A :class:`Volume` from a layout and its frames' stored values (already in layout order).
 
-    Geometry findings raise :class:`GeometryError` when ``strict``, else warn with
-    :class:`GeometryWarning`; they stay in ``findings`` either way.
+    Geometry findings of the stack raise :class:`GeometryError` when ``strict``, else warn with
+    :class:`GeometryWarning`; they stay in ``findings`` either way. ``multiple_stacks`` and
+    ``mixed_orientations`` describe the series a stack was chosen from (``stack=N``) and neither
+    raise nor warn.
     """
-    if layout.findings:
-        text = "; ".join(map(str, layout.findings))
-        if strict:
-            raise GeometryError(f"the series' geometry is not regular: {text}")
-        warnings.warn(f"volume built from a series with irregular geometry: {text}", GeometryWarning, stacklevel=3)
+    _check(layout.findings, strict)
     first = layout.frames[0]
     row_spacing, col_spacing = first.pixel_spacing or (1.0, 1.0)
     if len(layout.frames) > 1:
-        gaps = np.linalg.norm(np.diff(layout.positions, axis=0), axis=1)
-        z_spacing = float(np.median(gaps))
-        z_dir = _unit(layout.step)
+        p0, step = slice_axis(layout.positions)
+        z_spacing = float(np.linalg.norm(step))
+        z_dir = _unit(step)
     else:
-        z_spacing, z_dir = 1.0, _unit(np.cross(layout.row_dir, layout.col_dir))
+        z_spacing, z_dir = first.thickness or 1.0, _unit(np.cross(layout.row_dir, layout.col_dir))
+        p0 = layout.positions[0]
     direction = np.column_stack([z_dir, layout.col_dir, layout.row_dir])  # y follows columns' direction
-    p0 = layout.positions[0]
     windows = [f.window for f in layout.frames if f.window is not None]
     return Volume(
         array=array,
@@ -296,3 +345,47 @@ def first_number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def plan_timepoints(frames: Sequence[FrameRef], tolerance_mm: float = 0.01) -> list[Layout]:
+    """The layouts of a series whose stacks are time points (one orientation, every stack at the
+    same slice positions), in acquisition order; raises :class:`GeometryError` otherwise."""
+    if not frames:
+        raise GeometryError("the series has no stored frames")
+    if any(f.position is None or f.orientation is None for f in frames):
+        raise GeometryError("some frames have no ImagePositionPatient/ImageOrientationPatient; read series_array()")
+    groups, stacks = split_stacks(frames, tolerance_mm)
+    if len(groups) > 1:
+        raise GeometryError(f"a 4-D read needs one orientation; the series has {len(groups)}: choose stack=N")
+    layouts = [_layout(s, tolerance_mm) for s in stacks]
+    sizes = {len(lay.frames) for lay in layouts}
+    if len(sizes) > 1:
+        raise GeometryError(
+            f"the series' stacks hold {sorted(sizes)} slices: time points need equal stacks; read one with stack=N"
+        )
+    for t, lay in enumerate(layouts[1:], start=1):
+        off = float(np.abs(lay.positions - layouts[0].positions).max())
+        if off > max(5 * tolerance_mm, 1e-3):
+            raise GeometryError(
+                f"stack {t} lies up to {off:.3f} mm from stack 0: not time points of one volume; read it with stack={t}"
+            )
+    for lay in layouts:
+        lay.stacks = len(layouts)
+    return layouts
+
+
+def volume_4d(layouts: Sequence[Layout], array: np.ndarray, strict: bool = False) -> Volume:
+    """A 4-D :class:`Volume` ``(t, z, y, x)`` from :func:`plan_timepoints`'s layouts and their
+    frames' stored values (time point after time point, each in layout order)."""
+    t, z = len(layouts), len(layouts[0].frames)
+    if array.shape[0] != t * z:
+        raise GeometryError(f"{array.shape[0]} frames read for {t} time points of {z} slices")
+    base = volume_from(layouts[0], array[:z], strict=strict)
+    frames = [f for lay in layouts for f in lay.frames]
+    tr = next((f.repetition_time for f in frames if f.repetition_time), None)
+    base.array = array.reshape(t, z, *array.shape[1:])
+    base.slopes = np.asarray([f.slope for f in frames], dtype=float).reshape(t, z)
+    base.intercepts = np.asarray([f.intercept for f in frames], dtype=float).reshape(t, z)
+    base.temporal_spacing = tr / 1000.0 if tr else None
+    base.stacks = t
+    return base
