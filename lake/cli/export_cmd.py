@@ -1,4 +1,5 @@
-"""``lake export teaching --lake LAKE (--sql SQL | --cohort MANIFEST) --out DIR [--zip] [--title T] [--notes F]``."""
+"""``lake export teaching --lake LAKE (--sql SQL | --cohort MANIFEST) --out DIR [--zip] [--title T] [--notes F]``
+and ``lake export nifti ...`` (:mod:`lake.cli.nifti_cmd`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from lake.cli.common import add_key_option, add_lake_option
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export studies for use outside the lake (teaching sets)",
+        help="export studies for use outside the lake (teaching sets, NIfTI volumes)",
         description="Export de-identified studies from one snapshot of the lake in a form people open anywhere.",
     )
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    from lake.cli.nifti_cmd import add_nifti_parser
+
+    add_nifti_parser(kinds)
     t = kinds.add_parser(
         "teaching",
         help="a teaching set: DICOM files with a DICOMDIR, PNG previews, index.html and manifest.json",
