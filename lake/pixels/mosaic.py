@@ -66,11 +66,7 @@ def csa_values(data: bytes) -> dict[str, list[str]]:
 def _csa_bytes(lk: Lake, sop_instance_uid: str) -> bytes | None:
     """The stored CSA image header of an instance, when the lake keeps its bytes (InlineBinary in
     ``header_json``, or a bulk value the header reader inlines)."""
-    header: dict[str, Any]
-    try:
-        header = lk.header(sop_instance_uid, bulk=True)  # type: ignore[call-arg]
-    except TypeError:  # a lake without the bulk reader
-        header = lk.header(sop_instance_uid)
+    header: dict[str, Any] = lk.header(sop_instance_uid, bulk=True)
     inline = (header.get(CSA_IMAGE_TAG) or {}).get("InlineBinary")
     return base64.b64decode(inline) if inline else None
 
