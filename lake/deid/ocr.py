@@ -36,10 +36,14 @@ from lake.errors import OcrUnavailableError
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive ends)
 
-MIN_CONFIDENCE = 60.0  # mean Tesseract word confidence (0-100) for a candidate to count as text
+MIN_CONFIDENCE = float(os.environ.get("MINC", 60))  # mean Tesseract word confidence (0-100) for a candidate to count as text
 MIN_CHARACTERS = 4  # letters or digits read in the candidate (an identifier has more)
 TOPHAT_SIZE = 15  # px: strokes thinner than this are kept (text up to ~60 px tall)
-MIN_CONTRAST = 48  # grey levels (of 255) a stroke must stand out from its surroundings
+CONTRASTS = (48, 96)  # grey levels (of 255) a stroke stands out from its surroundings (low, high)
+FLAT_TOLERANCE = 1  # grey levels: neighbours this close are one colour (burned-in text is drawn in one)
+FLAT_MIN_AREA = 10  # px: a region of one colour this large may be (part of) a character
+FLAT_CONTRAST = int(os.environ.get("FC", 20))  # grey levels: a flat region stands out from the median around it
+INK_TOLERANCE = 6  # grey levels: the strokes of a confirmed line's own colour
 MIN_HEIGHT, MAX_HEIGHT = 6, 64  # px: text lines looked for (8 px text is 6-10 px of ink)
 READ_HEIGHT = 40  # px: candidates are scaled to about this height before Tesseract reads them
 MAX_CANDIDATES = 400  # per frame and polarity: a frame with more is read as a whole (speckle)
@@ -131,12 +135,14 @@ def display_frame(frame: np.ndarray, window: tuple[float, float] | None = None) 
 
 
 @dataclass
-class _Polarity:
-    """One polarity of a frame: the image with its text bright, its strokes and their groups."""
+class _Source:
+    """One way of seeing a frame's text: the image with text bright, its strokes (the binary mask of
+    what may be ink) and their groups (strokes joined along a line; line-shaped or not)."""
 
     image: np.ndarray
     strokes: np.ndarray
-    groups: list[Box]  # every group of joined strokes (line-shaped or not)
+    groups: list[Box]
+    read_grey: bool = True  # also read the grey crop (the strokes of a flat source are already clean)
 
     def candidates(self) -> list[Box]:
         out = []
@@ -153,12 +159,12 @@ class _Polarity:
         """``box`` grown by the groups beside it on the same line (words and characters too short
         to be read alone: "ID", a lone initial), gaps up to twice the line's height."""
         x0, y0, x1, y1 = box
+        h, top, bottom = y1 - y0, y0, y1  # the row band of the line read: it grows along it only
         grown = True
         while grown:
             grown = False
-            h = y1 - y0
             for gx0, gy0, gx1, gy1 in self.groups:
-                overlap = min(y1, gy1) - max(y0, gy0)
+                overlap = min(bottom, gy1) - max(top, gy0)
                 if overlap < 0.5 * min(h, gy1 - gy0) or gy1 - gy0 > 1.5 * h:
                     continue
                 gap = max(gx0 - x1, x0 - gx1)
@@ -168,24 +174,72 @@ class _Polarity:
         return x0, y0, x1, y1
 
 
-def _polarities(grey: np.ndarray) -> Iterator[_Polarity]:
-    """Bright text, then dark text: a top-hat keeps thin high-contrast strokes, a closing joins them."""
+def _groups(binary: np.ndarray) -> list[Box]:
+    import cv2
+
+    join = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3))
+    lines = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, join)
+    _count, _labels, stats, _ = cv2.connectedComponentsWithStats(lines, connectivity=8)
+    return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _area in stats[1:]]
+
+
+def _tophat_sources(grey: np.ndarray) -> Iterator[_Source]:
+    """Bright text, then dark text, at each contrast of :data:`CONTRASTS`: a top-hat keeps thin
+    strokes standing out from their surroundings by that much."""
     import cv2
 
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TOPHAT_SIZE, TOPHAT_SIZE))
-    join = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3))
     for image in (grey, 255 - grey):
         strokes = cv2.morphologyEx(image, cv2.MORPH_TOPHAT, kernel)
-        _, binary = cv2.threshold(strokes, MIN_CONTRAST, 255, cv2.THRESH_BINARY)
-        # specks of 1-3 px (noise, speckle) are no part of a character, even of 8 px text
-        _count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-        small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 4)
-        if small.size:
-            binary[np.isin(labels, small)] = 0
-        lines = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, join)
-        _count, _labels, stats, _ = cv2.connectedComponentsWithStats(lines, connectivity=8)
-        groups = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _area in stats[1:]]
-        yield _Polarity(image, binary, groups)
+        for contrast in CONTRASTS:
+            _, binary = cv2.threshold(strokes, contrast, 255, cv2.THRESH_BINARY)
+            # specks of 1-3 px (noise, speckle) are no part of a character, even of 8 px text
+            _count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+            small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 4)
+            if small.size:
+                binary[np.isin(labels, small)] = 0
+            yield _Source(image, binary, _groups(binary))
+
+
+def _flat_labels(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected regions of one grey value (4-connected neighbours within :data:`FLAT_TOLERANCE`):
+    per pixel its region's label, and per label (area, height, width)."""
+    import cv2
+
+    g = grey.astype(np.int16)
+    rows, cols = g.shape
+    # a grid twice as fine: pixels at even places, a link between two neighbours where they are equal
+    grid = np.zeros((2 * rows - 1, 2 * cols - 1), dtype=np.uint8)
+    grid[::2, ::2] = 1
+    grid[::2, 1::2] = np.abs(g[:, 1:] - g[:, :-1]) <= FLAT_TOLERANCE
+    grid[1::2, ::2] = np.abs(g[1:] - g[:-1]) <= FLAT_TOLERANCE
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grid, connectivity=8)
+    labels = labels[::2, ::2]
+    area = np.bincount(labels.ravel(), minlength=count)
+    shape = np.stack([area, (stats[:, cv2.CC_STAT_HEIGHT] + 1) // 2, (stats[:, cv2.CC_STAT_WIDTH] + 1) // 2], 1)
+    return labels, shape
+
+
+def _flat_source(grey: np.ndarray) -> _Source:
+    """Strokes of one grey value: burned-in text is drawn in one colour, which texture and speckle
+    (whose neighbours differ) are not; regions too small, too large or too filled are dropped."""
+    import cv2
+
+    labels, shape = _flat_labels(grey)
+    area, h, w = shape.T
+    keep = (area >= FLAT_MIN_AREA) & (h <= MAX_HEIGHT) & (w <= 4 * MAX_HEIGHT) & (area <= 0.8 * h * w + 1)
+    # and standing out from the ground around it (flat noise clipped at black is no text)
+    ground = cv2.medianBlur(grey, 2 * (TOPHAT_SIZE // 2) + 1)
+    apart = np.abs(grey.astype(np.int16) - ground) >= FLAT_CONTRAST
+    binary = (keep[labels] & apart).astype(np.uint8) * 255
+    return _Source(grey, binary, _groups(binary), read_grey=False)
+
+
+def _sources(grey: np.ndarray) -> Iterator[_Source]:
+    if "T" in os.environ.get("SRC", "TF"):
+        yield from _tophat_sources(grey)
+    if "F" in os.environ.get("SRC", "TF"):
+        yield _flat_source(grey)
 
 
 def _read(crop: np.ndarray, binary: bool) -> tuple[str, float]:
@@ -211,23 +265,87 @@ def _is_text(text: str, confidence: float) -> bool:
     return sum(c.isalnum() for c in text) >= MIN_CHARACTERS and confidence >= MIN_CONFIDENCE
 
 
+def _ink_value(grey: np.ndarray, strokes: np.ndarray, box: Box) -> int | None:
+    x0, y0, x1, y1 = box
+    values = grey[y0:y1, x0:x1][strokes[y0:y1, x0:x1] > 0]
+    return int(np.median(values)) if values.size else None
+
+
+def _complete(grey: np.ndarray, box: Box, ink: int | None) -> Box:
+    """A confirmed line grown along its row band by the strokes of its own ink value (a word on a
+    brighter ground or across speckle that the sources found apart or not at all)."""
+    import cv2
+
+    if ink is None:
+        return box
+    x0, y0, x1, y1 = box
+    h = y1 - y0
+    top, bottom = max(0, y0 - h // 4), min(grey.shape[0], y1 + h // 4)
+    same = (np.abs(grey[top:bottom].astype(np.int16) - ink) <= INK_TOLERANCE).astype(np.uint8)
+    _count, _labels, stats, _ = cv2.connectedComponentsWithStats(same, connectivity=8)
+    parts = [
+        (int(x), int(x + w))
+        for x, _y, w, ch, area in stats[1:]
+        if 0.35 * h <= ch <= 1.3 * h and area >= 3 and w <= 2 * h
+    ]
+    grown = True
+    while grown:
+        grown = False
+        for px0, px1 in parts:
+            if px0 < x0 <= px1 + h or px1 > x1 >= px0 - h:
+                x0, x1 = min(x0, px0), max(x1, px1)
+                grown = True
+    return x0, y0, x1, y1
+
+
 def find_text(grey: np.ndarray) -> list[TextBox]:
-    """Lines of text in one uint8 grey frame (see :func:`display_frame`); raises OcrUnavailableError."""
+    """Lines of text in one uint8 grey frame (see :func:`display_frame`); raises OcrUnavailableError.
+
+    A candidate Tesseract reads as text is a line (its text kept in memory); once a frame has one,
+    every other candidate of the same kind (a line as tall, on the same row or in the same ink) is
+    a line too, read or not (confidence 0): recall must not depend on Tesseract reading each word.
+    """
     if grey.ndim != 2 or grey.dtype != np.uint8:
         raise ValueError(f"find_text needs one uint8 grey frame, got {grey.dtype} {grey.shape}: use display_frame")
     _api()  # raises OcrUnavailableError before any work
     found: list[TextBox] = []
-    for polarity in _polarities(grey):
-        for box in polarity.candidates():
+    inks: list[int] = []
+    unread: list[tuple[Box, int | None]] = []
+    for source in _sources(grey):
+        for box in source.candidates():
+            line = source.line_of(box)
+            ink = _ink_value(grey, source.strokes, box)
             if any(_inside(box, f.box) for f in found):
                 continue  # a part of a line already read
             x0, y0, x1, y1 = box
-            for image, binary in ((polarity.strokes, True), (polarity.image, False)):
+            crops = ((source.strokes, True), (source.image, False)) if source.read_grey else ((source.strokes, True),)
+            for image, binary in crops:
                 text, confidence = _read(image[y0:y1, x0:x1], binary)
                 if _is_text(text, confidence):
-                    found.append(TextBox(polarity.line_of(box), confidence, text))
+                    found.append(TextBox(_complete(grey, line, ink), confidence, text))
+                    if ink is not None:
+                        inks.append(ink)
                     break
+            else:
+                unread.append((line, ink))
+    if found:
+        found += [TextBox(_complete(grey, line, ink), 0.0) for line, ink in unread if _same_kind(line, ink, found, inks)]
     return found
+
+
+def _same_kind(box: Box, ink: int | None, lines: list[TextBox], inks: list[int]) -> bool:
+    """Whether a candidate not read as text is like the lines that were: as tall as one of them and
+    on its row, or in its ink."""
+    x0, y0, x1, y1 = box
+    h = y1 - y0
+    for line in lines:
+        lx0, ly0, lx1, ly1 = line.box
+        lh = ly1 - ly0
+        if not 0.5 * lh <= h <= 2 * lh:
+            continue
+        if min(y1, ly1) - max(y0, ly0) >= 0.5 * min(h, lh):
+            return True
+    return ink is not None and any(abs(ink - i) <= INK_TOLERANCE for i in inks)
 
 
 def _inside(box: Box, other: Box) -> bool:
@@ -237,7 +355,10 @@ def _inside(box: Box, other: Box) -> bool:
 
 
 def pad(box: Box, rows: int, cols: int) -> Box:
-    """``box`` grown by a third of its height (at least 2 px) on each side, clipped to the frame."""
+    """``box`` grown by half its height above and below and by its height (a character) left and
+    right (at least 4 px), clipped to the frame: antialiased edges and a first or last letter
+    found apart from its line are covered."""
     x0, y0, x1, y1 = box
-    p = max(2, (y1 - y0) // 3)
-    return max(0, x0 - p), max(0, y0 - p), min(cols, x1 + p), min(rows, y1 + p)
+    h = y1 - y0
+    py, px = max(4, (h + 1) // 2), max(4, h)
+    return max(0, x0 - px), max(0, y0 - py), min(cols, x1 + px), min(rows, y1 + py)

@@ -16,6 +16,7 @@ import numpy as np
 KINDS = ("CT", "MR", "US", "SC", "XC")  # XC: external-camera photography
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_NAMES = ("DejaVuSans.ttf", "DejaVuSansMono.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansCondensed-Oblique.ttf")
+VISIBLE = 16  # grey levels: an ink pixel this far from the ground under it can be seen (and must be masked)
 NAMES = ("DOE^JANE", "QUIXOTE ALONSO", "Smith, John", "MUSTERMANN^ERIKA", "ZORRO DIEGO", "Patient: BLOGGS FRED")
 
 
@@ -83,7 +84,10 @@ def render(rng: np.random.Generator, image: np.ndarray, text: str, size: int) ->
     ImageDraw.Draw(im).text((x - left, y - top), text, font=font, fill=fill)
     mask = Image.new("L", im.size, 0)
     ImageDraw.Draw(mask).text((x - left, y - top), text, font=font, fill=255)
-    return np.asarray(im).copy(), np.asarray(mask) >= 128
+    drawn = np.asarray(im).copy()
+    # ink: the text's pixels that can be seen (a letter drawn in the colour of its ground is not)
+    visible = np.abs(drawn.astype(np.int16) - image) >= VISIBLE
+    return drawn, (np.asarray(mask) >= 128) & visible
 
 
 def corpus(seed: int, count: int, min_size: int = 8, max_size: int = 30) -> list[TextImage]:
