@@ -37,6 +37,7 @@ from lake.errors import OcrUnavailableError
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive ends)
 
 MIN_CONFIDENCE = float(os.environ.get("MINC", 60))  # mean Tesseract word confidence (0-100) for a candidate to count as text
+SURE_CONFIDENCE = float(os.environ.get("SUREC", 85))  # enough for a line of one character fewer ("411")
 MIN_CHARACTERS = 4  # letters or digits read in the candidate (an identifier has more)
 TOPHAT_SIZE = 15  # px: strokes thinner than this are kept (text up to ~60 px tall)
 CONTRASTS = (48, 96)  # grey levels (of 255) a stroke stands out from its surroundings (low, high)
@@ -262,13 +263,21 @@ def _read(crop: np.ndarray, binary: bool) -> tuple[str, float]:
 
 
 def _is_text(text: str, confidence: float) -> bool:
-    return sum(c.isalnum() for c in text) >= MIN_CHARACTERS and confidence >= MIN_CONFIDENCE
+    characters = sum(c.isalnum() for c in text)
+    if characters >= MIN_CHARACTERS:
+        return confidence >= MIN_CONFIDENCE
+    return characters == MIN_CHARACTERS - 1 and confidence >= SURE_CONFIDENCE
 
 
 def _ink_value(grey: np.ndarray, strokes: np.ndarray, box: Box) -> int | None:
     x0, y0, x1, y1 = box
     values = grey[y0:y1, x0:x1][strokes[y0:y1, x0:x1] > 0]
-    return int(np.median(values)) if values.size else None
+    # the most common value: burned-in text is drawn in one colour, its antialiased edges are not
+    return int(np.bincount(values).argmax()) if values.size else None
+
+
+def _colour_mask(crop: np.ndarray, ink: int) -> np.ndarray:
+    return ((np.abs(crop.astype(np.int16) - ink) <= FLAT_TOLERANCE + 1) * 255).astype(np.uint8)
 
 
 def _complete(grey: np.ndarray, box: Box, ink: int | None) -> Box:
@@ -318,9 +327,12 @@ def find_text(grey: np.ndarray) -> list[TextBox]:
             if any(_inside(box, f.box) for f in found):
                 continue  # a part of a line already read
             x0, y0, x1, y1 = box
-            crops = ((source.strokes, True), (source.image, False)) if source.read_grey else ((source.strokes, True),)
-            for image, binary in crops:
-                text, confidence = _read(image[y0:y1, x0:x1], binary)
+            if source.read_grey:
+                crops = [(source.strokes[y0:y1, x0:x1], True), (source.image[y0:y1, x0:x1], False)]
+            else:  # every pixel of the line's own colour: the strokes a flat source missed too
+                crops = [(_colour_mask(grey[y0:y1, x0:x1], ink), True)] if ink is not None else []
+            for crop, binary in crops:
+                text, confidence = _read(crop, binary)
                 if _is_text(text, confidence):
                     found.append(TextBox(_complete(grey, line, ink), confidence, text))
                     if ink is not None:
