@@ -44,6 +44,7 @@ CONTRASTS = (48, 96)  # grey levels (of 255) a stroke stands out from its surrou
 FLAT_TOLERANCE = 1  # grey levels: neighbours this close are one colour (burned-in text is drawn in one)
 FLAT_MIN_AREA = 10  # px: a region of one colour this large may be (part of) a character
 FLAT_CONTRAST = int(os.environ.get("FC", 20))  # grey levels: a flat region stands out from the median around it
+LINE_CONTRAST = int(os.environ.get("LC", 10))  # grey levels: the same for the rest of a line already read
 INK_TOLERANCE = 6  # grey levels: the strokes of a confirmed line's own colour
 MIN_HEIGHT, MAX_HEIGHT = 6, 64  # px: text lines looked for (8 px text is 6-10 px of ink)
 READ_HEIGHT = 40  # px: candidates are scaled to about this height before Tesseract reads them
@@ -221,7 +222,15 @@ def _flat_labels(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, shape
 
 
-def _flat_source(grey: np.ndarray) -> _Source:
+def _apart(grey: np.ndarray) -> np.ndarray:
+    """How far each pixel stands out from the median around it (grey levels, uint8)."""
+    import cv2
+
+    ground = cv2.medianBlur(grey, 2 * (TOPHAT_SIZE // 2) + 1)
+    return cv2.absdiff(grey, ground)
+
+
+def _flat_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
     """Strokes of one grey value: burned-in text is drawn in one colour, which texture and speckle
     (whose neighbours differ) are not; regions too small, too large or too filled are dropped."""
     import cv2
@@ -230,17 +239,13 @@ def _flat_source(grey: np.ndarray) -> _Source:
     area, h, w = shape.T
     keep = (area >= FLAT_MIN_AREA) & (h <= MAX_HEIGHT) & (w <= 4 * MAX_HEIGHT) & (area <= 0.8 * h * w + 1)
     # and standing out from the ground around it (flat noise clipped at black is no text)
-    ground = cv2.medianBlur(grey, 2 * (TOPHAT_SIZE // 2) + 1)
-    apart = np.abs(grey.astype(np.int16) - ground) >= FLAT_CONTRAST
-    binary = (keep[labels] & apart).astype(np.uint8) * 255
+    binary = (keep[labels] & (apart >= FLAT_CONTRAST)).astype(np.uint8) * 255
     return _Source(grey, binary, _groups(binary), read_grey=False)
 
 
-def _sources(grey: np.ndarray) -> Iterator[_Source]:
-    if "T" in os.environ.get("SRC", "TF"):
-        yield from _tophat_sources(grey)
-    if "F" in os.environ.get("SRC", "TF"):
-        yield _flat_source(grey)
+def _sources(grey: np.ndarray, apart: np.ndarray) -> Iterator[_Source]:
+    yield from _tophat_sources(grey)
+    yield _flat_source(grey, apart)
 
 
 def _read(crop: np.ndarray, binary: bool) -> tuple[str, float]:
@@ -280,7 +285,7 @@ def _colour_mask(crop: np.ndarray, ink: int) -> np.ndarray:
     return ((np.abs(crop.astype(np.int16) - ink) <= FLAT_TOLERANCE + 1) * 255).astype(np.uint8)
 
 
-def _complete(grey: np.ndarray, box: Box, ink: int | None) -> Box:
+def _complete(grey: np.ndarray, apart: np.ndarray, box: Box, ink: int | None) -> Box:
     """A confirmed line grown along its row band by the strokes of its own ink value (a word on a
     brighter ground or across speckle that the sources found apart or not at all)."""
     import cv2
@@ -290,7 +295,7 @@ def _complete(grey: np.ndarray, box: Box, ink: int | None) -> Box:
     x0, y0, x1, y1 = box
     h = y1 - y0
     top, bottom = max(0, y0 - h // 4), min(grey.shape[0], y1 + h // 4)
-    same = (np.abs(grey[top:bottom].astype(np.int16) - ink) <= INK_TOLERANCE).astype(np.uint8)
+    same = ((np.abs(grey[top:bottom].astype(np.int16) - ink) <= INK_TOLERANCE) & (apart[top:bottom] >= LINE_CONTRAST)).astype(np.uint8)
     _count, _labels, stats, _ = cv2.connectedComponentsWithStats(same, connectivity=8)
     parts = [
         (int(x), int(x + w))
@@ -320,7 +325,8 @@ def find_text(grey: np.ndarray) -> list[TextBox]:
     found: list[TextBox] = []
     inks: list[int] = []
     unread: list[tuple[Box, int | None]] = []
-    for source in _sources(grey):
+    apart = _apart(grey)
+    for source in _sources(grey, apart):
         for box in source.candidates():
             line = source.line_of(box)
             ink = _ink_value(grey, source.strokes, box)
@@ -334,14 +340,14 @@ def find_text(grey: np.ndarray) -> list[TextBox]:
             for crop, binary in crops:
                 text, confidence = _read(crop, binary)
                 if _is_text(text, confidence):
-                    found.append(TextBox(_complete(grey, line, ink), confidence, text))
+                    found.append(TextBox(_complete(grey, apart, line, ink), confidence, text))
                     if ink is not None:
                         inks.append(ink)
                     break
             else:
                 unread.append((line, ink))
     if found:
-        found += [TextBox(_complete(grey, line, ink), 0.0) for line, ink in unread if _same_kind(line, ink, found, inks)]
+        found += [TextBox(_complete(grey, apart, line, ink), 0.0) for line, ink in unread if _same_kind(line, ink, found, inks)]
     return found
 
 
