@@ -36,15 +36,16 @@ from lake.errors import OcrUnavailableError
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive ends)
 
-MIN_CONFIDENCE = float(os.environ.get("MINC", 60))  # mean Tesseract word confidence (0-100) for a candidate to count as text
-SURE_CONFIDENCE = float(os.environ.get("SUREC", 85))  # enough for a line of one character fewer ("411")
+MIN_CONFIDENCE = 40.0  # mean Tesseract word confidence (0-100) for a candidate to count as text
+SURE_CONFIDENCE = 85.0  # enough for a line of one character fewer ("411")
 MIN_CHARACTERS = 4  # letters or digits read in the candidate (an identifier has more)
 TOPHAT_SIZE = 15  # px: strokes thinner than this are kept (text up to ~60 px tall)
 CONTRASTS = (48, 96)  # grey levels (of 255) a stroke stands out from its surroundings (low, high)
 FLAT_TOLERANCE = 1  # grey levels: neighbours this close are one colour (burned-in text is drawn in one)
+FLAT_REACH = 17  # px: pieces of one colour this far apart are joined into a line
 FLAT_MIN_AREA = 10  # px: a region of one colour this large may be (part of) a character
-FLAT_CONTRAST = int(os.environ.get("FC", 20))  # grey levels: a flat region stands out from the median around it
-LINE_CONTRAST = int(os.environ.get("LC", 10))  # grey levels: the same for the rest of a line already read
+FLAT_CONTRAST = 20  # grey levels: a flat region stands out from the median around it
+LINE_CONTRAST = 10  # grey levels: the same for the rest of a line already read
 INK_TOLERANCE = 6  # grey levels: the strokes of a confirmed line's own colour
 MIN_HEIGHT, MAX_HEIGHT = 6, 64  # px: text lines looked for (8 px text is 6-10 px of ink)
 READ_HEIGHT = 40  # px: candidates are scaled to about this height before Tesseract reads them
@@ -176,10 +177,11 @@ class _Source:
         return x0, y0, x1, y1
 
 
-def _groups(binary: np.ndarray) -> list[Box]:
+def _groups(binary: np.ndarray, reach: int = 9) -> list[Box]:
+    """Boxes of the strokes joined along a line (gaps up to ``reach`` px wide)."""
     import cv2
 
-    join = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3))
+    join = cv2.getStructuringElement(cv2.MORPH_RECT, (reach, 3))
     lines = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, join)
     _count, _labels, stats, _ = cv2.connectedComponentsWithStats(lines, connectivity=8)
     return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _area in stats[1:]]
@@ -240,7 +242,8 @@ def _flat_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
     keep = (area >= FLAT_MIN_AREA) & (h <= MAX_HEIGHT) & (w <= 4 * MAX_HEIGHT) & (area <= 0.8 * h * w + 1)
     # and standing out from the ground around it (flat noise clipped at black is no text)
     binary = (keep[labels] & (apart >= FLAT_CONTRAST)).astype(np.uint8) * 255
-    return _Source(grey, binary, _groups(binary), read_grey=False)
+    # the strokes of one colour on speckle are found in pieces: joined from further apart
+    return _Source(grey, binary, _groups(binary, FLAT_REACH), read_grey=False)
 
 
 def _sources(grey: np.ndarray, apart: np.ndarray) -> Iterator[_Source]:
