@@ -316,7 +316,8 @@ def _complete(grey: np.ndarray, apart: np.ndarray, box: Box, ink: int | None) ->
 
 
 def find_text(grey: np.ndarray) -> list[TextBox]:
-    """Lines of text in one uint8 grey frame (see :func:`display_frame`); raises OcrUnavailableError.
+    """Lines of text in one uint8 grey frame (see :func:`display_frame`), written across or up
+    and down (the frame turned a quarter); raises OcrUnavailableError.
 
     A candidate Tesseract reads as text is a line (its text kept in memory); once a frame has one,
     every other candidate of the same kind (a line as tall, on the same row or in the same ink) is
@@ -325,6 +326,16 @@ def find_text(grey: np.ndarray) -> list[TextBox]:
     if grey.ndim != 2 or grey.dtype != np.uint8:
         raise ValueError(f"find_text needs one uint8 grey frame, got {grey.dtype} {grey.shape}: use display_frame")
     _api()  # raises OcrUnavailableError before any work
+    found = _find_lines(grey)
+    cols = grey.shape[1]
+    for line in _find_lines(np.ascontiguousarray(np.rot90(grey))):  # turned: a row is a column
+        x0, y0, x1, y1 = line.box
+        found.append(TextBox((cols - y1, x0, cols - y0, x1), line.confidence, line.text))
+    return found
+
+
+def _find_lines(grey: np.ndarray) -> list[TextBox]:
+    """The lines written across ``grey`` (see :func:`find_text`)."""
     found: list[TextBox] = []
     inks: list[int] = []
     unread: list[tuple[Box, int | None]] = []
@@ -376,10 +387,9 @@ def _inside(box: Box, other: Box) -> bool:
 
 
 def pad(box: Box, rows: int, cols: int) -> Box:
-    """``box`` grown by half its height above and below and by its height (a character) left and
-    right (at least 4 px), clipped to the frame: antialiased edges and a first or last letter
-    found apart from its line are covered."""
+    """``box`` grown on each side by its short side (the line's height, a character's width; at
+    least 4 px), clipped to the frame: antialiased edges and a first or last letter found apart
+    from its line are covered, along or across the frame."""
     x0, y0, x1, y1 = box
-    h = y1 - y0
-    py, px = max(4, (h + 1) // 2), max(4, h)
-    return max(0, x0 - px), max(0, y0 - py), min(cols, x1 + px), min(rows, y1 + py)
+    p = max(4, min(x1 - x0, y1 - y0))
+    return max(0, x0 - p), max(0, y0 - p), min(cols, x1 + p), min(rows, y1 + p)
