@@ -337,7 +337,6 @@ def find_text(grey: np.ndarray) -> list[TextBox]:
 def _find_lines(grey: np.ndarray) -> list[TextBox]:
     """The lines written across ``grey`` (see :func:`find_text`)."""
     found: list[TextBox] = []
-    inks: list[int] = []
     unread: list[tuple[Box, int | None]] = []
     apart = _apart(grey)
     for source in _sources(grey, apart):
@@ -355,29 +354,28 @@ def _find_lines(grey: np.ndarray) -> list[TextBox]:
                 text, confidence = _read(crop, binary)
                 if _is_text(text, confidence):
                     found.append(TextBox(_complete(grey, apart, line, ink), confidence, text))
-                    if ink is not None:
-                        inks.append(ink)
                     break
             else:
                 unread.append((line, ink))
     if found:
-        found += [TextBox(_complete(grey, apart, line, ink), 0.0) for line, ink in unread if _same_kind(line, ink, found, inks)]
+        alike = [_complete(grey, apart, line, ink) for line, ink in unread if _same_kind(line, found)]
+        found += [TextBox(box, 0.0) for box in alike]
     return found
 
 
-def _same_kind(box: Box, ink: int | None, lines: list[TextBox], inks: list[int]) -> bool:
-    """Whether a candidate not read as text is like the lines that were: as tall as one of them and
-    on its row, or in its ink."""
+def _same_kind(box: Box, lines: list[TextBox]) -> bool:
+    """Whether a candidate not read as text is the rest of a line that was: as tall, on its row and
+    beside it (further away, a candidate is as likely speckle, which ultrasound frames showed, and
+    is not masked unread)."""
     x0, y0, x1, y1 = box
     h = y1 - y0
     for line in lines:
         lx0, ly0, lx1, ly1 = line.box
         lh = ly1 - ly0
-        if not 0.5 * lh <= h <= 2 * lh:
-            continue
-        if min(y1, ly1) - max(y0, ly0) >= 0.5 * min(h, lh):
+        beside = max(x0 - lx1, lx0 - x1) <= 2 * lh  # a word gap or a few letters away
+        if beside and 0.6 * lh <= h <= 1.6 * lh and min(y1, ly1) - max(y0, ly0) >= 0.5 * min(h, lh):
             return True
-    return ink is not None and any(abs(ink - i) <= INK_TOLERANCE for i in inks)
+    return False
 
 
 def _inside(box: Box, other: Box) -> bool:
@@ -387,9 +385,11 @@ def _inside(box: Box, other: Box) -> bool:
 
 
 def pad(box: Box, rows: int, cols: int) -> Box:
-    """``box`` grown on each side by its short side (the line's height, a character's width; at
-    least 4 px), clipped to the frame: antialiased edges and a first or last letter found apart
-    from its line are covered, along or across the frame."""
+    """``box`` grown along its line by its short side (the line's height, about a character; at
+    least 4 px) and across it by half that (at least 3 px), clipped to the frame: antialiased
+    edges and a first or last letter found apart from its line are covered."""
     x0, y0, x1, y1 = box
-    p = max(4, min(x1 - x0, y1 - y0))
-    return max(0, x0 - p), max(0, y0 - p), min(cols, x1 + p), min(rows, y1 + p)
+    w, h = x1 - x0, y1 - y0
+    along, across = max(4, min(w, h)), max(3, (min(w, h) + 1) // 2)
+    px, py = (along, across) if w >= h else (across, along)
+    return max(0, x0 - px), max(0, y0 - py), min(cols, x1 + px), min(rows, y1 + py)
