@@ -1,16 +1,25 @@
-"""Finding burned-in text in pixels: candidate text lines by morphology, confirmed by Tesseract OCR.
+"""Finding burned-in text in pixels: candidate text lines from two sources, confirmed by Tesseract.
 
 Tesseract alone reads a whole medical image poorly (speckle and anatomy become hundreds of
-low-confidence "words", small text on texture is missed), so detection has two steps:
+low-confidence "words", small text on texture is missed), so detection has three steps, on the
+frame windowed to its own display range (8 bits), once across and once turned a quarter:
 
-1. *candidates*: on the frame windowed to its own display range (8 bits), a top-hat of each
-   polarity (bright text, dark text) keeps strokes thinner than the structuring element; a
-   horizontal closing joins the characters of a line; connected components shaped like a line of
-   text (height 6-64 px, at least twice as wide as tall, partly filled) are the candidates;
-2. *confirmation*: each candidate, binarised and scaled to about 40 px tall, is read by Tesseract
-   as one line (its strokes, then its grey values); it is text when Tesseract reads at least four
-   letters or digits with a mean word
-   confidence of at least :data:`MIN_CONFIDENCE`.
+1. *candidates* from two sources: a top-hat of each polarity (bright text, dark text) at two
+   contrasts (:data:`CONTRASTS`) keeps strokes thinner than the structuring element; and regions
+   of one colour (burned-in text is drawn in one, texture and speckle are not) standing out from
+   the median around them. A horizontal closing joins the strokes of a line; groups shaped like a
+   line of text (height 6-64 px, at least twice as wide as tall, partly filled) are candidates;
+2. *confirmation*: each candidate, scaled to about 40 px tall, is read by Tesseract as one line
+   (its strokes, its grey values; for the one-colour source every pixel of the line's colour); it
+   is text when Tesseract reads four letters or digits with a mean word confidence of at least
+   :data:`MIN_CONFIDENCE` (three at :data:`SURE_CONFIDENCE`);
+3. *completion*: a line read grows along its row by the strokes of its own colour, and once a
+   frame has a line, the candidates beside it on its row are lines too, read or not: recall does
+   not depend on Tesseract reading every word. :func:`pad` pads each line by about a character.
+
+benchmarks/ocr.py (200 synthetic pairs, seed 2024): every visible text pixel masked in 91% of text
+images (8-11 px 80%, 12-19 px 88%, 20-30 px 98%; ultrasound speckle 70%), 2% of clean images
+altered, median 0.25 s per 512x512 frame on one core.
 
 The text read stays in memory (:class:`TextBox.text`, hidden from ``repr``): the caller may compare
 it with the header's identifiers to rank the risk, and must never store it.
@@ -235,7 +244,6 @@ def _apart(grey: np.ndarray) -> np.ndarray:
 def _flat_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
     """Strokes of one grey value: burned-in text is drawn in one colour, which texture and speckle
     (whose neighbours differ) are not; regions too small, too large or too filled are dropped."""
-    import cv2
 
     labels, shape = _flat_labels(grey)
     area, h, w = shape.T
@@ -298,7 +306,9 @@ def _complete(grey: np.ndarray, apart: np.ndarray, box: Box, ink: int | None) ->
     x0, y0, x1, y1 = box
     h = y1 - y0
     top, bottom = max(0, y0 - h // 4), min(grey.shape[0], y1 + h // 4)
-    same = ((np.abs(grey[top:bottom].astype(np.int16) - ink) <= INK_TOLERANCE) & (apart[top:bottom] >= LINE_CONTRAST)).astype(np.uint8)
+    same = (
+        (np.abs(grey[top:bottom].astype(np.int16) - ink) <= INK_TOLERANCE) & (apart[top:bottom] >= LINE_CONTRAST)
+    ).astype(np.uint8)
     _count, _labels, stats, _ = cv2.connectedComponentsWithStats(same, connectivity=8)
     parts = [
         (int(x), int(x + w))
