@@ -1,16 +1,25 @@
-"""Finding burned-in text in pixels: candidate text lines by morphology, confirmed by Tesseract OCR.
+"""Finding burned-in text in pixels: candidate text lines from two sources, confirmed by Tesseract.
 
 Tesseract alone reads a whole medical image poorly (speckle and anatomy become hundreds of
-low-confidence "words", small text on texture is missed), so detection has two steps:
+low-confidence "words", small text on texture is missed), so detection has three steps, on the
+frame windowed to its own display range (8 bits), once across and once turned a quarter:
 
-1. *candidates*: on the frame windowed to its own display range (8 bits), a top-hat of each
-   polarity (bright text, dark text) keeps strokes thinner than the structuring element; a
-   horizontal closing joins the characters of a line; connected components shaped like a line of
-   text (height 6-64 px, at least twice as wide as tall, partly filled) are the candidates;
-2. *confirmation*: each candidate, binarised and scaled to about 40 px tall, is read by Tesseract
-   as one line (its strokes, then its grey values); it is text when Tesseract reads at least four
-   letters or digits with a mean word
-   confidence of at least :data:`MIN_CONFIDENCE`.
+1. *candidates* from two sources: a top-hat of each polarity (bright text, dark text) at two
+   contrasts (:data:`CONTRASTS`) keeps strokes thinner than the structuring element; and regions
+   of one colour (burned-in text is drawn in one, texture and speckle are not) standing out from
+   the median around them. A horizontal closing joins the strokes of a line; groups shaped like a
+   line of text (height 6-64 px, at least twice as wide as tall, partly filled) are candidates;
+2. *confirmation*: each candidate, scaled to about 40 px tall, is read by Tesseract as one line
+   (its strokes, its grey values; for the one-colour source every pixel of the line's colour); it
+   is text when Tesseract reads four letters or digits with a mean word confidence of at least
+   :data:`MIN_CONFIDENCE` (three at :data:`SURE_CONFIDENCE`);
+3. *completion*: a line read grows along its row by the strokes of its own colour, and once a
+   frame has a line, the candidates beside it on its row are lines too, read or not: recall does
+   not depend on Tesseract reading every word. :func:`pad` pads each line by about a character.
+
+benchmarks/ocr.py (200 synthetic pairs, seed 2024): every visible text pixel masked in 91% of text
+images (8-11 px 80%, 12-19 px 88%, 20-30 px 98%; ultrasound speckle 70%), 2% of clean images
+altered, median 0.25 s per 512x512 frame on one core.
 
 The text read stays in memory (:class:`TextBox.text`, hidden from ``repr``): the caller may compare
 it with the header's identifiers to rank the risk, and must never store it.
@@ -36,10 +45,17 @@ from lake.errors import OcrUnavailableError
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive ends)
 
-MIN_CONFIDENCE = 60.0  # mean Tesseract word confidence (0-100) for a candidate to count as text
+MIN_CONFIDENCE = 40.0  # mean Tesseract word confidence (0-100) for a candidate to count as text
+SURE_CONFIDENCE = 85.0  # enough for a line of one character fewer ("411")
 MIN_CHARACTERS = 4  # letters or digits read in the candidate (an identifier has more)
 TOPHAT_SIZE = 15  # px: strokes thinner than this are kept (text up to ~60 px tall)
-MIN_CONTRAST = 48  # grey levels (of 255) a stroke must stand out from its surroundings
+CONTRASTS = (48, 96)  # grey levels (of 255) a stroke stands out from its surroundings (low, high)
+FLAT_TOLERANCE = 1  # grey levels: neighbours this close are one colour (burned-in text is drawn in one)
+FLAT_REACH = 17  # px: pieces of one colour this far apart are joined into a line
+FLAT_MIN_AREA = 10  # px: a region of one colour this large may be (part of) a character
+FLAT_CONTRAST = 20  # grey levels: a flat region stands out from the median around it
+LINE_CONTRAST = 10  # grey levels: the same for the rest of a line already read
+INK_TOLERANCE = 6  # grey levels: the strokes of a confirmed line's own colour
 MIN_HEIGHT, MAX_HEIGHT = 6, 64  # px: text lines looked for (8 px text is 6-10 px of ink)
 READ_HEIGHT = 40  # px: candidates are scaled to about this height before Tesseract reads them
 MAX_CANDIDATES = 400  # per frame and polarity: a frame with more is read as a whole (speckle)
@@ -131,12 +147,14 @@ def display_frame(frame: np.ndarray, window: tuple[float, float] | None = None) 
 
 
 @dataclass
-class _Polarity:
-    """One polarity of a frame: the image with its text bright, its strokes and their groups."""
+class _Source:
+    """One way of seeing a frame's text: the image with text bright, its strokes (the binary mask of
+    what may be ink) and their groups (strokes joined along a line; line-shaped or not)."""
 
     image: np.ndarray
     strokes: np.ndarray
-    groups: list[Box]  # every group of joined strokes (line-shaped or not)
+    groups: list[Box]
+    read_grey: bool = True  # also read the grey crop (the strokes of a flat source are already clean)
 
     def candidates(self) -> list[Box]:
         out = []
@@ -153,12 +171,12 @@ class _Polarity:
         """``box`` grown by the groups beside it on the same line (words and characters too short
         to be read alone: "ID", a lone initial), gaps up to twice the line's height."""
         x0, y0, x1, y1 = box
+        h, top, bottom = y1 - y0, y0, y1  # the row band of the line read: it grows along it only
         grown = True
         while grown:
             grown = False
-            h = y1 - y0
             for gx0, gy0, gx1, gy1 in self.groups:
-                overlap = min(y1, gy1) - max(y0, gy0)
+                overlap = min(bottom, gy1) - max(top, gy0)
                 if overlap < 0.5 * min(h, gy1 - gy0) or gy1 - gy0 > 1.5 * h:
                     continue
                 gap = max(gx0 - x1, x0 - gx1)
@@ -168,24 +186,77 @@ class _Polarity:
         return x0, y0, x1, y1
 
 
-def _polarities(grey: np.ndarray) -> Iterator[_Polarity]:
-    """Bright text, then dark text: a top-hat keeps thin high-contrast strokes, a closing joins them."""
+def _groups(binary: np.ndarray, reach: int = 9) -> list[Box]:
+    """Boxes of the strokes joined along a line (gaps up to ``reach`` px wide)."""
+    import cv2
+
+    join = cv2.getStructuringElement(cv2.MORPH_RECT, (reach, 3))
+    lines = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, join)
+    _count, _labels, stats, _ = cv2.connectedComponentsWithStats(lines, connectivity=8)
+    return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _area in stats[1:]]
+
+
+def _tophat_sources(grey: np.ndarray) -> Iterator[_Source]:
+    """Bright text, then dark text, at each contrast of :data:`CONTRASTS`: a top-hat keeps thin
+    strokes standing out from their surroundings by that much."""
     import cv2
 
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TOPHAT_SIZE, TOPHAT_SIZE))
-    join = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3))
     for image in (grey, 255 - grey):
         strokes = cv2.morphologyEx(image, cv2.MORPH_TOPHAT, kernel)
-        _, binary = cv2.threshold(strokes, MIN_CONTRAST, 255, cv2.THRESH_BINARY)
-        # specks of 1-3 px (noise, speckle) are no part of a character, even of 8 px text
-        _count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-        small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 4)
-        if small.size:
-            binary[np.isin(labels, small)] = 0
-        lines = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, join)
-        _count, _labels, stats, _ = cv2.connectedComponentsWithStats(lines, connectivity=8)
-        groups = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _area in stats[1:]]
-        yield _Polarity(image, binary, groups)
+        for contrast in CONTRASTS:
+            _, binary = cv2.threshold(strokes, contrast, 255, cv2.THRESH_BINARY)
+            # specks of 1-3 px (noise, speckle) are no part of a character, even of 8 px text
+            _count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+            small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 4)
+            if small.size:
+                binary[np.isin(labels, small)] = 0
+            yield _Source(image, binary, _groups(binary))
+
+
+def _flat_labels(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected regions of one grey value (4-connected neighbours within :data:`FLAT_TOLERANCE`):
+    per pixel its region's label, and per label (area, height, width)."""
+    import cv2
+
+    g = grey.astype(np.int16)
+    rows, cols = g.shape
+    # a grid twice as fine: pixels at even places, a link between two neighbours where they are equal
+    grid = np.zeros((2 * rows - 1, 2 * cols - 1), dtype=np.uint8)
+    grid[::2, ::2] = 1
+    grid[::2, 1::2] = np.abs(g[:, 1:] - g[:, :-1]) <= FLAT_TOLERANCE
+    grid[1::2, ::2] = np.abs(g[1:] - g[:-1]) <= FLAT_TOLERANCE
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grid, connectivity=8)
+    labels = labels[::2, ::2]
+    area = np.bincount(labels.ravel(), minlength=count)
+    shape = np.stack([area, (stats[:, cv2.CC_STAT_HEIGHT] + 1) // 2, (stats[:, cv2.CC_STAT_WIDTH] + 1) // 2], 1)
+    return labels, shape
+
+
+def _apart(grey: np.ndarray) -> np.ndarray:
+    """How far each pixel stands out from the median around it (grey levels, uint8)."""
+    import cv2
+
+    ground = cv2.medianBlur(grey, 2 * (TOPHAT_SIZE // 2) + 1)
+    return cv2.absdiff(grey, ground)
+
+
+def _flat_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
+    """Strokes of one grey value: burned-in text is drawn in one colour, which texture and speckle
+    (whose neighbours differ) are not; regions too small, too large or too filled are dropped."""
+
+    labels, shape = _flat_labels(grey)
+    area, h, w = shape.T
+    keep = (area >= FLAT_MIN_AREA) & (h <= MAX_HEIGHT) & (w <= 4 * MAX_HEIGHT) & (area <= 0.8 * h * w + 1)
+    # and standing out from the ground around it (flat noise clipped at black is no text)
+    binary = (keep[labels] & (apart >= FLAT_CONTRAST)).astype(np.uint8) * 255
+    # the strokes of one colour on speckle are found in pieces: joined from further apart
+    return _Source(grey, binary, _groups(binary, FLAT_REACH), read_grey=False)
+
+
+def _sources(grey: np.ndarray, apart: np.ndarray) -> Iterator[_Source]:
+    yield from _tophat_sources(grey)
+    yield _flat_source(grey, apart)
 
 
 def _read(crop: np.ndarray, binary: bool) -> tuple[str, float]:
@@ -208,26 +279,113 @@ def _read(crop: np.ndarray, binary: bool) -> tuple[str, float]:
 
 
 def _is_text(text: str, confidence: float) -> bool:
-    return sum(c.isalnum() for c in text) >= MIN_CHARACTERS and confidence >= MIN_CONFIDENCE
+    characters = sum(c.isalnum() for c in text)
+    if characters >= MIN_CHARACTERS:
+        return confidence >= MIN_CONFIDENCE
+    return characters == MIN_CHARACTERS - 1 and confidence >= SURE_CONFIDENCE
+
+
+def _ink_value(grey: np.ndarray, strokes: np.ndarray, box: Box) -> int | None:
+    x0, y0, x1, y1 = box
+    values = grey[y0:y1, x0:x1][strokes[y0:y1, x0:x1] > 0]
+    # the most common value: burned-in text is drawn in one colour, its antialiased edges are not
+    return int(np.bincount(values).argmax()) if values.size else None
+
+
+def _colour_mask(crop: np.ndarray, ink: int) -> np.ndarray:
+    return ((np.abs(crop.astype(np.int16) - ink) <= FLAT_TOLERANCE + 1) * 255).astype(np.uint8)
+
+
+def _complete(grey: np.ndarray, apart: np.ndarray, box: Box, ink: int | None) -> Box:
+    """A confirmed line grown along its row band by the strokes of its own ink value (a word on a
+    brighter ground or across speckle that the sources found apart or not at all)."""
+    import cv2
+
+    if ink is None:
+        return box
+    x0, y0, x1, y1 = box
+    h = y1 - y0
+    top, bottom = max(0, y0 - h // 4), min(grey.shape[0], y1 + h // 4)
+    same = (
+        (np.abs(grey[top:bottom].astype(np.int16) - ink) <= INK_TOLERANCE) & (apart[top:bottom] >= LINE_CONTRAST)
+    ).astype(np.uint8)
+    _count, _labels, stats, _ = cv2.connectedComponentsWithStats(same, connectivity=8)
+    parts = [
+        (int(x), int(x + w))
+        for x, _y, w, ch, area in stats[1:]
+        if 0.35 * h <= ch <= 1.3 * h and area >= 3 and w <= 2 * h
+    ]
+    grown = True
+    while grown:
+        grown = False
+        for px0, px1 in parts:
+            if px0 < x0 <= px1 + h or px1 > x1 >= px0 - h:
+                x0, x1 = min(x0, px0), max(x1, px1)
+                grown = True
+    return x0, y0, x1, y1
 
 
 def find_text(grey: np.ndarray) -> list[TextBox]:
-    """Lines of text in one uint8 grey frame (see :func:`display_frame`); raises OcrUnavailableError."""
+    """Lines of text in one uint8 grey frame (see :func:`display_frame`), written across or up
+    and down (the frame turned a quarter); raises OcrUnavailableError.
+
+    A candidate Tesseract reads as text is a line (its text kept in memory); once a frame has one,
+    every other candidate of the same kind (a line as tall, on the same row or in the same ink) is
+    a line too, read or not (confidence 0): recall must not depend on Tesseract reading each word.
+    """
     if grey.ndim != 2 or grey.dtype != np.uint8:
         raise ValueError(f"find_text needs one uint8 grey frame, got {grey.dtype} {grey.shape}: use display_frame")
     _api()  # raises OcrUnavailableError before any work
+    found = _find_lines(grey)
+    cols = grey.shape[1]
+    for line in _find_lines(np.ascontiguousarray(np.rot90(grey))):  # turned: a row is a column
+        x0, y0, x1, y1 = line.box
+        found.append(TextBox((cols - y1, x0, cols - y0, x1), line.confidence, line.text))
+    return found
+
+
+def _find_lines(grey: np.ndarray) -> list[TextBox]:
+    """The lines written across ``grey`` (see :func:`find_text`)."""
     found: list[TextBox] = []
-    for polarity in _polarities(grey):
-        for box in polarity.candidates():
+    unread: list[tuple[Box, int | None]] = []
+    apart = _apart(grey)
+    for source in _sources(grey, apart):
+        for box in source.candidates():
+            line = source.line_of(box)
+            ink = _ink_value(grey, source.strokes, box)
             if any(_inside(box, f.box) for f in found):
                 continue  # a part of a line already read
             x0, y0, x1, y1 = box
-            for image, binary in ((polarity.strokes, True), (polarity.image, False)):
-                text, confidence = _read(image[y0:y1, x0:x1], binary)
+            if source.read_grey:
+                crops = [(source.strokes[y0:y1, x0:x1], True), (source.image[y0:y1, x0:x1], False)]
+            else:  # every pixel of the line's own colour: the strokes a flat source missed too
+                crops = [(_colour_mask(grey[y0:y1, x0:x1], ink), True)] if ink is not None else []
+            for crop, binary in crops:
+                text, confidence = _read(crop, binary)
                 if _is_text(text, confidence):
-                    found.append(TextBox(polarity.line_of(box), confidence, text))
+                    found.append(TextBox(_complete(grey, apart, line, ink), confidence, text))
                     break
+            else:
+                unread.append((line, ink))
+    if found:
+        alike = [_complete(grey, apart, line, ink) for line, ink in unread if _same_kind(line, found)]
+        found += [TextBox(box, 0.0) for box in alike]
     return found
+
+
+def _same_kind(box: Box, lines: list[TextBox]) -> bool:
+    """Whether a candidate not read as text is the rest of a line that was: as tall, on its row and
+    beside it (further away, a candidate is as likely speckle, which ultrasound frames showed, and
+    is not masked unread)."""
+    x0, y0, x1, y1 = box
+    h = y1 - y0
+    for line in lines:
+        lx0, ly0, lx1, ly1 = line.box
+        lh = ly1 - ly0
+        beside = max(x0 - lx1, lx0 - x1) <= 2 * lh  # a word gap or a few letters away
+        if beside and 0.6 * lh <= h <= 1.6 * lh and min(y1, ly1) - max(y0, ly0) >= 0.5 * min(h, lh):
+            return True
+    return False
 
 
 def _inside(box: Box, other: Box) -> bool:
@@ -237,7 +395,11 @@ def _inside(box: Box, other: Box) -> bool:
 
 
 def pad(box: Box, rows: int, cols: int) -> Box:
-    """``box`` grown by a third of its height (at least 2 px) on each side, clipped to the frame."""
+    """``box`` grown along its line by its short side (the line's height, about a character; at
+    least 4 px) and across it by half that (at least 3 px), clipped to the frame: antialiased
+    edges and a first or last letter found apart from its line are covered."""
     x0, y0, x1, y1 = box
-    p = max(2, (y1 - y0) // 3)
-    return max(0, x0 - p), max(0, y0 - p), min(cols, x1 + p), min(rows, y1 + p)
+    w, h = x1 - x0, y1 - y0
+    along, across = max(4, min(w, h)), max(3, (min(w, h) + 1) // 2)
+    px, py = (along, across) if w >= h else (across, along)
+    return max(0, x0 - px), max(0, y0 - py), min(cols, x1 + px), min(rows, y1 + py)

@@ -16,6 +16,7 @@ import numpy as np
 KINDS = ("CT", "MR", "US", "SC", "XC")  # XC: external-camera photography
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_NAMES = ("DejaVuSans.ttf", "DejaVuSansMono.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansCondensed-Oblique.ttf")
+VISIBLE = 16  # grey levels: an ink pixel this far from the ground under it can be seen (and must be masked)
 NAMES = ("DOE^JANE", "QUIXOTE ALONSO", "Smith, John", "MUSTERMANN^ERIKA", "ZORRO DIEGO", "Patient: BLOGGS FRED")
 
 
@@ -66,9 +67,17 @@ def background(rng: np.random.Generator, kind: str, n: int = 512) -> np.ndarray:
     return np.clip((img - lo) / (hi - lo + 1e-9) * 255, 0, 255).astype(np.uint8)
 
 
-def render(rng: np.random.Generator, image: np.ndarray, text: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` with ``text`` drawn at a random place, font and contrast (80-200 grey levels from the
-    ground under it), and the text's ink mask."""
+def render(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    text: str,
+    size: int,
+    contrast: tuple[int, int] = (80, 200),
+    dark: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` with ``text`` drawn at a random place and font, ``contrast`` grey levels from the
+    ground under it (darker where ``dark``; None: away from the ground, brighter on a dark one),
+    and the text's ink mask (the pixels antialiased at half strength or more that can be seen)."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.truetype(str(fonts()[int(rng.integers(len(fonts())))]), size)
@@ -78,12 +87,16 @@ def render(rng: np.random.Generator, image: np.ndarray, text: str, size: int) ->
     x = int(rng.integers(0, max(1, image.shape[1] - w)))
     y = int(rng.integers(0, max(1, image.shape[0] - h)))
     ground = float(np.median(image[y : y + h, x : x + w]))
-    step = int(rng.integers(80, 200))
-    fill = int(min(255, ground + step)) if ground < 128 else int(max(0, ground - step))
+    step = int(rng.integers(*contrast))
+    darker = ground >= 128 if dark is None else dark
+    fill = int(max(0, ground - step)) if darker else int(min(255, ground + step))
     ImageDraw.Draw(im).text((x - left, y - top), text, font=font, fill=fill)
     mask = Image.new("L", im.size, 0)
     ImageDraw.Draw(mask).text((x - left, y - top), text, font=font, fill=255)
-    return np.asarray(im).copy(), np.asarray(mask) >= 128
+    drawn = np.asarray(im).copy()
+    # ink: the text's pixels that can be seen (a letter drawn in the colour of its ground is not)
+    visible = np.abs(drawn.astype(np.int16) - image) >= VISIBLE
+    return drawn, (np.asarray(mask) >= 128) & visible
 
 
 def corpus(seed: int, count: int, min_size: int = 8, max_size: int = 30) -> list[TextImage]:
@@ -97,4 +110,34 @@ def corpus(seed: int, count: int, min_size: int = 8, max_size: int = 30) -> list
         text = _text(rng)
         pixels, ink = render(rng, clean, text, size)
         out += [TextImage(kind, clean), TextImage(kind, pixels, ink, text, size)]
+    return out
+
+
+HARD_CASES = ("speckle", "low_contrast", "inverse", "rotated", "small")
+
+
+def hard_corpus(seed: int, count: int) -> list[TextImage]:
+    """``count`` text images of the hard cases in turn (``kind`` is "case:KIND"): text on
+    ultrasound speckle, at a low contrast (40-80 grey levels), dark on a dark ground or bright on
+    a bright one (inverse), rotated 90 degrees, and small (8-9 px). Images whose text cannot be
+    seen (fewer than 20 ink pixels) are drawn again."""
+    rng = np.random.default_rng(seed)
+    out: list[TextImage] = []
+    while len(out) < count:
+        case = HARD_CASES[len(out) % len(HARD_CASES)]
+        kind = "US" if case == "speckle" else KINDS[int(rng.integers(len(KINDS)))]
+        clean = background(rng, kind)
+        size = int(rng.integers(8, 10)) if case == "small" else int(rng.integers(10, 25))
+        text = _text(rng)
+        contrast = (40, 80) if case == "low_contrast" else (80, 200)
+        if case == "rotated":
+            pixels, ink = render(rng, np.ascontiguousarray(np.rot90(clean)), text, size)
+            pixels, ink = np.ascontiguousarray(np.rot90(pixels, -1)), np.ascontiguousarray(np.rot90(ink, -1))
+        elif case == "inverse":
+            ground = float(np.median(clean))
+            pixels, ink = render(rng, clean, text, size, (40, 120), dark=ground < 128)
+        else:
+            pixels, ink = render(rng, clean, text, size, contrast)
+        if int(ink.sum()) >= 20:
+            out.append(TextImage(f"{case}:{kind}", pixels, ink, text, size))
     return out

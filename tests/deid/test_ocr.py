@@ -65,7 +65,7 @@ def _decoded(frame: np.ndarray) -> DecodedPixels:
 
 
 def test_clean_images_are_unchanged_and_text_is_masked() -> None:
-    images = text_corpus.corpus(seed=11, count=10, min_size=14, max_size=30)
+    images = text_corpus.corpus(seed=11, count=10)  # 8-30 px
     masked = 0
     for n, image in enumerate(images):
         ds = _dataset(n, US, image.pixels)
@@ -77,7 +77,8 @@ def test_clean_images_are_unchanged_and_text_is_masked() -> None:
         else:
             assert d.frames is not None
             masked += bool((d.frames[0][image.ink] == 0).all())
-    assert masked >= 5  # of 10 (benchmarks/ocr.py measures the recall on 200)
+    # every visible ink pixel masked in 9 of 10 (fixed seed; benchmarks/ocr.py: 200 pairs)
+    assert masked >= 9
 
 
 def test_a_banner_is_masked_and_ranked_by_the_header_identifiers() -> None:
@@ -125,8 +126,7 @@ def test_derived_ct_without_text_is_stored_and_with_text_masked(tmp_path: Path) 
     assert rows[0]["pixel_phi_reason"] == "no_text_found" and rows[0]["pixel_reason"] is None
     assert np.array_equal(lk.pixels(rows[0]["SOPInstanceUID"])[0], clean)
     assert rows[1]["pixel_phi_method"] == "ocr" and rows[1]["pixel_phi_boxes"] >= 1
-    # the line is found; how much of a line on texture is covered is what benchmarks/ocr.py measures
-    assert (lk.pixels(rows[1]["SOPInstanceUID"])[0][ink] == 0).mean() >= 0.5
+    assert (lk.pixels(rows[1]["SOPInstanceUID"])[0][ink] == 0).all()  # the whole line, not a part
     assert rows[1]["pixel_phi_frames_read"] == 1
 
 
@@ -144,6 +144,34 @@ def test_deid_data_ultrasound_banners_are_masked(name: str) -> None:
     d = decide(ds, decoded, PixelPolicy.MASK_OR_QUARANTINE, assess(ds))
     assert d.status == "stored" and d.frames is not None
     assert d.phi.boxes >= 1 and d.reason is not None and d.reason.startswith("masked:")
-    # nothing readable is left where text was found: a second reading of the masked frame finds less
-    again = ocr.find_text(ocr.display_frame(d.frames[0]))
-    assert len(again) < d.phi.boxes
+    # every banner masked: a second reading of the masked frame finds no text at all
+    assert ocr.find_text(ocr.display_frame(d.frames[0])) == []
+
+
+def _masked(image: text_corpus.TextImage, found: list[ocr.TextBox]) -> np.ndarray:
+    mask = np.zeros(image.pixels.shape, dtype=bool)
+    for line in found:
+        x0, y0, x1, y1 = ocr.pad(line.box, *image.pixels.shape)
+        mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def test_a_line_partly_read_is_masked_whole() -> None:
+    """Lines of which Tesseract reads a part ("JANE" of "DOE^JANE", "07/2020" of "17/07/2020") are
+    masked whole: the candidates beside a line read, on its row, are masked unread."""
+    images = text_corpus.corpus(seed=2024, count=56)
+    for n in (93, 111):  # found in part before (benchmarks/ocr.py, seed 2024)
+        image = images[n]
+        assert image.ink is not None
+        found = ocr.find_text(image.pixels)
+        assert any(line.confidence > 0 for line in found) and any(line.confidence == 0 for line in found)
+        assert _masked(image, found)[image.ink].all()
+
+
+@pytest.mark.parametrize(("case", "least"), [("rotated", 2), ("speckle", 1)])
+def test_hard_cases_are_masked(case: str, least: int) -> None:
+    """Lines written up the frame (turned 90 degrees), lines on ultrasound speckle (fixed seed:
+    both of the rotated, one of the two on speckle; benchmarks/ocr.py measures the rest)."""
+    images = [i for i in text_corpus.hard_corpus(seed=2025, count=10) if i.kind.startswith(case)]
+    hits = [bool(_masked(i, ocr.find_text(i.pixels))[i.ink].all()) for i in images if i.ink is not None]
+    assert len(hits) == 2 and sum(hits) >= least, hits
