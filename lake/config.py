@@ -21,6 +21,7 @@ import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,35 @@ class BulkSettings:
         self.check()
 
 
+class OnUpdate(StrEnum):
+    """What an ingest does with a file whose SOP Instance UID the lake holds with other content."""
+
+    REPLACE = "replace"  # the newer version replaces the older (rows and pixels), audited
+    KEEP_FIRST = "keep-first"  # ignored, counted
+    FLAG = "flag"  # kept apart in the vault for review, counted
+
+
+@dataclass
+class CorrectionSettings:
+    """How corrections from the archive are applied (``lake.json`` section ``corrections``; issue 16).
+
+    ``on_update`` (:class:`OnUpdate`) is chosen at ``init`` (``--on-update``); a lake written before
+    the setting existed reads as ``replace``."""
+
+    on_update: str = OnUpdate.REPLACE.value
+
+    def check(self) -> None:
+        if self.on_update not in {u.value for u in OnUpdate}:
+            valid = ", ".join(u.value for u in OnUpdate)
+            raise ConfigError(
+                f"unknown update policy {self.on_update!r} (--on-update at `lake init`, corrections.on_update in "
+                f"lake.json); valid: {valid} (default replace)"
+            )
+
+    def validate(self) -> None:
+        self.check()
+
+
 @dataclass
 class LakeConfig:
     lake_id: str
@@ -215,6 +245,7 @@ class LakeConfig:
     pixels: PixelSettings = field(default_factory=PixelSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     bulk: BulkSettings = field(default_factory=BulkSettings)
+    corrections: CorrectionSettings = field(default_factory=CorrectionSettings)
     format: str = FORMAT
 
     @classmethod
@@ -235,6 +266,7 @@ class LakeConfig:
         self.pixels.validate()
         self.identity.validate()
         self.bulk.validate()
+        self.corrections.validate()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -243,11 +275,13 @@ class LakeConfig:
     def from_dict(cls, data: dict[str, Any]) -> LakeConfig:
         if data.get("format") != FORMAT:
             raise ConfigError(f"unsupported lake format {data.get('format')!r}; this lake package reads {FORMAT}")
-        sections: tuple[tuple[str, type[DeidSettings | PixelSettings | IdentitySettings | BulkSettings]], ...] = (
+        Section = DeidSettings | PixelSettings | IdentitySettings | BulkSettings | CorrectionSettings
+        sections: tuple[tuple[str, type[Section]], ...] = (
             ("deid", DeidSettings),
             ("pixels", PixelSettings),
             ("identity", IdentitySettings),
             ("bulk", BulkSettings),
+            ("corrections", CorrectionSettings),
         )
         for section, known in sections:
             value = data.get(section, {})
@@ -273,6 +307,7 @@ class LakeConfig:
                 pixels=pixels,
                 identity=identity,
                 bulk=BulkSettings(**data.get("bulk", {})),
+                corrections=CorrectionSettings(**data.get("corrections", {})),
                 format=data["format"],
             )
         except KeyError as exc:
@@ -281,6 +316,7 @@ class LakeConfig:
         config.pixels.check()
         config.identity.check()
         config.bulk.check()
+        config.corrections.check()
         return config
 
 

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from lake.catalog.query import fetch_rows, snapshot_versions, view_definitions
 from lake.catalog.sandbox import ReadOnlyConnection
 from lake.catalog.snapshot import Snapshot
-from lake.config import DeidSettings, LakeConfig, LakePaths, default_key_path, read_config, write_config
+from lake.config import (
+    CorrectionSettings,
+    DeidSettings,
+    LakeConfig,
+    LakePaths,
+    default_key_path,
+    read_config,
+    write_config,
+)
 from lake.created import CreatedPaths
 from lake.deid.policy import PixelPolicy
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption, parse_options
@@ -49,6 +57,7 @@ def init(
     keep_crosswalk: bool = False,
     patient_identity: str = "patient_id",
     issuer_aliases: dict[str, str] | str | os.PathLike[str] | None = None,
+    on_update: str = "replace",
 ) -> Lake:
     """Create a lake at ``path`` and its key (or adopt an existing key file, to link lakes).
 
@@ -62,11 +71,13 @@ def init(
 
     ``patient_identity`` is ``"patient_id"`` (PatientID alone) or ``"issuer_qualified"``, with
     ``issuer_aliases`` (``{spelling: domain}`` or the path of an ``issuer,domain`` CSV); it is fixed
-    for the lake's life (:mod:`lake.deid.identity`).
+    for the lake's life (:mod:`lake.deid.identity`). ``on_update`` (``lake.config.OnUpdate``: replace,
+    keep-first, flag) is what an ingest does with a new version of an instance (:mod:`lake.ingest.updates`).
     """
     return create_lake(
-        path, key_file, options, date_offset_days, burned_in_policy, keep_crosswalk, patient_identity, issuer_aliases
-    )[0]
+        path, key_file, options, date_offset_days, burned_in_policy, keep_crosswalk, patient_identity, issuer_aliases,
+        on_update,
+    )[0]  # fmt: skip
 
 
 def create_lake(
@@ -78,6 +89,7 @@ def create_lake(
     keep_crosswalk: bool = False,
     patient_identity: str = "patient_id",
     issuer_aliases: dict[str, str] | str | os.PathLike[str] | None = None,
+    on_update: str = "replace",
 ) -> tuple[Lake, CreatedPaths]:
     """:func:`init`, also returning what it created (the lake, a new key, the vault to be), so a
     command that fails later can remove exactly that (:meth:`CreatedPaths.remove`)."""
@@ -103,6 +115,8 @@ def create_lake(
         raise KeyFileError(f"the key file {key_path} is a folder: give the path of a key file, e.g. {example}")
     key = read_key(key_path) if key_path is not None and key_path.exists() else generate_key()
     config = LakeConfig.new(key.fingerprint, deid, identity)
+    config.corrections = CorrectionSettings(str(on_update))
+    config.corrections.validate()
     key_path = key_path or default_key_path(config.lake_id)
     if _inside(key_path, paths.root):
         raise KeyFileError(f"the key file {key_path} must not be inside the lake {paths.root}")

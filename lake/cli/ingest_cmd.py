@@ -90,6 +90,11 @@ def print_summary(summary: IngestSummary, vault_log: Path | None = None) -> None
 
     if summary.warnings.get(NO_NER_WARNING):  # issue 12: once per run, with how to install the step
         print(NOT_INSTALLED)
+    if summary.updates or summary.rejection_notes or summary.rejected_by_note:  # issue 16: corrections
+        parts = [f"updates {k} {v}" for k, v in sorted(summary.updates.items())]
+        parts += [f"rejection notes {summary.rejection_notes} (instances removed {summary.instances_rejected})"]
+        parts += [f"rejected instances not stored {summary.rejected_by_note}"] if summary.rejected_by_note else []
+        print("corrections: " + ", ".join(parts))
     if summary.identity:
         print("identity: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.identity.items())))
 

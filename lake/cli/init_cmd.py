@@ -7,6 +7,7 @@ import argparse
 import lake
 from lake.cli.argtypes import readable_file
 from lake.cli.common import add_key_option
+from lake.config import OnUpdate
 from lake.deid.identity import DEFAULT_IDENTITY, PatientIdentity
 from lake.deid.policy import PixelPolicy
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, OPTION_NAMES, ProfileOption
@@ -65,6 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "spelling of an issuer (an empty one too) to one domain; kept in lake.json; default: none",
     )
     p.add_argument(
+        "--on-update",
+        choices=[u.value for u in OnUpdate],
+        default=OnUpdate.REPLACE.value,
+        help="what an ingest does with a file whose SOP Instance UID the lake holds with other content: replace "
+        "(the newer version replaces the older, audited), keep-first (ignored, counted) or flag (kept in the "
+        "vault for review, counted); default replace",
+    )
+    p.add_argument(
         "--keep-crosswalk",
         action="store_true",
         help="record original to pseudonym patient IDs in the vault beside the key (default: off)",
@@ -99,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         keep_crosswalk=args.keep_crosswalk,
         patient_identity=args.patient_identity,
         issuer_aliases=args.issuer_aliases,
+        on_update=args.on_update,
     )
     deid = lk.config.deid
     print(f"created lake {lk.root}")
@@ -107,4 +117,5 @@ def run(args: argparse.Namespace) -> int:
     low, high = deid.date_offset_days
     print(f"dates shifted back {low} to {high} days per patient; burned-in policy {deid.burned_in_policy}")
     print(f"patient identity: {lk.config.identity.describe()}")
+    print(f"updates (same SOP Instance UID, other content): {lk.config.corrections.on_update}")
     return 0

@@ -50,6 +50,8 @@ from lake.errors import ConfigError, KeyFileError, RejectedInput
 from lake.fixity import record_table_fixity
 from lake.headers.schema import load_table_schema
 from lake.ingest.pool import TimedPool, WorkerFailure
+from lake.ingest import updates
+from lake.ingest.iocm import RejectionNote
 from lake.ingest.state import LakeState
 from lake.ingest.worker import Processed, Rejection, content_digest, process_file
 from lake.interrupts import Interrupted, deferred, signal_of, signals_raise
@@ -70,7 +72,13 @@ Outcome = Processed | Rejection
 
 @dataclass
 class IngestSummary:
-    """What a run did. ``seen == ingested + duplicates + rejected`` always holds.
+    """What a run did. ``seen == ingested + duplicates + rejected + sum(updates.values()) +
+    rejection_notes + rejected_by_note`` always holds.
+
+    Corrections (:mod:`lake.ingest.updates`): ``updates`` counts files with a known SOP Instance
+    UID and other content by what was done (``replaced``, ``kept_first``, ``flagged``);
+    ``rejection_notes`` the IOCM notes applied, ``instances_rejected`` the instances they removed,
+    ``rejected_by_note`` the files of instances a note had rejected (not stored).
 
     ``warnings`` counts, per PHI-free reason code (:mod:`lake.diagnostics`), the files processed
     in this run on which the libraries warned; the messages are in the vault's run log.
@@ -92,6 +100,10 @@ class IngestSummary:
     empty_sources: int = 0  # sources that held no file (their paths go to the console only)
     warnings: Counter[str] = field(default_factory=Counter)
     identity: Counter[str] = field(default_factory=Counter)  # see lake.deid.identity: counts, no values
+    updates: Counter[str] = field(default_factory=Counter)
+    rejection_notes: int = 0
+    instances_rejected: int = 0
+    rejected_by_note: int = 0
 
     @property
     def outcome(self) -> str:
@@ -103,6 +115,7 @@ class IngestSummary:
         out["reject_reasons"] = dict(self.reject_reasons)
         out["warnings"] = dict(sorted(self.warnings.items()))
         out["identity"] = dict(sorted(self.identity.items()))
+        out["updates"] = dict(sorted(self.updates.items()))
         out["outcome"] = self.outcome
         return out
 
@@ -175,6 +188,12 @@ class _Run:
         self.log = open(vault / "runs" / f"{run_id}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self.crosswalk: dict[str, str] = {}
         self.recipe: Recipe | None = None
+        self.corrections = updates.Corrections.load(lk.paths)  # issue 16: updates and rejection notes
+        self.notes: dict[str, RejectionNote] = {}
+        self.candidates: list[updates.Candidate] = []
+        self.replacing: set[str] = set()
+        self.summary_removed = 0
+        self.compactions = 0
 
     def close(self) -> None:
         self.log.close()
@@ -185,6 +204,7 @@ class _Run:
             self.deid_counts.subtract(result.counts)
         self.deid_counts = +self.deid_counts
         self.batch, self.batch_sops, self.rejects, self.batch_bytes = [], set(), [], 0
+        self.candidates, self.replacing = [], set()
         self.crosswalk.clear()
 
     def record(
@@ -249,32 +269,34 @@ class _Run:
             # the crosswalk changed under patients already in the lake; the vault log says so
             self.reject(item, ref, "policy", "patient_rekeyed", size, REKEYED, result.warnings)
             return
-        sop = result.row["SOPInstanceUID"]
-        if sop in self.state.sop_uids or sop in self.batch_sops:
-            self.summary.duplicates += 1
-            self.record(item, ref, "duplicate", warnings=result.warnings)
-            return
-        self.batch_sops.add(sop)
+        if updates.handle(self, item, ref, size, result):
+            return  # a rejection note, a rejected instance, or a known UID decided at the commit
+        self.enqueue(item, ref, size, result)
+        if len(self.batch) + len(self.candidates) >= self.max_batch or self.batch_bytes >= self.max_batch_bytes:
+            self.flush()
+
+    def enqueue(self, item: SourceItem, ref: str, size: int, result: Processed, outcome: str = "ingested") -> None:
+        self.batch_sops.add(result.row["SOPInstanceUID"])
         self.batch.append((result, ref, size))
         self.batch_bytes += sum(f.nbytes for f in (result.frames, result.held) if f is not None)
         self.deid_counts.update(result.counts)
         if any(why == ner.NO_NER_REASON for _attr, why in result.counts):  # issue 12: the summary says it once
             self.summary.warnings[ner.NO_NER_WARNING] += 1
-        self.record(item, ref, "ingested", warnings=result.warnings)
+        self.record(item, ref, outcome, warnings=result.warnings)
         if self.lk.config.deid.keep_crosswalk:
             self.crosswalk[result.original_patient_id] = result.patient_pseudonym
-        if len(self.batch) >= self.max_batch or self.batch_bytes >= self.max_batch_bytes:
-            self.flush()
 
     def flush(self) -> None:
         """Commit the batch: pixels, rejects, instances, fixity. SIGINT and SIGTERM wait for the end."""
-        if not self.batch and not self.rejects:
+        if not self.batch and not self.rejects and not self.candidates:
             return
         with deferred():
             self._commit()
 
     def _commit(self) -> None:
         crash_point("ingest.flush")
+        intents = updates.resolve(self)  # issue 16: new versions join the batch, their old ones go first
+        touched = updates.begin(self, intents)
         # Before the rows: a crash then leaves facts of files a rerun processes again (the same facts).
         for result, _ref, _size in self.batch:
             if result.identity is not None:
@@ -316,10 +338,15 @@ class _Run:
             crash_point("ingest.after_instances")
         record_table_fixity(self.paths, self.run_id)
         crash_point("ingest.after_fixity")
+        if intents:
+            updates.finish(self, touched, {r["source_ref"] for r in intents})
         for result, ref, _size in self.batch:
             self.state.sop_uids.add(result.row["SOPInstanceUID"])
             self.state.instance_sources.add(ref)
-            self.summary.ingested += 1
+            if ref in self.replacing:
+                self.summary.updates["replaced"] += 1
+            else:
+                self.summary.ingested += 1
             self.summary.pixel_status[result.row["pixel_status"]] += 1
             if result.identity is None:
                 self.studies_without_id.add(result.patient_pseudonym)
@@ -327,6 +354,7 @@ class _Run:
                 self.identity_members.add(result.identity.member)
                 self.identity_pids.add(result.identity.patient_id)
         self.batch, self.batch_sops, self.rejects, self.batch_bytes = [], set(), [], 0
+        self.replacing.clear()
         self._write_crosswalk()
 
     def _write_crosswalk(self) -> None:
@@ -401,8 +429,8 @@ def _read_items(
         size = len(data)
         run.summary.bytes_read += size
         ref = run.key.source_ref(content_digest(data))
-        if ref in run.state.instance_sources:
-            run.summary.duplicates += 1
+        if ref in run.state.instance_sources or run.corrections.known(ref):
+            run.summary.duplicates += 1  # or a version replaced since, or a rejection note applied
             run.record(item, ref, "duplicate")
         elif ref in run.state.reject_sources:
             # Rejected by an earlier run (or earlier in this one): counted under its own reason.
@@ -411,6 +439,7 @@ def _read_items(
             run.summary.reject_reasons[why.partition(":")[2]] += 1
             run.record(item, ref, "rejected", why, "rejected before")
         else:
+            updates.note_for(run, ref, data)
             yield item, ref, size, data
             continue
         if on_file:
@@ -575,6 +604,7 @@ def _ingest(
                 run = _Run(lk, key, new_run_id("R"), batch_size, batch_bytes)
                 run.recipe = site_recipe
                 remove_orphans(paths, run.state.next_frame)  # arrays a crashed run wrote but never committed
+                updates.recover(run)  # corrections a crashed run recorded but did not complete
                 recorded = False
                 try:
                     todo = _read_items(items, run, on_file)
