@@ -49,9 +49,9 @@ from lake.diagnostics import FileWarning, silence_process
 from lake.errors import ConfigError, KeyFileError, RejectedInput
 from lake.fixity import record_table_fixity
 from lake.headers.schema import load_table_schema
-from lake.ingest.pool import TimedPool, WorkerFailure
 from lake.ingest import updates
 from lake.ingest.iocm import RejectionNote
+from lake.ingest.pool import TimedPool, WorkerFailure
 from lake.ingest.state import LakeState
 from lake.ingest.worker import Processed, Rejection, content_digest, process_file
 from lake.interrupts import Interrupted, deferred, signal_of, signals_raise

@@ -85,7 +85,9 @@ class Corrections:
         con = duckdb.connect(":memory:")
         try:
             cur = con.execute(f"SELECT source_ref, SOPInstanceUID, action, reason FROM {_files_sql(files)}")
-            rows = [dict(zip(("source_ref", "SOPInstanceUID", "action", "reason"), r, strict=True)) for r in cur.fetchall()]
+            rows = [
+                dict(zip(("source_ref", "SOPInstanceUID", "action", "reason"), r, strict=True)) for r in cur.fetchall()
+            ]
         finally:
             con.close()
         done = {r["source_ref"] for r in rows if r["action"] == APPLIED}
