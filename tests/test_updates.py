@@ -186,7 +186,7 @@ def test_a_kos_with_another_title_is_stored(tmp_path: Path) -> None:
     ],
 )
 def test_update_killed_midway_then_rerun(tmp_path: Path, point: str) -> None:
-    ref_root, ref_key = tmp_path / "ref", tmp_path / "ref.key"
+    ref_root, ref_key = tmp_path / "ref", tmp_path / "lake.key"  # one key: the same pseudonyms
     paths = _study(tmp_path / "a", n=4)
     _corrected(paths[1:3], tmp_path / "b")
     for root, key in ((ref_root, ref_key), (tmp_path / "lake", tmp_path / "lake.key")):
