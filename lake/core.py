@@ -14,7 +14,7 @@ from lake.catalog.snapshot import Snapshot
 from lake.config import DeidSettings, LakeConfig, LakePaths, default_key_path, read_config, write_config
 from lake.created import CreatedPaths
 from lake.deid.policy import PixelPolicy
-from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption, parse_options
+from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileName, ProfileOption, parse_options, parse_profile_name
 from lake.errors import KeyFileError, KeyMismatchError, LakeExistsError, NotInLakeError
 from lake.headers.schema import table_names
 from lake.keys import LakeKey, generate_key, read_key, write_key
@@ -49,6 +49,7 @@ def init(
     keep_crosswalk: bool = False,
     patient_identity: str = "patient_id",
     issuer_aliases: dict[str, str] | str | os.PathLike[str] | None = None,
+    profile: str | ProfileName = ProfileName.RESEARCH,
 ) -> Lake:
     """Create a lake at ``path`` and its key (or adopt an existing key file, to link lakes).
 
@@ -63,10 +64,15 @@ def init(
     ``patient_identity`` is ``"patient_id"`` (PatientID alone) or ``"issuer_qualified"``, with
     ``issuer_aliases`` (``{spelling: domain}`` or the path of an ``issuer,domain`` CSV); it is fixed
     for the lake's life (:mod:`lake.deid.identity`).
+
+    ``profile`` (:class:`~lake.deid.profile.ProfileName`) is ``"research"`` (the default) or
+    ``"pass-through"`` for data already de-identified (:mod:`lake.deid.passthrough`; ``options``
+    must then be None or empty); fixed for the lake's life.
     """
     return create_lake(
-        path, key_file, options, date_offset_days, burned_in_policy, keep_crosswalk, patient_identity, issuer_aliases
-    )[0]
+        path, key_file, options, date_offset_days, burned_in_policy, keep_crosswalk, patient_identity, issuer_aliases,
+        profile,
+    )[0]  # fmt: skip
 
 
 def create_lake(
@@ -78,6 +84,7 @@ def create_lake(
     keep_crosswalk: bool = False,
     patient_identity: str = "patient_id",
     issuer_aliases: dict[str, str] | str | os.PathLike[str] | None = None,
+    profile: str | ProfileName = ProfileName.RESEARCH,
 ) -> tuple[Lake, CreatedPaths]:
     """:func:`init`, also returning what it created (the lake, a new key, the vault to be), so a
     command that fails later can remove exactly that (:meth:`CreatedPaths.remove`)."""
@@ -88,12 +95,15 @@ def create_lake(
     check_lake_folder(paths.root)
     if paths.exists():
         raise LakeExistsError(f"{paths.root} is already a lake; open it with lake.open({str(paths.root)!r})")
-    chosen = DEFAULT_RESEARCH_OPTIONS if options is None else options
+    named = parse_profile_name(profile)
+    research = named is ProfileName.RESEARCH
+    chosen = (DEFAULT_RESEARCH_OPTIONS if research else ()) if options is None else options
     deid = DeidSettings(
         options=sorted(o.value for o in parse_options(chosen)),
         date_offset_days=tuple(date_offset_days),  # type: ignore[arg-type]
         burned_in_policy=str(burned_in_policy),
         keep_crosswalk=keep_crosswalk,
+        profile=named.value,
     )
     deid.validate()
     identity = identity_settings(patient_identity, issuer_aliases)
