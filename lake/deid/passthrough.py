@@ -16,9 +16,10 @@ file may come in:
    AE, UR, CS), at every sequence depth, private elements included, and any UN or undecoded
    payload that reads as text, is searched for phone numbers, e-mail addresses and labelled
    identifiers (``MRN 448100``, ``Patient ID: 4711``) as the research profile's cleaner finds them
-   (:mod:`lake.deid.clean`), and SSNs (:mod:`lake.audit.patterns`). A hit rejects the file
-   (``phi_phone``, ``phi_email``, ``phi_labelled_identifier``, ``phi_ssn``), counted by reason like
-   every rejection; the vault's run log names the attribute path, never the value.
+   (:mod:`lake.deid.clean`), and SSNs (as :mod:`lake.audit.patterns` finds them, and also at the
+   end of a sentence). A hit rejects the file (``phi_phone``, ``phi_email``,
+   ``phi_labelled_identifier``, ``phi_ssn``), counted by reason like every rejection; the vault's
+   run log names the attribute path, never the value.
 
 Rejecting rather than flagging: a pass-through lake changes nothing, so a flagged file would put
 the value into the lake's tables (``header_json``, promoted columns) and statistics, where
@@ -40,7 +41,6 @@ from pydicom import Dataset
 from pydicom.datadict import keyword_for_tag
 from pydicom.multival import MultiValue
 
-from lake.audit.patterns import PHI_PATTERNS
 from lake.deid.clean import EMAIL_PATTERN, LABELLED_ID_PATTERN, PHONE_PATTERNS
 from lake.deid.engine import DeidResult
 from lake.deid.identity import PatientIdentifier
@@ -67,12 +67,15 @@ REASONS = {
 }
 
 
+#: ``lake.audit.patterns``' SSN, also at the end of a sentence (``... SSN 123-45-6789.``)
+_SSN = r"(?<![\d.-])\d{3}-\d{2}-\d{4}(?![\d-]|\.\d)"
+
+
 @lru_cache(maxsize=1)
 def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
-    ssn = dict(PHI_PATTERNS)["ssn-like"]
     return (
         ("phi_email", re.compile(EMAIL_PATTERN, re.IGNORECASE)),
-        ("phi_ssn", ssn),
+        ("phi_ssn", re.compile(_SSN)),
         ("phi_phone", re.compile("|".join(f"(?:{p})" for p in PHONE_PATTERNS), re.IGNORECASE)),
         ("phi_labelled_identifier", re.compile(LABELLED_ID_PATTERN, re.IGNORECASE)),
     )
@@ -116,9 +119,8 @@ def _marks(ds: Dataset) -> str | None:
     """The reason code when the de-identification marks are missing, else None."""
     if str(ds.get("PatientIdentityRemoved", "") or "").strip().upper() != "YES":
         return "no_patient_identity_removed"
-    method = ds.get("DeidentificationMethod")
-    codes = ds.get("DeidentificationMethodCodeSequence")
-    if not (method is not None and str(method.value or "").strip()) and not (codes is not None and codes.value):
+    method = ds.get("DeidentificationMethod")  # by keyword: the value
+    if not str(method or "").strip() and not ds.get("DeidentificationMethodCodeSequence"):
         return "no_deidentification_method"
     if not str(ds.get("PatientID", "") or "").strip():
         return "no_patient_id"
