@@ -6,6 +6,7 @@ patterns (never showing the value), and a lake's profile cannot be changed."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -385,3 +386,6 @@ def test_init_prints_the_pass_through_profile(tmp_path: Path, capsys: pytest.Cap
     out = capsys.readouterr().out
     assert "profile: pass-through" in out and "dates shifted" not in out
     assert lake.open(root).config.deid.profile == "pass-through"
+    assert main(["info", "--lake", str(root)]) == 0
+    info = capsys.readouterr().out
+    assert re.search(r"deid_profile\s+pass-through", info) and "dates kept as they are" in info
