@@ -2,7 +2,7 @@
 
 A lake folder holds only de-identified data::
 
-    LAKE/lake.json             format, lake id, key fingerprint, de-identification options, patient identity
+    LAKE/lake.json             format, lake id, key fingerprint, de-identification profile and options, patient identity
     LAKE/tables/<name>/        Delta Lake tables (Parquet + _delta_log)
     LAKE/pixels/<series>/...   Zarr v3 arrays
     LAKE/reports/              de-identification reports (counts only)
@@ -70,6 +70,9 @@ class DeidSettings:
     date_offset_days: tuple[int, int] = DEFAULT_DATE_OFFSET_DAYS
     burned_in_policy: str = "mask-or-quarantine"
     keep_crosswalk: bool = False
+    #: the named profile (``lake.deid.profile.ProfileName``): ``research`` or ``pass-through``; fixed
+    #: at ``init`` (a lake.json without it was written before it existed: research)
+    profile: str = "research"
 
     def check(self) -> None:
         offsets = self.date_offset_days
@@ -92,13 +95,21 @@ class DeidSettings:
             raise ConfigError(f"deid.burned_in_policy must be a policy name, got {self.burned_in_policy!r}")
         if not isinstance(self.keep_crosswalk, bool):
             raise ConfigError(f"deid.keep_crosswalk must be true or false, got {self.keep_crosswalk!r}")
+        if not isinstance(self.profile, str):
+            raise ConfigError(f"deid.profile must be a profile name, got {self.profile!r}")
 
     def validate(self) -> None:
         self.check()
         from lake.deid.policy import PixelPolicy
-        from lake.deid.profile import parse_options
+        from lake.deid.profile import ProfileName, parse_options, parse_profile_name
 
         parse_options(self.options)  # names the valid options on a typo
+        if parse_profile_name(self.profile) is ProfileName.PASS_THROUGH and self.options:
+            raise ConfigError(
+                f"the pass-through profile keeps already de-identified values as they are, so the PS3.15 options "
+                f"({', '.join(self.options)}) do not apply: leave out --option (deid.options must be empty in "
+                "lake.json), or make a research lake without --profile pass-through"
+            )
         if self.burned_in_policy not in {p.value for p in PixelPolicy}:
             valid = ", ".join(p.value for p in PixelPolicy)
             raise ConfigError(

@@ -22,7 +22,7 @@ from lake.config import (
 )
 from lake.created import CreatedPaths
 from lake.deid.policy import PixelPolicy
-from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileOption, parse_options
+from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, ProfileName, ProfileOption, parse_options, parse_profile_name
 from lake.errors import KeyFileError, KeyMismatchError, LakeExistsError, NotInLakeError
 from lake.headers.schema import table_names
 from lake.keys import LakeKey, generate_key, read_key, write_key
@@ -58,6 +58,7 @@ def init(
     patient_identity: str = "patient_id",
     issuer_aliases: dict[str, str] | str | os.PathLike[str] | None = None,
     on_update: str = "replace",
+    profile: str | ProfileName = ProfileName.RESEARCH,
 ) -> Lake:
     """Create a lake at ``path`` and its key (or adopt an existing key file, to link lakes).
 
@@ -73,10 +74,14 @@ def init(
     ``issuer_aliases`` (``{spelling: domain}`` or the path of an ``issuer,domain`` CSV); it is fixed
     for the lake's life (:mod:`lake.deid.identity`). ``on_update`` (``lake.config.OnUpdate``: replace,
     keep-first, flag) is what an ingest does with a new version of an instance (:mod:`lake.ingest.updates`).
+
+    ``profile`` (:class:`~lake.deid.profile.ProfileName`) is ``"research"`` (the default) or
+    ``"pass-through"`` for data already de-identified (:mod:`lake.deid.passthrough`; ``options``
+    must then be None or empty); fixed for the lake's life.
     """
     return create_lake(
         path, key_file, options, date_offset_days, burned_in_policy, keep_crosswalk, patient_identity, issuer_aliases,
-        on_update,
+        on_update, profile,
     )[0]  # fmt: skip
 
 
@@ -90,6 +95,7 @@ def create_lake(
     patient_identity: str = "patient_id",
     issuer_aliases: dict[str, str] | str | os.PathLike[str] | None = None,
     on_update: str = "replace",
+    profile: str | ProfileName = ProfileName.RESEARCH,
 ) -> tuple[Lake, CreatedPaths]:
     """:func:`init`, also returning what it created (the lake, a new key, the vault to be), so a
     command that fails later can remove exactly that (:meth:`CreatedPaths.remove`)."""
@@ -100,12 +106,15 @@ def create_lake(
     check_lake_folder(paths.root)
     if paths.exists():
         raise LakeExistsError(f"{paths.root} is already a lake; open it with lake.open({str(paths.root)!r})")
-    chosen = DEFAULT_RESEARCH_OPTIONS if options is None else options
+    named = parse_profile_name(profile)
+    research = named is ProfileName.RESEARCH
+    chosen = (DEFAULT_RESEARCH_OPTIONS if research else ()) if options is None else options
     deid = DeidSettings(
         options=sorted(o.value for o in parse_options(chosen)),
         date_offset_days=tuple(date_offset_days),  # type: ignore[arg-type]
         burned_in_policy=str(burned_in_policy),
         keep_crosswalk=keep_crosswalk,
+        profile=named.value,
     )
     deid.validate()
     identity = identity_settings(patient_identity, issuer_aliases)

@@ -1,4 +1,4 @@
-"""``lake init LAKE [--key-file KEY] [--option NAME]... [--only-options] [--patient-identity ...] ...``."""
+"""``lake init LAKE [--key-file KEY] [--profile research|pass-through] [--option NAME]... [--only-options] ...``."""
 
 from __future__ import annotations
 
@@ -10,13 +10,22 @@ from lake.cli.common import add_key_option
 from lake.config import OnUpdate
 from lake.deid.identity import DEFAULT_IDENTITY, PatientIdentity
 from lake.deid.policy import PixelPolicy
-from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, OPTION_NAMES, ProfileOption
+from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, OPTION_NAMES, PROFILE_NAMES, ProfileName, ProfileOption
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="create a lake and its secret key (kept outside the lake)")
     p.add_argument("lake", metavar="LAKE", help="the lake folder to create (must not hold a lake yet)")
     add_key_option(p)
+    p.add_argument(
+        "--profile",
+        choices=PROFILE_NAMES,
+        default=ProfileName.RESEARCH.value,
+        help="the de-identification profile, fixed for the lake's life: research (PS3.15 with keyed pseudonyms, "
+        "UIDs and date shifts) or pass-through (for data already de-identified: values kept as they are, only "
+        "files with the de-identification marks accepted, every text value audited for PHI; no --option); "
+        "default research",
+    )
     defaults = ", ".join(o.value for o in DEFAULT_RESEARCH_OPTIONS)
     p.add_argument(
         "--option",
@@ -99,23 +108,34 @@ def chosen_options(given: list[str] | None, only: bool) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    research = args.profile == ProfileName.RESEARCH.value
     lk = lake.init(
         args.lake,
         key_file=args.key_file,
-        options=chosen_options(args.options, args.only_options),
+        # pass-through: only what was given, which the profile refuses (lake.config.DeidSettings)
+        options=chosen_options(args.options, args.only_options or not research),
         date_offset_days=tuple(args.date_offset_days),
         burned_in_policy=args.burned_in_policy,
         keep_crosswalk=args.keep_crosswalk,
         patient_identity=args.patient_identity,
         issuer_aliases=args.issuer_aliases,
         on_update=args.on_update,
+        profile=args.profile,
     )
     deid = lk.config.deid
     print(f"created lake {lk.root}")
     print(f"key: {lk.key_path} (fingerprint {lk.config.key_fingerprint}); keep it safe and out of the lake")
-    print(f"options: {', '.join(deid.options) or '(none: the Basic Profile alone)'}")
-    low, high = deid.date_offset_days
-    print(f"dates shifted back {low} to {high} days per patient; burned-in policy {deid.burned_in_policy}")
+    if research:
+        print("profile: research")
+        print(f"options: {', '.join(deid.options) or '(none: the Basic Profile alone)'}")
+        low, high = deid.date_offset_days
+        print(f"dates shifted back {low} to {high} days per patient; burned-in policy {deid.burned_in_policy}")
+    else:
+        print(
+            "profile: pass-through (already de-identified data: UIDs, patient IDs and dates kept; files without "
+            "the de-identification marks or with PHI patterns in text are rejected)"
+        )
+        print(f"burned-in policy {deid.burned_in_policy}")
     print(f"patient identity: {lk.config.identity.describe()}")
     print(f"updates (same SOP Instance UID, other content): {lk.config.corrections.on_update}")
     return 0

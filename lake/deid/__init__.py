@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from lake.config import DeidSettings
     from lake.deid.engine import Deidentifier, DeidResult, PrivateRule
     from lake.deid.identity import PatientIdentifier
+    from lake.deid.passthrough import PassThrough
     from lake.deid.policy import PixelPolicy
     from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Action, Profile, ProfileOption
     from lake.deid.recipe import Recipe, load_recipe
@@ -36,8 +37,11 @@ __all__ = [
 
 def build_deidentifier(
     key: LakeKey, settings: DeidSettings, recipe: Recipe | None = None, identifier: PatientIdentifier | None = None
-) -> Deidentifier:
+) -> Deidentifier | PassThrough:
     """The de-identifier a lake's settings describe, with an optional site recipe on top.
+
+    A ``pass-through`` lake (``settings.profile``) gets :class:`lake.deid.passthrough.PassThrough`,
+    which takes no recipe (it changes nothing a recipe could make stricter).
 
     ``identifier`` resolves patients under the lake's identity setting and crosswalk
     (``lake.deid.identity.identifier_for``; default: PatientID alone, no crosswalk).
@@ -45,8 +49,14 @@ def build_deidentifier(
     """
     from lake.deid.engine import Deidentifier
     from lake.deid.private import load_safelist
-    from lake.deid.profile import Profile
+    from lake.deid.profile import Profile, ProfileName
 
+    if settings.profile == ProfileName.PASS_THROUGH:
+        from lake.deid.passthrough import PassThrough, refuse_recipe
+
+        if recipe is not None:
+            refuse_recipe()
+        return PassThrough(key, identifier)
     return Deidentifier(
         key,
         Profile(settings.options),

@@ -214,3 +214,11 @@ def redact(text: str, spans: list[tuple[int, int]]) -> str:
 def cleaner_for(identifiers: frozenset[str]) -> TextCleaner:
     """One compiled cleaner per identity: the files of a series share it (compiling is the cost)."""
     return TextCleaner(identifiers)
+
+
+#: The contact and labelled-identifier patterns on their own (regex sources, case-insensitive), for
+#: the audit of text that is kept as it is (:mod:`lake.deid.passthrough`): dates and long numbers
+#: are legitimate there (already shifted dates, numeric pseudonyms).
+PHONE_PATTERNS: tuple[str, ...] = tuple(_CONTACT[:-1])
+EMAIL_PATTERN: str = _CONTACT[-1]
+LABELLED_ID_PATTERN: str = _GENERIC[-1]

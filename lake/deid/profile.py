@@ -58,6 +58,36 @@ class LakeOption(StrEnum):
     HIPAA_SAFE_HARBOR_AGES = "hipaa_safe_harbor_ages"
 
 
+class ProfileName(StrEnum):
+    """The named profiles a lake is made with (``lake init --profile``), fixed for the lake's life.
+
+    ``research`` (the default): Table E.1-1 with the lake's options, keyed pseudonyms, ``2.25.``
+    UIDs and a per-patient date shift (:mod:`lake.deid.engine`). ``pass-through``: for data that is
+    already de-identified (a teaching set exported by a lake, a public collection): UIDs, PatientID,
+    dates and descriptors are kept as they are, only files with the de-identification marks are
+    accepted and every text value is still audited for PHI (:mod:`lake.deid.passthrough`).
+    """
+
+    RESEARCH = "research"
+    PASS_THROUGH = "pass-through"
+
+
+DEFAULT_PROFILE = ProfileName.RESEARCH
+#: Every profile name ``lake init --profile`` accepts.
+PROFILE_NAMES: tuple[str, ...] = tuple(p.value for p in ProfileName)
+
+
+def parse_profile_name(name: str | ProfileName) -> ProfileName:
+    """A profile name (string or enum) as :class:`ProfileName`; raises :class:`ConfigError` naming the valid ones."""
+    try:
+        return ProfileName(name)
+    except ValueError:
+        raise ConfigError(
+            f"unknown de-identification profile {name!r} (--profile at `lake init`, deid.profile in lake.json); "
+            f"valid: {', '.join(PROFILE_NAMES)}"
+        ) from None
+
+
 #: Every option name ``lake init --option`` accepts: the PS3.15 options, then the lake's own.
 OPTION_NAMES: tuple[str, ...] = (*(o.value for o in ProfileOption), *(o.value for o in LakeOption))
 

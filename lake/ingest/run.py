@@ -43,7 +43,8 @@ from lake.deid.identity import (
     identity_fingerprint,
     load_crosswalk,
 )
-from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile
+from lake.deid.passthrough import PassThrough, check_profile_unchanged, refuse_recipe
+from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile, ProfileName
 from lake.deid.recipe import Recipe, check_recipe, load_recipe
 from lake.diagnostics import FileWarning, silence_process
 from lake.errors import ConfigError, KeyFileError, RejectedInput
@@ -133,7 +134,7 @@ class IngestInterrupted(Interrupted):
 
 
 # -- worker processes -----------------------------------------------------------------------------
-_worker_deid: Deidentifier | None = None
+_worker_deid: Deidentifier | PassThrough | None = None
 _worker_policy: str = ""
 _worker_bulk: BulkSettings | None = None
 
@@ -496,12 +497,16 @@ def ingest(
     # A bad recipe, or one the lake's profile refuses, fails before the lake is touched.
     site_recipe = recipe if isinstance(recipe, Recipe) or recipe is None else load_recipe(recipe)
     if site_recipe is not None:
-        options = read_config(paths).deid.options if paths.exists() else DEFAULT_RESEARCH_OPTIONS
+        settings = read_config(paths).deid if paths.exists() else None
+        if settings is not None and settings.profile == ProfileName.PASS_THROUGH:
+            refuse_recipe()
+        options = settings.options if settings is not None else DEFAULT_RESEARCH_OPTIONS
         check_recipe(site_recipe, Profile(options))
     created: CreatedPaths | None = None
     asked = None if patient_identity is None else PatientIdentity(patient_identity).value
     if paths.exists():
         config = read_config(paths, validate=True)
+        check_profile_unchanged(paths, config.deid)  # a lake's profile is fixed at init
         if asked is not None and config.identity.patient_identity != asked:
             raise ConfigError(
                 f"the lake {paths.root} keys patients on {config.identity.patient_identity} "
@@ -700,9 +705,13 @@ def _finish(lk: Lake, run: _Run, started: datetime, interrupted_with: int | None
     if interrupted_with is not None:
         counts.update(outcome=INTERRUPTED, abandoned=interrupted_with)
     profile = Profile(lk.config.deid.options)
+    passthrough = lk.config.deid.profile == ProfileName.PASS_THROUGH
     report = {
         "run_id": run.run_id,
-        "profile": "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile",
+        "profile": "pass-through: already de-identified files kept as they are, audited for PHI (lake.deid.passthrough)"
+        if passthrough
+        else "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile",
+        "profile_name": lk.config.deid.profile,
         "profile_edition": profile.edition,
         "options": list(lk.config.deid.options),
         "date_offset_days": list(lk.config.deid.date_offset_days),
@@ -719,6 +728,7 @@ def _finish(lk: Lake, run: _Run, started: datetime, interrupted_with: int | None
     lk.paths.reports.mkdir(exist_ok=True)
     (lk.paths.reports / f"deid-{run.run_id}.json").write_text(json.dumps(report, indent=1) + "\n")
     params = {
+        "profile": lk.config.deid.profile,
         "options": list(lk.config.deid.options),
         "burned_in_policy": lk.config.deid.burned_in_policy,
         "patient_identity": lk.config.identity.patient_identity,

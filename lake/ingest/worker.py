@@ -23,6 +23,7 @@ from lake import diagnostics
 from lake.config import BulkSettings
 from lake.deid.engine import Deidentifier
 from lake.deid.identity import IdentityFacts
+from lake.deid.passthrough import PassThrough
 from lake.deid.pixels import PixelPolicy, assess, decide
 from lake.diagnostics import FileWarning
 from lake.errors import RejectedInput
@@ -163,7 +164,7 @@ def _array_attributes(ds: Dataset, row: dict[str, Any]) -> dict[str, Any]:
 
 def process(
     data: bytes,
-    deidentifier: Deidentifier,
+    deidentifier: Deidentifier | PassThrough,
     policy: PixelPolicy | str,
     schema: TableSchema | None = None,
     bulk: BulkSettings | None = None,
@@ -232,7 +233,7 @@ def stored_pixel_columns(ds: Dataset, frames: np.ndarray) -> dict[str, Any]:
 
 def process_file(
     data: bytes,
-    deidentifier: Deidentifier,
+    deidentifier: Deidentifier | PassThrough,
     policy: PixelPolicy | str,
     schema: TableSchema | None = None,
     bulk: BulkSettings | None = None,
