@@ -583,8 +583,9 @@ def _ingest(
             on_message(f"no files found in {source}")
 
     context = SourceContext(
-        key, vault_dir(lk.key_path), limits or SourceLimits(), excluded, skipped, nothing_in, on_message, pull,
-        on_progress,
+        key=key, vault=vault_dir(lk.key_path), lake_id=lk.config.lake_id, limits=limits or SourceLimits(),
+        exclude=excluded, on_skip=skipped, on_empty=nothing_in, on_message=on_message, pull=pull,
+        on_progress=on_progress,
     )  # fmt: skip
     opened: list[Source] = []
 
@@ -604,7 +605,7 @@ def _ingest(
                 # lake.json wins), or a restore may have replaced it; never write with a stale key.
                 lk = Lake(lake_path, key_file)
                 key = lk.key()
-                context.key, context.vault = key, vault_dir(lk.key_path)
+                context.key, context.vault, context.lake_id = key, vault_dir(lk.key_path), lk.config.lake_id
                 run = _Run(lk, key, new_run_id("R"), batch_size, batch_bytes)
                 run.recipe = site_recipe
                 remove_orphans(paths, run.state.next_frame)  # arrays a crashed run wrote but never committed

@@ -78,6 +78,7 @@ class SourceContext:
 
     key: LakeKey | None = None
     vault: Path | None = None
+    lake_id: str = ""  # a pull's cursor is per lake (two lakes may share a key and its vault)
     limits: SourceLimits = field(default_factory=SourceLimits)
     exclude: Iterable[str | os.PathLike[str]] = ()
     on_skip: Callable[[Path], None] | None = None

@@ -158,7 +158,7 @@ class DicomWebSource:
         self.context = context
         self.key = context.key
         self.credentials: Credentials = load_credentials(self.options.auth_file)
-        self.state = PullState.for_source(context.vault, context.key, self.url)
+        self.state = PullState.for_source(context.vault, context.key, f"{context.lake_id} {self.url}")
         self.counts: Counter[str] = Counter()
         self.stop = threading.Event()
         self.throttle = Throttle(self.options.max_requests, self.options.rate, self.stop)

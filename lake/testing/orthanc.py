@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -70,8 +71,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def run_orthanc(base: Path) -> Iterator[Orthanc]:
-    """Start Orthanc with its database under ``base``; stop it (SIGTERM, then SIGKILL) on exit."""
+def run_orthanc(base: Path, settings: dict[str, Any] | None = None) -> Iterator[Orthanc]:
+    """Start Orthanc with its database under ``base`` (``settings`` added to its configuration);
+    stop it (SIGTERM, then SIGKILL) on exit."""
     binary = tool("Orthanc")
     if not DICOMWEB_PLUGIN.exists():
         raise OrthancUnavailable("orthanc-dicomweb is not installed (Debian package; .ci/run installs it)")
@@ -89,6 +91,7 @@ def run_orthanc(base: Path) -> Iterator[Orthanc]:
         "DicomCheckCalledAet": False,
         "Plugins": [str(DICOMWEB_PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        **(settings or {}),
     }
     (base / "orthanc.json").write_text(json.dumps(config))
     log_path = base / "orthanc.log"
@@ -112,6 +115,17 @@ def run_orthanc(base: Path) -> Iterator[Orthanc]:
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def _answers(url: str) -> bool:
+    """Whether an Orthanc that asks for credentials is up (it answers 401)."""
+    try:
+        urllib.request.urlopen(url + "/system", timeout=5).close()
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401
+    except OSError:
+        return False
+    return True
 
 
 def dcmsend(server: Orthanc, files: Sequence[str | os.PathLike[str]]) -> None:
