@@ -104,6 +104,8 @@ def run_orthanc(base: Path, settings: dict[str, Any] | None = None) -> Iterator[
                 with contextlib.suppress(OSError):
                     server.get("/system")
                     break
+                if settings and settings.get("AuthenticationEnabled") and _answers(server.url):
+                    break
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"Orthanc did not start: {log_path.read_text()[-2000:]}")
                 time.sleep(0.2)  # polling for a condition under a deadline
