@@ -83,11 +83,13 @@ def _add_pull_options(p: argparse.ArgumentParser) -> None:
         "and LAKE_DICOMWEB_PASSWORD), never from the command line",
     )
     g.add_argument("--study-dates", metavar="FROM-TO", help="study date range YYYYMMDD-YYYYMMDD (either side open)")
-    g.add_argument("--modality", action="append", default=[], metavar="M", help="studies holding M (repeatable)")
+    g.add_argument("--modality", action="append", metavar="M", help="studies holding M (repeatable; default: any)")
     g.add_argument("--accessions", metavar="CSV", type=readable_file, help="accession numbers to pull, from a CSV")
     g.add_argument("--patient-ids", metavar="CSV", type=readable_file, help="patient IDs to pull, from a CSV")
     g.add_argument("--max-requests", type=positive_int, default=4, metavar="N", help="requests at once (default 4)")
-    g.add_argument("--rate", type=non_negative_float, default=0.0, metavar="R", help="requests per second, 0: no limit")
+    g.add_argument(
+        "--rate", type=non_negative_float, default=0.0, metavar="R", help="requests per second (default 0: no limit)"
+    )
     g.add_argument("--retries", type=non_negative_int, default=3, metavar="N", help="retries with back-off (default 3)")
     g.add_argument("--window", metavar="HH:MM-HH:MM", help="start studies only in these hours, e.g. 19:00-07:00")
     g.add_argument("--auth-file", metavar="FILE", help="a file (mode 600): `Bearer TOKEN` or `Basic USER:PASSWORD`")
@@ -98,7 +100,7 @@ def _pull_options(args: argparse.Namespace) -> PullOptions:
 
     return PullOptions(
         study_dates=args.study_dates,
-        modalities=tuple(m.upper() for m in args.modality),
+        modalities=tuple(m.upper() for m in args.modality or ()),
         accession_numbers=read_id_csv(args.accessions, "accession") if args.accessions else (),
         patient_ids=read_id_csv(args.patient_ids, "patient") if args.patient_ids else (),
         max_requests=args.max_requests,

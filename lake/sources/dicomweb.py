@@ -67,22 +67,30 @@ for _name in ("dicomweb_client", "dicomweb_client.web", "urllib3.connectionpool"
 
 def http_url(spec: str) -> str:
     """``dicomweb://h:p/path`` -> ``http://h:p/path``; ``dicomweb+https://`` -> ``https://``.
-    Raises :class:`SourceError` for a URL without a host or holding credentials."""
+    Raises :class:`SourceError` for a URL without a host or holding credentials or a query (its
+    message names the scheme and host only: a path or query could hold identifiers)."""
     parts = urlsplit(spec)
     scheme = {"dicomweb": "http", "dicomweb+http": "http", "dicomweb+https": "https"}.get(parts.scheme.lower())
     if scheme is None or not parts.hostname:
-        raise SourceError(f"{spec}: expected dicomweb://HOST:PORT/PATH or dicomweb+https://HOST:PORT/PATH")
+        raise SourceError(
+            f"a {parts.scheme}:// source: expected dicomweb://HOST:PORT/PATH or dicomweb+https://HOST:PORT/PATH"
+        )
     if parts.username or parts.password:
         raise SourceError(
             "credentials in a source URL are refused (they would show in process lists and shell history): "
             "use --auth-file or LAKE_DICOMWEB_TOKEN / LAKE_DICOMWEB_USER and LAKE_DICOMWEB_PASSWORD"
         )
     if parts.query or parts.fragment:
-        raise SourceError(f"{spec}: no query in the source URL; give the filters as options (--study-dates...)")
+        raise SourceError(
+            f"the source {parts.scheme}://{parts.hostname}: no query in the source URL; "
+            "give the filters as options (--study-dates, --modality, --accessions, --patient-ids)"
+        )
     try:
         parts.port  # noqa: B018 - validates the port
     except ValueError:
-        raise SourceError(f"{spec}: the port is not a number from 1 to 65535") from None
+        raise SourceError(
+            f"the source {parts.scheme}://{parts.hostname}: the port is not a number from 1 to 65535"
+        ) from None
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
