@@ -13,6 +13,11 @@ from lake.cli.common import FileProgress, add_key_option, add_lake_option
 
 if TYPE_CHECKING:
     from lake.ingest import IngestSummary
+    from lake.sources.dicomweb import PullProgress
+    from lake.sources.filters import PullOptions
+
+#: The studies line of a PACS pull, in this order.
+STUDY_COUNTS = ("found", "pulled", "complete", "incomplete", "skipped", "failed", "deferred")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sources",
         nargs="+",
         metavar="SOURCE",
-        help="a folder (read recursively), a file or a .zip; the lake, its key and vault are never read",
+        help="a folder (read recursively), a file or a .zip; the lake, its key and vault are never read; "
+        "or a PACS: dicomweb://HOST:PORT/PATH, dicomweb+https://HOST:PORT/PATH",
     )
     add_lake_option(p)
     add_key_option(p)
@@ -66,7 +72,56 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="instances per commit, at least 1 (default 500)",
     )
+    _add_pull_options(p)
     p.set_defaults(func=run)
+
+
+def _add_pull_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "PACS sources (dicomweb://)",
+        "credentials come from --auth-file or the environment (LAKE_DICOMWEB_TOKEN, or LAKE_DICOMWEB_USER "
+        "and LAKE_DICOMWEB_PASSWORD), never from the command line",
+    )
+    g.add_argument("--study-dates", metavar="FROM-TO", help="study date range YYYYMMDD-YYYYMMDD (either side open)")
+    g.add_argument("--modality", action="append", metavar="M", help="studies holding M (repeatable; default: any)")
+    g.add_argument("--accessions", metavar="CSV", type=readable_file, help="accession numbers to pull, from a CSV")
+    g.add_argument("--patient-ids", metavar="CSV", type=readable_file, help="patient IDs to pull, from a CSV")
+    g.add_argument("--max-requests", type=positive_int, default=4, metavar="N", help="requests at once (default 4)")
+    g.add_argument(
+        "--rate", type=non_negative_float, default=0.0, metavar="R", help="requests per second (default 0: no limit)"
+    )
+    g.add_argument("--retries", type=non_negative_int, default=3, metavar="N", help="retries with back-off (default 3)")
+    g.add_argument("--window", metavar="HH:MM-HH:MM", help="start studies only in these hours, e.g. 19:00-07:00")
+    g.add_argument("--auth-file", metavar="FILE", help="a file (mode 600): `Bearer TOKEN` or `Basic USER:PASSWORD`")
+
+
+def _pull_options(args: argparse.Namespace) -> PullOptions:
+    from lake.sources.filters import PullOptions, Window, read_id_csv
+
+    return PullOptions(
+        study_dates=args.study_dates,
+        modalities=tuple(m.upper() for m in args.modality or ()),
+        accession_numbers=read_id_csv(args.accessions, "accession") if args.accessions else (),
+        patient_ids=read_id_csv(args.patient_ids, "patient") if args.patient_ids else (),
+        max_requests=args.max_requests,
+        rate=args.rate or None,
+        retries=args.retries,
+        window=Window.parse(args.window) if args.window else None,
+        auth_file=Path(args.auth_file) if args.auth_file else None,
+    )
+
+
+class PullBar:
+    """Studies and instances per second of a PACS pull, on the progress bar."""
+
+    def __init__(self, progress: FileProgress) -> None:
+        self.progress = progress
+
+    def __call__(self, p: PullProgress) -> None:
+        self.progress.bar.set_postfix_str(
+            f"studies {p.studies_done}/{p.studies_planned} ({p.studies_per_second:.2f}/s), "
+            f"{p.instances_per_second:.1f} instances/s"
+        )
 
 
 def print_summary(summary: IngestSummary, vault_log: Path | None = None) -> None:
@@ -97,6 +152,13 @@ def print_summary(summary: IngestSummary, vault_log: Path | None = None) -> None
         print("corrections: " + ", ".join(parts))
     if summary.identity:
         print("identity: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.identity.items())))
+    if summary.studies:
+        s = summary.studies
+        counts = ", ".join(f"{k} {s.get('studies_' + k, 0)}" for k in STUDY_COUNTS)
+        print(
+            f"studies: {counts}; instances {s.get('instances_received', 0)} received "
+            f"of {s.get('instances_expected', 0)} reported"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     from lake.ingest import ingest
     from lake.ingest.run import IngestInterrupted, vault_log_path
 
+    pull = _pull_options(args)
     progress = FileProgress("ingest", enabled=not args.no_progress)
     try:
         summary = ingest(
@@ -117,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
             file_timeout=args.file_timeout or None,
             worker_memory_bytes=args.worker_memory_mb * 1024**2 if args.worker_memory_mb else None,
             batch_size=args.batch_size,
+            pull=pull,
+            on_progress=PullBar(progress),
         )
     except IngestInterrupted as exc:
         progress.close()

@@ -62,8 +62,8 @@ from lake.maintenance.orphans import remove_orphans
 from lake.pixels.store import array_key
 from lake.review.held import hold_quarantined
 from lake.runs import append_run, new_run_id, utc_now
-from lake.sources import SourceItem, SourceLimits, iter_sources
-from lake.sources.local import check_sources
+from lake.sources import Source, SourceContext, SourceItem, SourceLimits, check_source, open_source
+from lake.sources.filters import PullOptions
 from lake.withdrawals import load_withdrawn
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class IngestSummary:
     rejection_notes: int = 0
     instances_rejected: int = 0
     rejected_by_note: int = 0
+    studies: Counter[str] = field(default_factory=Counter)  # PACS sources: studies_found, ... (Source.report)
 
     @property
     def outcome(self) -> str:
@@ -117,6 +118,7 @@ class IngestSummary:
         out["warnings"] = dict(sorted(self.warnings.items()))
         out["identity"] = dict(sorted(self.identity.items()))
         out["updates"] = dict(sorted(self.updates.items()))
+        out["studies"] = dict(sorted(self.studies.items()))
         out["outcome"] = self.outcome
         return out
 
@@ -195,6 +197,7 @@ class _Run:
         self.replacing: set[str] = set()
         self.summary_removed = 0
         self.compactions = 0
+        self.handled: list[SourceItem] = []  # outcome decided since the last commit (told when durable)
 
     def close(self) -> None:
         self.log.close()
@@ -207,6 +210,7 @@ class _Run:
         self.batch, self.batch_sops, self.rejects, self.batch_bytes = [], set(), [], 0
         self.candidates, self.replacing = [], set()
         self.crosswalk.clear()
+        self.handled = []
 
     def record(
         self,
@@ -222,6 +226,8 @@ class _Run:
         Counts the file once per warning code in the summary (codes are PHI-free).
         """
         self.summary.warnings.update({w.code for w in warnings})
+        if item.on_durable is not None:
+            self.handled.append(item)
         entry: dict[str, Any] = {
             "path": item.label,
             "source_ref": ref,
@@ -289,10 +295,14 @@ class _Run:
 
     def flush(self) -> None:
         """Commit the batch: pixels, rejects, instances, fixity. SIGINT and SIGTERM wait for the end."""
-        if not self.batch and not self.rejects and not self.candidates:
-            return
-        with deferred():
-            self._commit()
+        if self.batch or self.rejects or self.candidates:
+            with deferred():
+                self._commit()
+        # every outcome decided so far is in the lake now: the sources may advance their cursors
+        handled, self.handled = self.handled, []
+        for item in handled:
+            assert item.on_durable is not None
+            item.on_durable()
 
     def _commit(self) -> None:
         crash_point("ingest.flush")
@@ -468,8 +478,15 @@ def ingest(
     file_timeout: float | None = None,
     worker_memory_bytes: int | None = None,
     patient_identity: str | PatientIdentity | None = None,
+    pull: PullOptions | None = None,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> IngestSummary:
     """Ingest every file under ``sources`` into the lake (created if missing).
+
+    A source is a folder, a file, a zip, or a PACS URL (``dicomweb://HOST:PORT/PATH``,
+    ``dicomweb+https://...``: see :mod:`lake.sources.dicomweb`) pulled with the filters and limits of
+    ``pull``; ``on_progress`` is called after each pulled study (``PullProgress``), and
+    ``summary.studies`` counts the studies found, pulled, complete, incomplete, skipped, failed.
 
     ``patient_identity`` (``lake.deid.identity.PatientIdentity``) is the identity of a lake this
     call creates (default ``patient_id``); for an existing lake it must be the lake's own, else
@@ -489,7 +506,8 @@ def ingest(
     """
     _check_arguments(workers, batch_size, batch_bytes, file_timeout, worker_memory_bytes)
     sources = list(sources)
-    check_sources(sources)
+    for source in sources:
+        check_source(source)
     paths = LakePaths(lake_path)
     check_lake_folder(paths.root)
     if key_file is not None and Path(key_file).is_dir():
@@ -524,7 +542,7 @@ def ingest(
     try:
         return _ingest(
             lake_path, sources, key_file, workers, batch_size, batch_bytes, limits, on_file, on_message,
-            site_recipe, file_timeout, worker_memory_bytes,
+            site_recipe, file_timeout, worker_memory_bytes, pull, on_progress,
         )  # fmt: skip
     except BaseException:
         # A lake this command created and that holds no commit yet goes again, with its new key.
@@ -577,6 +595,8 @@ def _ingest(
     site_recipe: Recipe | None,
     file_timeout: float | None,
     worker_memory_bytes: int | None,
+    pull: PullOptions | None = None,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> IngestSummary:
     paths = LakePaths(lake_path)
     lk = Lake(lake_path, key_file)
@@ -596,7 +616,20 @@ def _ingest(
         if on_message:
             on_message(f"no files found in {source}")
 
-    items = iter_sources(sources, limits, exclude=excluded, on_skip=skipped, on_empty=nothing_in)
+    context = SourceContext(
+        key=key, vault=vault_dir(lk.key_path), lake_id=lk.config.lake_id, limits=limits or SourceLimits(),
+        exclude=excluded, on_skip=skipped, on_empty=nothing_in, on_message=on_message, pull=pull,
+        on_progress=on_progress,
+    )  # fmt: skip
+    opened: list[Source] = []
+
+    def every_item() -> Iterator[SourceItem]:
+        for spec in sources:
+            source = open_source(spec, context)
+            opened.append(source)
+            yield from source.items()
+
+    items = every_item()
     started = utc_now()
     t0 = time.monotonic()
     with signals_raise():
@@ -606,6 +639,7 @@ def _ingest(
                 # lake.json wins), or a restore may have replaced it; never write with a stale key.
                 lk = Lake(lake_path, key_file)
                 key = lk.key()
+                context.key, context.vault, context.lake_id = key, vault_dir(lk.key_path), lk.config.lake_id
                 run = _Run(lk, key, new_run_id("R"), batch_size, batch_bytes)
                 run.recipe = site_recipe
                 remove_orphans(paths, run.state.next_frame)  # arrays a crashed run wrote but never committed
@@ -621,6 +655,8 @@ def _ingest(
                         _parallel(run, todo, workers, key, deid, on_file, site_recipe, limits_, run.identifier)
                     run.flush()
                     with deferred():
+                        for source in opened:
+                            run.summary.studies.update(source.report())
                         run.summary.seconds = time.monotonic() - t0
                         run.summary.empty_sources = len(empty)
                         _finish(lk, run, started)
@@ -630,6 +666,8 @@ def _ingest(
                         _record_interrupted(lk, run, started, t0)
                         raise IngestInterrupted(signal_of(exc), run.summary) from None
                 finally:
+                    for source in opened:
+                        source.close()
                     run.close()
         except KeyboardInterrupt as exc:  # before the run began (waiting for the lock): nothing written
             if isinstance(exc, IngestInterrupted):

@@ -1,12 +1,18 @@
-"""Inputs of an ingest: files, folders (recursive) and zip archives, yielded one file at a time.
+"""Inputs of an ingest, behind one protocol (:mod:`lake.sources.base`) chosen by URL scheme.
 
-A :class:`SourceItem` carries a ``label`` (the real path, which can carry PHI: it goes only to
-the vault's run log, never into the lake) and reads its bytes on demand. Nothing is extracted to
-disk and nothing the user gave is modified.
+- a path: files, folders (recursive) and zip archives, yielded one file at a time
+  (:mod:`lake.sources.local`); nothing is extracted to disk and nothing the user gave is modified;
+- ``dicomweb://HOST:PORT/PATH`` and ``dicomweb+https://...``: a QIDO-RS search and WADO-RS
+  retrieve from a PACS that remembers, in the vault, the studies it completed
+  (:mod:`lake.sources.dicomweb`).
+
+A :class:`SourceItem` carries a ``label`` (the real path or the UIDs, which can carry PHI: it goes
+only to the vault's run log, never into the lake) and reads its bytes on demand.
 """
 
 from __future__ import annotations
 
-from lake.sources.local import SourceItem, SourceLimits, iter_sources
+from lake.sources.base import Source, SourceContext, SourceItem, SourceLimits, check_source, open_source
+from lake.sources.local import iter_sources
 
-__all__ = ["SourceItem", "SourceLimits", "iter_sources"]
+__all__ = ["Source", "SourceContext", "SourceItem", "SourceLimits", "check_source", "iter_sources", "open_source"]

@@ -5,36 +5,12 @@ from __future__ import annotations
 import os
 import stat
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from lake.errors import RejectedInput, SourceError
-
-
-@dataclass(frozen=True)
-class SourceLimits:
-    """Guards against hostile inputs: oversized files, zip bombs."""
-
-    max_file_bytes: int = 4 * 1024**3
-    max_zip_member_bytes: int = 2 * 1024**3
-    max_zip_ratio: float = 200.0  # uncompressed/compressed above this is treated as a bomb
-    max_zip_total_bytes: int = 64 * 1024**3
-
-
-@dataclass
-class SourceItem:
-    """One input file. ``read()`` returns its bytes or raises :class:`RejectedInput`."""
-
-    label: str
-    size: int | None
-    _reader: Callable[[], bytes] = field(repr=False)
-    error: RejectedInput | None = None
-
-    def read(self) -> bytes:
-        if self.error is not None:
-            raise self.error
-        return self._reader()
+from lake.sources.base import SourceContext, SourceItem, SourceLimits
 
 
 def _file_reader(path: Path) -> Callable[[], bytes]:
@@ -209,3 +185,25 @@ def iter_sources(
                 yield item
         if not found and on_empty is not None:
             on_empty(path)
+
+
+class LocalSource:
+    """A folder (read recursively), a file or a zip: :func:`iter_sources` over one path.
+
+    It keeps no cursor: an interrupted run resumes because the run recognises files it committed
+    by their content (keyed ``source_ref``)."""
+
+    def __init__(self, path: Path, context: SourceContext) -> None:
+        self.path = path
+        self.label = str(path)
+        self.context = context
+
+    def items(self) -> Iterator[SourceItem]:
+        c = self.context
+        return iter_sources([self.path], c.limits, exclude=c.exclude, on_skip=c.on_skip, on_empty=c.on_empty)
+
+    def report(self) -> Counter[str]:
+        return Counter()
+
+    def close(self) -> None:
+        pass

@@ -6,14 +6,9 @@ one is missing.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import date
@@ -28,6 +23,7 @@ from lake.cli import main
 from lake.errors import ExportError
 from lake.export import export_teaching
 from lake.ingest import ingest
+from lake.testing.orthanc import AET, OrthancUnavailable, run_orthanc
 from lake.testing.synthetic import PatientSpec, write_study
 from tests.export.conftest import ExportLake
 
@@ -232,12 +228,6 @@ def test_every_exported_file_passes_dciodvfy_but_for_what_the_stored_instance_im
 
 
 # -- Orthanc ----------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str) -> object:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -245,47 +235,11 @@ def _get(url: str) -> object:
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    binary = _tool("Orthanc")
-    plugin = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-    if not plugin.exists():
-        pytest.skip("orthanc-dicomweb is not installed (Debian package; .ci/run installs it)")
-    base = tmp_path_factory.mktemp("orthanc")
-    http, dicom = _free_port(), _free_port()
-    config = {
-        "Name": "lake-test",
-        "StorageDirectory": str(base / "db"),
-        "IndexDirectory": str(base / "db"),
-        "HttpPort": http,
-        "DicomPort": dicom,
-        "DicomAet": "LAKETEST",
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DicomCheckCalledAet": False,
-        "Plugins": [str(plugin)],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }
-    (base / "orthanc.json").write_text(json.dumps(config))
-    log = (base / "orthanc.log").open("w")
-    proc = subprocess.Popen([binary, str(base / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{http}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):
-                _get(url + "/system")
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Orthanc did not start: {(base / 'orthanc.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield url, dicom
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        with run_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+            yield server.url, server.dicom_port
+    except OrthancUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def test_orthanc_accepts_the_set_over_c_store_and_lists_it_over_qido_rs(
@@ -294,7 +248,7 @@ def test_orthanc_accepts_the_set_over_c_store_and_lists_it_over_qido_rs(
     url, port = orthanc
     files = [str(p) for p in _dicom_files(exported)]
     run = subprocess.run(
-        [_tool("dcmsend"), "-aec", "LAKETEST", "127.0.0.1", str(port), *files],
+        [_tool("dcmsend"), "-aec", AET, "127.0.0.1", str(port), *files],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,0 +1,283 @@
+"""``lake ingest dicomweb://...``, proven against a real Orthanc loaded with ``dcmsend``.
+
+Each pulled lake must equal the lake built from the same files in a folder (same SOP Instance
+UIDs, same rows but the run's own columns), with the same key. Orthanc runs on test-only ports
+with remote access off and is stopped by PID (:mod:`lake.testing.orthanc`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+
+import lake
+from lake.cli import main
+from lake.errors import ConfigError, SourceError
+from lake.ingest import ingest
+from lake.sources.dicomweb import DicomWebSource, _Series
+from lake.sources.filters import PullOptions
+from lake.testing.orthanc import Orthanc, OrthancUnavailable, dcmsend, run_orthanc
+from lake.testing.synthetic import PatientSpec, make_cohort, write_study
+
+pytest.importorskip("dicomweb_client", reason="dicomweb-client is a dependency: pip install -e '.[test]'")
+
+#: Columns a run writes about itself or about the bytes it read (a PACS rewrites the file meta).
+RUN_COLUMNS = {"ingest_run", "ingested_at", "source_ref", "source_bytes", "pixel_frame_start"}
+PYDICOM_FILES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "SC_rgb.dcm")
+FAST = PullOptions(retries=1, backoff=0.0)
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Corpus:
+    src: Path
+    specs: list[PatientSpec]
+    key_file: Path
+    folder_lake: Path
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.src.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    base = tmp_path_factory.mktemp("dicomweb-corpus")
+    src = base / "src"
+    specs = make_cohort(src, n_patients=2, studies_per_patient=2, n_images=3)
+    for name in PYDICOM_FILES:
+        path = get_testdata_file(name, download=False)
+        if path:
+            shutil.copy(str(path), src / name)
+    key_file = base / "keys" / "lake.key"
+    lake.init(base / "folder-lake", key_file=key_file)
+    ingest(base / "folder-lake", [src], key_file=key_file)
+    return Corpus(src, specs, key_file, base / "folder-lake")
+
+
+def _orthanc(base: Path, settings: dict[str, Any] | None = None) -> Any:
+    try:
+        return run_orthanc(base, settings)
+    except OrthancUnavailable as exc:  # raised on entering, by the tool check
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def loaded(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """An Orthanc holding the corpus (not modified by the tests that use it)."""
+    try:
+        with run_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+            dcmsend(server, corpus.files())
+            yield server
+    except OrthancUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def _rows(root: Path, key_file: Path) -> dict[str, dict[str, Any]]:
+    lk = lake.open(root, key_file=key_file)
+    rows = lk.sql("SELECT * FROM instances").to_dicts()
+    return {r["SOPInstanceUID"]: {k: v for k, v in r.items() if k not in RUN_COLUMNS} for r in rows}
+
+
+def _assert_same_lake(root: Path, corpus: Corpus) -> None:
+    got, want = _rows(root, corpus.key_file), _rows(corpus.folder_lake, corpus.key_file)
+    assert sorted(got) == sorted(want)
+    for sop, row in want.items():
+        assert got[sop] == row, sop
+    pulled = lake.open(root, key_file=corpus.key_file)
+    folder = lake.open(corpus.folder_lake, key_file=corpus.key_file)
+    for sop in want:
+        if want[sop]["pixel_status"] == "stored":
+            assert np.array_equal(pulled.pixels(sop), folder.pixels(sop)), sop
+
+
+def _lake_bytes(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+
+# -- the pull equals the folder ---------------------------------------------------------------------
+def test_a_pull_equals_the_lake_built_from_the_same_files_and_a_rerun_pulls_nothing(
+    corpus: Corpus, loaded: Orthanc, tmp_path: Path
+) -> None:
+    messages: list[str] = []
+    progress: list[Any] = []
+    first = ingest(
+        tmp_path / "lake", [loaded.dicomweb], key_file=corpus.key_file, pull=FAST, on_progress=progress.append
+    )
+    n_studies = len(loaded.get("/studies"))
+    assert first.ingested == first.seen == len(_rows(corpus.folder_lake, corpus.key_file))
+    assert first.studies["studies_found"] == first.studies["studies_complete"] == n_studies
+    assert first.studies["instances_received"] == first.studies["instances_expected"] == first.seen
+    assert [p.studies_done for p in progress] == list(range(1, n_studies + 1))
+    assert progress[-1].instances == first.seen and progress[-1].instances_per_second > 0
+    _assert_same_lake(tmp_path / "lake", corpus)
+    second = ingest(
+        tmp_path / "lake", [loaded.dicomweb], key_file=corpus.key_file, pull=FAST, on_message=messages.append
+    )
+    assert (second.seen, second.studies["studies_skipped"], second.studies["studies_pulled"]) == (0, n_studies, 0)
+    assert not messages
+
+
+def test_nothing_of_the_sources_identifiers_is_in_the_lake_or_on_the_console(
+    corpus: Corpus, loaded: Orthanc, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["ingest", loaded.dicomweb, "--lake", str(tmp_path / "lake"), "--key-file", str(corpus.key_file)]
+    assert main([*args, "--workers", "2", "--max-requests", "2", "--rate", "50"]) == 0
+    printed = capsys.readouterr()
+    assert "studies: found 8, pulled 8, complete 8, incomplete 0, skipped 0, failed 0" in printed.out
+    seeded = {s for spec in corpus.specs for s in spec.identifiers() if len(s) >= 4}
+    uids = {str(dcmread(p, stop_before_pixels=True).StudyInstanceUID) for p in corpus.files()}
+    data = _lake_bytes(tmp_path / "lake").upper()
+    console = (printed.out + printed.err).upper()
+    for value in seeded | uids:
+        assert value.upper().encode() not in data, value
+        assert value.upper() not in console, value
+    assert loaded.url.split("//")[1] not in console  # the PACS's address goes to the vault only
+
+
+# -- incremental, resumable -------------------------------------------------------------------------
+def test_a_second_pull_after_adding_one_study_pulls_only_that_study(corpus: Corpus, tmp_path: Path) -> None:
+    with _orthanc(tmp_path / "orthanc") as server:
+        dcmsend(server, corpus.files())
+        ingest(tmp_path / "lake", [server.dicomweb], key_file=corpus.key_file, pull=FAST)
+        extra = write_study(
+            PatientSpec("NEW^PATIENT", "MRN-NEW-01", "19600101", "ACCNEW1"), tmp_path / "new", date(2001, 2, 3), 4
+        )
+        dcmsend(server, extra)
+        again = ingest(tmp_path / "lake", [server.dicomweb], key_file=corpus.key_file, pull=FAST)
+    assert again.studies["studies_pulled"] == again.studies["studies_complete"] == 1
+    assert again.studies["studies_skipped"] == again.studies["studies_found"] - 1
+    assert (again.seen, again.ingested, again.duplicates) == (4, 4, 0)
+
+
+def test_a_pull_killed_mid_way_and_run_again_gives_the_same_lake(
+    corpus: Corpus, loaded: Orthanc, tmp_path: Path
+) -> None:
+    root = tmp_path / "lake"
+    cmd = [sys.executable, "-m", "lake", "ingest", loaded.dicomweb, "--lake", str(root)]
+    cmd += ["--key-file", str(corpus.key_file), "--batch-size", "4", "--workers", "1", "--no-progress"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path]),
+        "LAKE_CRASH_AT": "ingest.after_instances:2",
+    }
+    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    committed = len(_rows(root, corpus.key_file))
+    assert committed == 8  # two batches of four
+    del env["LAKE_CRASH_AT"]
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "skipped 2" in rerun.stdout  # the two studies committed whole before the kill (3 + 3 instances)
+    _assert_same_lake(root, corpus)
+
+
+# -- completeness -----------------------------------------------------------------------------------
+def test_a_study_short_of_its_reported_count_is_retried_reported_and_pulled_again_next_run(
+    corpus: Corpus, loaded: Orthanc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = DicomWebSource._series_of
+    lied: list[str] = []
+
+    def one_more(self: DicomWebSource, client: Any, study: Any) -> list[_Series]:
+        series = real(self, client, study)
+        if not lied:  # the PACS reports one instance more than it sends, in the first study
+            lied.append(study.ref)
+            series[0].expected = (series[0].expected or 0) + 1
+            study.expected += 1
+        return series
+
+    monkeypatch.setattr(DicomWebSource, "_series_of", one_more)
+    messages: list[str] = []
+    first = ingest(
+        tmp_path / "lake", [loaded.dicomweb], key_file=corpus.key_file, pull=FAST, on_message=messages.append
+    )
+    assert first.studies["studies_incomplete"] == 1 and first.studies["studies_complete"] == 7
+    assert first.studies["instances_expected"] == first.studies["instances_received"] + 1
+    assert any(m.startswith(f"study {lied[0]} incomplete: ") and " of " in m for m in messages)
+    monkeypatch.setattr(DicomWebSource, "_series_of", real)
+    second = ingest(tmp_path / "lake", [loaded.dicomweb], key_file=corpus.key_file, pull=FAST)
+    assert (second.studies["studies_pulled"], second.studies["studies_skipped"]) == (1, 7)
+    assert second.ingested == 0 and second.duplicates == second.seen > 0  # pulled again, nothing new
+    _assert_same_lake(tmp_path / "lake", corpus)
+
+
+# -- filters ----------------------------------------------------------------------------------------
+def _studies_where(corpus: Corpus, keep: Any) -> set[str]:
+    headers = [dcmread(p, stop_before_pixels=True) for p in corpus.files()]
+    return {str(ds.StudyInstanceUID) for ds in headers if keep(ds)}
+
+
+def _pulled_studies(root: Path, corpus: Corpus) -> int:
+    return int(
+        lake.open(root, key_file=corpus.key_file).sql("SELECT count(DISTINCT StudyInstanceUID) AS n FROM instances")[
+            "n"
+        ][0]
+    )
+
+
+def test_filters_select_studies_by_modality_date_and_accession_list(
+    corpus: Corpus, loaded: Orthanc, tmp_path: Path
+) -> None:
+    mr = _studies_where(corpus, lambda ds: ds.Modality == "MR")
+    by_modality = ingest(
+        tmp_path / "mr", [loaded.dicomweb], key_file=corpus.key_file, pull=PullOptions(modalities=("MR",))
+    )
+    assert by_modality.studies["studies_found"] == len(mr) == _pulled_studies(tmp_path / "mr", corpus) >= 1
+    modalities = lake.open(tmp_path / "mr", key_file=corpus.key_file).sql("SELECT DISTINCT Modality FROM instances")
+    assert set(modalities["Modality"]) == {"MR"}
+    headers = (dcmread(p, stop_before_pixels=True) for p in corpus.files())
+    wanted = next(str(ds.AccessionNumber) for ds in headers if ds.get("AccessionNumber"))
+    accessions = tmp_path / "acc.csv"
+    accessions.write_text(f"AccessionNumber\n{wanted}\n")
+    args = ["ingest", loaded.dicomweb, "--lake", str(tmp_path / "acc"), "--key-file", str(corpus.key_file)]
+    assert main([*args, "--accessions", str(accessions), "--no-progress"]) == 0
+    assert (
+        _pulled_studies(tmp_path / "acc", corpus)
+        == len(_studies_where(corpus, lambda ds: ds.get("AccessionNumber") == wanted))
+        == 1
+    )
+    dates = PullOptions(study_dates="18000101-18001231")
+    none = ingest(tmp_path / "old", [loaded.dicomweb], key_file=corpus.key_file, pull=dates)
+    assert (none.studies["studies_found"], none.seen) == (0, 0)
+
+
+# -- credentials ------------------------------------------------------------------------------------
+def test_basic_auth_from_the_environment_or_a_file_and_a_refusal_without(
+    corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = {"AuthenticationEnabled": True, "RegisteredUsers": {"puller": "s3cret-pw"}}
+    with _orthanc(tmp_path / "orthanc", settings) as server:
+        subprocess.run(
+            ["dcmsend", "-aec", server.aet, "127.0.0.1", str(server.dicom_port), str(corpus.files()[0])],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        with pytest.raises(SourceError, match="HTTP 401") as refused:
+            ingest(tmp_path / "none", [server.dicomweb], key_file=corpus.key_file, pull=FAST)
+        assert "/studies" not in str(refused.value)
+        monkeypatch.setenv("LAKE_DICOMWEB_USER", "puller")
+        monkeypatch.setenv("LAKE_DICOMWEB_PASSWORD", "s3cret-pw")
+        assert ingest(tmp_path / "env", [server.dicomweb], key_file=corpus.key_file, pull=FAST).ingested == 1
+        monkeypatch.delenv("LAKE_DICOMWEB_USER")
+        monkeypatch.delenv("LAKE_DICOMWEB_PASSWORD")
+        auth = tmp_path / "auth"
+        auth.write_text("Basic puller:s3cret-pw\n")
+        auth.chmod(0o644)
+        with pytest.raises(ConfigError, match="chmod 600"):
+            ingest(tmp_path / "file", [server.dicomweb], key_file=corpus.key_file, pull=PullOptions(auth_file=auth))
+        auth.chmod(0o600)
+        pulled = ingest(
+            tmp_path / "file", [server.dicomweb], key_file=corpus.key_file, pull=PullOptions(auth_file=auth)
+        )
+        assert pulled.ingested == 1
