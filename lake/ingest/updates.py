@@ -165,9 +165,30 @@ def _committed(paths: LakePaths, sops: set[str]) -> dict[str, dict[str, Any]]:
         con.close()
 
 
+#: Attributes of how the pixels are encoded (transfer syntax, colour space, bit depth, lossy
+#: compression): another encoding of an instance is the same instance, not a new version of it.
+_ENCODING_TAGS = frozenset(
+    {"00280002", "00280004", "00280006", "00280100", "00280101", "00280102", "00280103",
+     "00282110", "00282112", "00282114", "7FE00010", "00020010"}
+)  # fmt: skip
+
+
+def _described(header_json: Any) -> Any:
+    """The de-identified header without its pixel encoding attributes."""
+    try:
+        model = json.loads(header_json) if isinstance(header_json, str) else None
+    except ValueError:
+        return header_json
+    if not isinstance(model, dict):
+        return header_json
+    return {tag: value for tag, value in model.items() if tag not in _ENCODING_TAGS}
+
+
 def _same(old: dict[str, Any], row: dict[str, Any]) -> bool:
-    """Same content: the same de-identified header and the same stored pixels (bytes may differ)."""
-    return all(old.get(k) == row.get(k) for k in ("header_json", "pixel_sha256", "pixel_status"))
+    """The same instance version: the same de-identified header, apart from how the pixels are
+    encoded. Another transfer syntax of an instance (lossless or lossy, as PACS and test collections
+    keep several) is a duplicate; a corrected PatientID, date or description is an update."""
+    return _described(old.get("header_json")) == _described(row.get("header_json"))
 
 
 def resolve(run: _Run) -> list[dict[str, Any]]:

@@ -123,7 +123,12 @@ class PixelStore:
     def write(
         self, key: str, start: int, frames: np.ndarray, attributes: dict[str, Any], run: str | None = None
     ) -> None:
-        """Write ``frames`` at ``start`` (creating or growing the array), verify, record checksums."""
+        """Write ``frames`` at ``start`` (creating or growing the array), verify, record checksums.
+
+        Values are stored in native byte order (a big-endian source's ``>u4`` becomes ``uint32``):
+        the codecs and readers work on native arrays, and the values are the same."""
+        if not frames.dtype.isnative:
+            frames = frames.astype(frames.dtype.newbyteorder("="))
         frame_shape = frames.shape[1:]
         path = self._path(key)
         needed = start + frames.shape[0]
