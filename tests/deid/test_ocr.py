@@ -175,3 +175,55 @@ def test_hard_cases_are_masked(case: str, least: int) -> None:
     images = [i for i in text_corpus.hard_corpus(seed=2025, count=10) if i.kind.startswith(case)]
     hits = [bool(_masked(i, ocr.find_text(i.pixels))[i.ink].all()) for i in images if i.ink is not None]
     assert len(hits) == 2 and sum(hits) >= least, hits
+
+
+def _cine(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` ultrasound frames whose speckle moves (drawn afresh) under a still black banner."""
+    frames = np.stack([text_corpus.background(rng, "US") for _ in range(count)])
+    frames[:, :40] = 0
+    return frames
+
+
+def test_multiframe_lines_are_masked_in_the_frames_they_belong_to() -> None:
+    """An overlay (on a still ground, or found at the same place in most frames) is masked in every
+    frame, even where OCR found it in one frame only; a line found in one frame on a moving ground
+    (speckle read as text) is masked in that frame only."""
+    frames = _cine(np.random.default_rng(8), 6)
+    banner, moving, recurring, chance = (10, 10, 200, 30), (100, 300, 220, 330), (300, 100, 400, 130), (50, 400, 150, 430)
+    found = [(2, banner), (4, moving)]  # the banner read in one frame only
+    found += [(i, (300 + i, 100, 400 + i, 130)) for i in range(4)]  # a line on the moving ground, 4 of 6 frames
+    found += [(1, chance), (2, (52, 402, 150, 432))]  # speckle read at about one place in 2 of 6 frames
+    every, single = pixels.frame_boxes(frames, found, read=6)
+    assert banner in every and (300, 100, 400, 130) in every
+    assert single == {4: [moving], 1: [chance], 2: [(52, 402, 150, 432)]}
+    masked = pixels.mask_frame_regions(pixels.mask_regions(frames, every), single)
+    x0, y0, x1, y1 = moving
+    assert (masked[4, y0:y1, x0:x1] == 0).all() and np.array_equal(masked[3, y0:y1, x0:x1], frames[3, y0:y1, x0:x1])
+    x0, y0, x1, y1 = recurring
+    assert (masked[:, y0:y1, x0:x1] == 0).all()  # frames 4 and 5 too, where OCR did not find it
+
+
+def test_multiframe_decision_masks_an_overlay_everywhere_and_speckle_once() -> None:
+    rng = np.random.default_rng(9)
+    frames = _cine(rng, 8)
+    shown, ink = text_corpus.render(rng, frames[0, :40].copy(), "MUSTERMANN ERIKA 77123", 20)
+    frames[:, :40] = shown  # the same banner drawn in every frame
+    full_ink = np.zeros(frames.shape[1:], dtype=bool)
+    full_ink[:40] = ink
+    calls: list[int] = []
+
+    def finder(grey: np.ndarray) -> list[ocr.TextBox]:
+        calls.append(len(calls))
+        lines = [line for line in ocr.find_text(grey) if line.box[3] <= 48]  # the banner only
+        if len(calls) == 3:  # and in one frame, a box in speckle, as OCR finds by chance
+            lines.append(ocr.TextBox((200, 300, 300, 320), 45.0, "XXXX"))
+        return lines if len(calls) in (3, 5) else lines[:0]  # the banner found in two frames only
+
+    pixels.set_text_finder(finder)
+    ds = _dataset(80, US, frames[0], NumberOfFrames=8)
+    d = decide(ds, DecodedPixels(frames=frames.copy(), status="stored"), PixelPolicy.MASK_OR_QUARANTINE, assess(ds))
+    assert d.frames is not None and d.phi.frames_read == 8 and d.phi.reason == "identifier_in_text"
+    assert all((d.frames[i][full_ink] == 0).all() for i in range(8))  # the banner: every frame
+    speckle = d.frames[:, 300:320, 200:300]
+    assert sum(bool((f == 0).all()) for f in speckle) == 1  # the speckle box: its own frame only
+    assert d.phi.masked_fraction < 0.2
