@@ -59,6 +59,12 @@ INK_TOLERANCE = 6  # grey levels: the strokes of a confirmed line's own colour
 MIN_HEIGHT, MAX_HEIGHT = 6, 64  # px: text lines looked for (8 px text is 6-10 px of ink)
 READ_HEIGHT = 40  # px: candidates are scaled to about this height before Tesseract reads them
 MAX_CANDIDATES = 400  # per frame and polarity: a frame with more is read as a whole (speckle)
+INK_TILE = (16, 48)  # px (rows, cols): the tiles whose histograms show a colour drawn in them
+INK_LEAST = 30  # px of one colour (+-1) in a tile beyond INK_RATIO times what its neighbours have
+INK_RATIO = 4.0
+INK_CONFIDENCE = 20.0  # a line of one drawn colour is rare (0.2 per clean ultrasound frame): read
+QUIET_CONTRAST = 12  # grey levels from the median around: a pixel of a character on a quiet ground
+INK_CHARACTERS = 5  # at this confidence with this many letters or digits (edges clipped at white: 4)
 
 _TESSDATA_DIRS = (
     "/usr/share/tesseract-ocr/5/tessdata",
@@ -155,6 +161,8 @@ class _Source:
     strokes: np.ndarray
     groups: list[Box]
     read_grey: bool = True  # also read the grey crop (the strokes of a flat source are already clean)
+    min_confidence: float = MIN_CONFIDENCE
+    min_characters: int = MIN_CHARACTERS
 
     def candidates(self) -> list[Box]:
         out = []
@@ -254,9 +262,54 @@ def _flat_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
     return _Source(grey, binary, _groups(binary, FLAT_REACH), read_grey=False)
 
 
+@cache
+def _tiles(rows: int, cols: int) -> tuple[tuple[np.ndarray, int], ...]:
+    """Per pixel the index of its tile (of :data:`INK_TILE`) in four grids offset by half a tile."""
+    th, tw = INK_TILE
+    yy, xx = np.mgrid[:rows, :cols]
+    out = []
+    for oy in (0, th // 2):
+        for ox in (0, tw // 2):
+            across = (cols + ox) // tw + 1
+            tile = ((yy + oy) // th) * across + (xx + ox) // tw
+            out.append((tile.astype(np.int64), int(tile.max()) + 1))
+    return tuple(out)
+
+
+def _ink_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
+    """Pixels of a colour drawn in a tile: text on speckle or texture is found by its colour, which
+    one tile's histogram shows as a peak (:data:`INK_LEAST` pixels of one value +-1 standing out
+    from their ground, :data:`INK_RATIO` times the values beside it) where the ground has every
+    value a few times. Its thin, antialiased strokes break into pieces too small for the flat source."""
+    values = np.arange(256)
+    stand = apart >= FLAT_CONTRAST
+    g = grey.astype(np.int64)
+    binary = np.zeros(grey.shape, dtype=bool)
+    for tile, count in _tiles(*grey.shape):
+        hist = np.bincount((tile * 256 + g)[stand], minlength=count * 256).reshape(count, 256)
+        total = np.pad(np.cumsum(hist, axis=1), ((0, 0), (1, 0)))
+
+        def window(a: int, b: int, total: np.ndarray = total) -> tuple[np.ndarray, np.ndarray]:
+            lo, hi = np.clip(values + a, 0, 256), np.clip(values + b, 0, 256)
+            return total[:, hi] - total[:, lo], hi - lo
+
+        peak, _ = window(-1, 2)
+        below, n_below = window(-9, -2)
+        above, n_above = window(3, 10)
+        beside = (below + above) * 3.0 / np.maximum(n_below + n_above, 1)
+        score = peak - INK_RATIO * beside
+        colour = score.argmax(axis=1)
+        drawn = score[np.arange(count), colour] >= INK_LEAST
+        binary |= drawn[tile] & (np.abs(g - colour[tile]) <= FLAT_TOLERANCE) & stand
+    strokes = binary.astype(np.uint8) * 255
+    lines = _groups(strokes, FLAT_REACH)
+    return _Source(grey, strokes, lines, read_grey=False, min_confidence=INK_CONFIDENCE, min_characters=INK_CHARACTERS)
+
+
 def _sources(grey: np.ndarray, apart: np.ndarray) -> Iterator[_Source]:
     yield from _tophat_sources(grey)
     yield _flat_source(grey, apart)
+    yield _ink_source(grey, apart)
 
 
 def _read(crop: np.ndarray, binary: bool) -> tuple[str, float]:
@@ -278,10 +331,14 @@ def _read(crop: np.ndarray, binary: bool) -> tuple[str, float]:
     return text, (float(np.mean(confidences)) if confidences else 0.0)
 
 
-def _is_text(text: str, confidence: float) -> bool:
+def _is_text(
+    text: str, confidence: float, least: float = MIN_CONFIDENCE, characters_least: int = MIN_CHARACTERS
+) -> bool:
     characters = sum(c.isalnum() for c in text)
-    if characters >= MIN_CHARACTERS:
-        return confidence >= MIN_CONFIDENCE
+    if characters >= characters_least:
+        return confidence >= least
+    if characters_least > MIN_CHARACTERS:
+        return False
     return characters == MIN_CHARACTERS - 1 and confidence >= SURE_CONFIDENCE
 
 
@@ -293,7 +350,28 @@ def _ink_value(grey: np.ndarray, strokes: np.ndarray, box: Box) -> int | None:
 
 
 def _colour_mask(crop: np.ndarray, ink: int) -> np.ndarray:
-    return ((np.abs(crop.astype(np.int16) - ink) <= FLAT_TOLERANCE + 1) * 255).astype(np.uint8)
+    """The pixels of ``ink``'s colour in ``crop``, without the specks of 1-4 px (speckle of the
+    same value; a piece of a character is larger)."""
+    import cv2
+
+    mask = ((np.abs(crop.astype(np.int16) - ink) <= FLAT_TOLERANCE + 1) * 255).astype(np.uint8)
+    _count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 5)
+    small = small[small > 0]
+    if small.size:
+        mask[np.isin(labels, small)] = 0
+    return mask
+
+
+def _smooth(mask: np.ndarray) -> np.ndarray:
+    """A binary crop scaled to :data:`READ_HEIGHT` and blurred before thresholding: the jagged,
+    broken strokes of one colour on speckle become strokes Tesseract reads."""
+    import cv2
+
+    scale = max(1.0, READ_HEIGHT / max(mask.shape[0], 1))
+    up = cv2.resize(mask, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    up = cv2.GaussianBlur(up, (0, 0), scale / 2)
+    return ((up > 80) * 255).astype(np.uint8)
 
 
 def _complete(grey: np.ndarray, apart: np.ndarray, box: Box, ink: int | None) -> Box:
@@ -322,6 +400,37 @@ def _complete(grey: np.ndarray, apart: np.ndarray, box: Box, ink: int | None) ->
             if px0 < x0 <= px1 + h or px1 > x1 >= px0 - h:
                 x0, x1 = min(x0, px0), max(x1, px1)
                 grown = True
+    return x0, y0, x1, y1
+
+
+def _extend(apart: np.ndarray, box: Box) -> Box:
+    """``box`` grown along its row band over the columns where something stands out inside the band
+    (:data:`QUIET_CONTRAST`) while the rows above and below it are quiet: the words of a line too
+    faint or too close to their ground's colour to be found (a name drawn across a ground that
+    changes under it), gaps up to twice the line's height. On speckle or anatomy nothing is quiet and
+    the line does not grow."""
+    x0, y0, x1, y1 = box
+    h = y1 - y0
+    rows, cols = apart.shape
+    busy = apart >= QUIET_CONTRAST
+    inside = busy[y0:y1].sum(axis=0)
+    above = busy[max(0, y0 - h) : max(0, y0 - 1)]
+    below = busy[min(rows, y1 + 1) : min(rows, y1 + h)]
+    around = above.sum(axis=0) + below.sum(axis=0)
+    width = above.shape[0] + below.shape[0]
+    text_like = (inside >= 2) & (around * h <= inside * max(width, 1) // 4)
+    reach = max(4, 2 * h)
+    for step in (1, -1):
+        edge = x1 - 1 if step == 1 else x0
+        last, c = edge, edge + step
+        while 0 <= c < cols and abs(c - last) <= reach and abs(c - edge) <= 40 * h:
+            if text_like[c]:
+                last = c
+            c += step
+        if step == 1:
+            x1 = last + 1
+        else:
+            x0 = last
     return x0, y0, x1, y1
 
 
@@ -358,11 +467,16 @@ def _find_lines(grey: np.ndarray) -> list[TextBox]:
             x0, y0, x1, y1 = box
             if source.read_grey:
                 crops = [(source.strokes[y0:y1, x0:x1], True), (source.image[y0:y1, x0:x1], False)]
-            else:  # every pixel of the line's own colour: the strokes a flat source missed too
-                crops = [(_colour_mask(grey[y0:y1, x0:x1], ink), True)] if ink is not None else []
+            elif ink is not None:  # every pixel of the line's own colour: the strokes a flat source missed too
+                colour = _colour_mask(grey[y0:y1, x0:x1], ink)
+                crops = [(colour, True)]
+                if source.min_characters > MIN_CHARACTERS:  # thin pieces on speckle: smoothed too
+                    crops.append((_smooth(colour), True))
+            else:
+                crops = []
             for crop, binary in crops:
                 text, confidence = _read(crop, binary)
-                if _is_text(text, confidence):
+                if _is_text(text, confidence, source.min_confidence, source.min_characters):
                     found.append(TextBox(_complete(grey, apart, line, ink), confidence, text))
                     break
             else:
@@ -370,7 +484,7 @@ def _find_lines(grey: np.ndarray) -> list[TextBox]:
     if found:
         alike = [_complete(grey, apart, line, ink) for line, ink in unread if _same_kind(line, found)]
         found += [TextBox(box, 0.0) for box in alike]
-    return found
+    return [TextBox(_extend(apart, line.box), line.confidence, line.text) for line in found]
 
 
 def _same_kind(box: Box, lines: list[TextBox]) -> bool:

@@ -8,9 +8,10 @@ rule of the ``deid`` package (:mod:`lake.deid.burned_in`). Under the default pol
 display range; a multi-frame image on a sample of frames, every frame once one has text; a long
 derived series on a sample of instances, every one once one has text): the text lines found are
 masked (padded) together with the regions the ``deid`` rules know, and the masked pixels are what
-the lake stores. In a multi-frame image a line found in two frames or more at the same place, or on
-a ground that stays still, is an overlay masked in every frame; one found in one frame only, on a
-ground that moves, is masked in that frame only (:func:`frame_boxes`). An image with no text found is stored like any other. What cannot be decided is
+the lake stores. In a multi-frame image a line on a ground that stays still, or found at the same
+place in most frames read, is an overlay masked in every frame; one found in a few frames, on a
+ground that moves, is masked in those frames only (:func:`frame_boxes`). An image with no text
+found is stored like any other. What cannot be decided is
 quarantined (header row only): Recognizable Visual Features YES, a whole-slide LABEL, OCR failing,
 or OCR not installed where no rule knows the region. Each instance's verdict is in the
 ``pixel_phi_*`` columns (method, reason, boxes, masked fraction, frames read), never the text read;
@@ -285,7 +286,9 @@ def read_text(
         for i in batch:
             frame = frames[i]
             values = frame * slope + intercept if (slope, intercept) != (1.0, 0.0) and frame.ndim == 2 else frame
-            found += [(i, line) for line in finder(ocr.display_frame(values, assessment.window if frame.ndim == 2 else None))]
+            found += [
+                (i, line) for line in finder(ocr.display_frame(values, assessment.window if frame.ndim == 2 else None))
+            ]
             read += 1
     return found, read
 
@@ -317,9 +320,7 @@ def _static(frames: np.ndarray, box: Box, i: int, j: int) -> bool:
     return float(same.mean()) >= STATIC_SHARE
 
 
-def frame_boxes(
-    frames: np.ndarray, found: list[tuple[int, Box]], read: int
-) -> tuple[list[Box], dict[int, list[Box]]]:
+def frame_boxes(frames: np.ndarray, found: list[tuple[int, Box]], read: int) -> tuple[list[Box], dict[int, list[Box]]]:
     """Which frames each padded line found is masked in: (boxes for every frame, boxes per frame).
 
     A line is an overlay, masked in every frame, when its pixels are the same in another frame (an

@@ -189,7 +189,12 @@ def test_multiframe_lines_are_masked_in_the_frames_they_belong_to() -> None:
     frame, even where OCR found it in one frame only; a line found in one frame on a moving ground
     (speckle read as text) is masked in that frame only."""
     frames = _cine(np.random.default_rng(8), 6)
-    banner, moving, recurring, chance = (10, 10, 200, 30), (100, 300, 220, 330), (300, 100, 400, 130), (50, 400, 150, 430)
+    banner, moving, recurring, chance = (
+        (10, 10, 200, 30),
+        (100, 300, 220, 330),
+        (300, 100, 400, 130),
+        (50, 400, 150, 430),
+    )
     found = [(2, banner), (4, moving)]  # the banner read in one frame only
     found += [(i, (300 + i, 100, 400 + i, 130)) for i in range(4)]  # a line on the moving ground, 4 of 6 frames
     found += [(1, chance), (2, (52, 402, 150, 432))]  # speckle read at about one place in 2 of 6 frames
