@@ -168,13 +168,44 @@ def test_a_line_partly_read_is_masked_whole() -> None:
         assert _masked(image, found)[image.ink].all()
 
 
-@pytest.mark.parametrize(("case", "least"), [("rotated", 2), ("speckle", 1)])
-def test_hard_cases_are_masked(case: str, least: int) -> None:
-    """Lines written up the frame (turned 90 degrees), lines on ultrasound speckle (fixed seed:
-    both of the rotated, one of the two on speckle; benchmarks/ocr.py measures the rest)."""
+@pytest.mark.parametrize("case", text_corpus.HARD_CASES)
+def test_hard_cases_are_masked(case: str) -> None:
+    """Lines on ultrasound speckle, at a low contrast, inverse (dark on dark, bright on bright),
+    written up the frame (turned 90 degrees) and 8-9 px tall: both of each in the fixed seed
+    (before issue 14's third part: both rotated, one of two on speckle; benchmarks/ocr.py
+    measures 100)."""
     images = [i for i in text_corpus.hard_corpus(seed=2025, count=10) if i.kind.startswith(case)]
     hits = [bool(_masked(i, ocr.find_text(i.pixels))[i.ink].all()) for i in images if i.ink is not None]
-    assert len(hits) == 2 and sum(hits) >= least, hits
+    assert hits == [True, True]
+
+
+def test_text_on_speckle_is_found_by_its_colour() -> None:
+    """Text drawn in one colour on ultrasound speckle, which no top-hat separates and Tesseract
+    reads poorly (nothing was found in these two before): the tile whose histogram peaks at the
+    text's colour gives the line, read at a lower confidence, and it is masked whole."""
+    images = text_corpus.corpus(seed=2024, count=18)
+    for n in (5, 35):
+        image = images[n]
+        assert image.kind == "US" and image.ink is not None
+        source = ocr._ink_source(image.pixels, ocr._apart(image.pixels))
+        ys, xs = np.nonzero(image.ink)
+        assert any(x0 <= xs.mean() < x1 and y0 <= ys.mean() < y1 for x0, y0, x1, y1 in source.candidates())
+        assert _masked(image, ocr.find_text(image.pixels))[image.ink].all()
+    clean = images[4]  # the same kind without text: the colour source gives (almost) no line
+    assert clean.ink is None and clean.kind == "US"
+    assert len(ocr._ink_source(clean.pixels, ocr._apart(clean.pixels)).candidates()) <= 2
+    assert ocr.find_text(clean.pixels) == []
+
+
+def test_a_faint_word_between_words_read_is_masked() -> None:
+    """A word drawn over a ground that nears its colour ("BLOGGS" of "Patient: BLOGGS FRED") is
+    masked with the words read beside it: the line grows over what stands out in its row band
+    where the rows above and below are quiet (partly masked before, benchmarks/ocr.py seed 2024)."""
+    images = text_corpus.corpus(seed=2024, count=80)
+    for n in (139, 159):
+        image = images[n]
+        assert image.ink is not None
+        assert _masked(image, ocr.find_text(image.pixels))[image.ink].all()
 
 
 def _cine(rng: np.random.Generator, count: int) -> np.ndarray:
