@@ -1,25 +1,36 @@
-"""Finding burned-in text in pixels: candidate text lines from two sources, confirmed by Tesseract.
+"""Finding burned-in text in pixels: candidate text lines from three sources, confirmed by Tesseract.
 
 Tesseract alone reads a whole medical image poorly (speckle and anatomy become hundreds of
 low-confidence "words", small text on texture is missed), so detection has three steps, on the
 frame windowed to its own display range (8 bits), once across and once turned a quarter:
 
-1. *candidates* from two sources: a top-hat of each polarity (bright text, dark text) at two
-   contrasts (:data:`CONTRASTS`) keeps strokes thinner than the structuring element; and regions
+1. *candidates* from three sources: a top-hat of each polarity (bright text, dark text) at two
+   contrasts (:data:`CONTRASTS`) keeps strokes thinner than the structuring element; regions
    of one colour (burned-in text is drawn in one, texture and speckle are not) standing out from
-   the median around them. A horizontal closing joins the strokes of a line; groups shaped like a
-   line of text (height 6-64 px, at least twice as wide as tall, partly filled) are candidates;
+   the median around them; and the pixels of a colour drawn in a tile (:data:`INK_TILE`), which
+   the tile's histogram shows as a peak over the values beside it: text on speckle, whose thin
+   antialiased strokes break into pieces too small for the second source. A horizontal closing
+   joins the strokes of a line; groups shaped like a line of text (height 6-64 px, at least twice
+   as wide as tall, partly filled) are candidates;
 2. *confirmation*: each candidate, scaled to about 40 px tall, is read by Tesseract as one line
-   (its strokes, its grey values; for the one-colour source every pixel of the line's colour); it
-   is text when Tesseract reads four letters or digits with a mean word confidence of at least
-   :data:`MIN_CONFIDENCE` (three at :data:`SURE_CONFIDENCE`);
+   (its strokes, its grey values; for the colour sources every pixel of the line's colour, specks
+   removed, and for the third also smoothed); it is text when Tesseract reads four letters or
+   digits with a mean word confidence of at least :data:`MIN_CONFIDENCE` (three at
+   :data:`SURE_CONFIDENCE`; a drawn colour is rare enough to need five at :data:`INK_CONFIDENCE`);
 3. *completion*: a line read grows along its row by the strokes of its own colour, and once a
-   frame has a line, the candidates beside it on its row are lines too, read or not: recall does
-   not depend on Tesseract reading every word. :func:`pad` pads each line by about a character.
+   frame has a line, the candidates beside it on its row are lines too, read or not; then each
+   line grows over the columns of its row band where something stands out while the rows above
+   and below are quiet (:func:`_extend`: a word too faint or too near its ground's colour to be
+   found, between or beside words read): recall does not depend on Tesseract reading every word.
+   :func:`pad` pads each line by about a character.
 
-benchmarks/ocr.py (200 synthetic pairs, seed 2024): every visible text pixel masked in 91% of text
-images (8-11 px 80%, 12-19 px 88%, 20-30 px 98%; ultrasound speckle 70%), 2% of clean images
-altered, median 0.25 s per 512x512 frame on one core.
+benchmarks/ocr.py (200 synthetic pairs, seed 2024): every visible text pixel masked in 96.5% of
+text images (8-11 px 89%, 12-19 px 96%, 20-30 px 100%; CT, MR, SC 100%, photographs 98%,
+ultrasound speckle 85%), 2% of clean images altered (the same 4 of 200 as before: the edge of an
+ultrasound fan at the frame's border, an MR blob), median 0.41 s per 512x512 frame on a shared
+core (0.33 s before the third source, measured alike); hard cases 80% (speckle 75%, low contrast
+80%, inverse 60%, rotated 95%, 8-9 px 90%). Still missed: 8-11 px text on speckle, and text
+darker than a dark ground (or brighter than a bright one) where it is clipped to its ground.
 
 The text read stays in memory (:class:`TextBox.text`, hidden from ``repr``): the caller may compare
 it with the header's identifiers to rank the risk, and must never store it.
