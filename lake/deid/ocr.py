@@ -46,7 +46,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +273,7 @@ def _flat_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
     return _Source(grey, binary, _groups(binary, FLAT_REACH), read_grey=False)
 
 
-@cache
+@lru_cache(maxsize=8)  # a few frame shapes (and each turned a quarter); 4 grids of int64 per shape
 def _tiles(rows: int, cols: int) -> tuple[tuple[np.ndarray, int], ...]:
     """Per pixel the index of its tile (of :data:`INK_TILE`) in four grids offset by half a tile."""
     th, tw = INK_TILE
