@@ -6,8 +6,10 @@ pixel that can be seen is masked by what ``find_text`` found (padded as the lake
 positives: the share of the same images without text in which anything was found (they would be
 altered). Hard cases (``hard_corpus``: speckle, low contrast, inverse, rotated 90 degrees, 8-9 px)
 are reported apart. Cost: milliseconds per image, and per series of 100 derived CT frames read as
-the ingest reads them (4 instances, then 1 in 8).
-Run: ``python benchmarks/ocr.py [PAIRS [HARD]]`` (default 200 pairs, 100 hard images).
+the ingest reads them (4 instances, then 1 in 8). Multi-frame (``CINE`` 1, needs pip ``deid-data``):
+the masked share of the frames of deid-data's ``ultrasound-multiframe.dcm`` (30 frames, 800x600;
+overlays masked in every frame, lines on the moving image in their own frames) and its OCR time.
+Run: ``python benchmarks/ocr.py [PAIRS [HARD [CINE]]]`` (default 200 pairs, 100 hard images, 0).
 """
 
 from __future__ import annotations
@@ -33,7 +35,33 @@ def masked(image: TextImage, found: list[ocr.TextBox]) -> np.ndarray:
     return mask
 
 
-def main(pairs: int = 200, hard: int = 100) -> None:
+def cine() -> None:
+    """deid-data's ultrasound cine loop through the lake's pixel decision (as the ingest reads it)."""
+    from pathlib import Path
+
+    import deid_data
+    import pydicom
+
+    from lake.deid import pixels
+    from lake.pixels.decode import decode
+
+    ds = pydicom.dcmread(Path(deid_data.__file__).parent / "data" / "ultrasounds" / "ultrasound-multiframe.dcm")
+    decoded = decode(ds)
+    assert decoded.frames is not None
+    pixels.set_text_finder(ocr.find_text)
+    t0 = time.perf_counter()
+    decision = pixels.decide(ds, decoded, pixels.PixelPolicy.MASK_OR_QUARANTINE, pixels.assess(ds))
+    seconds = time.perf_counter() - t0
+    assert decision.frames is not None
+    frames = decoded.frames.shape[0]
+    per_frame = seconds / max(decision.phi.frames_read, 1) * 1000
+    print(
+        f"ultrasound-multiframe.dcm ({frames} frames): {decision.phi.masked_fraction:.1%} of the frame masked most, "
+        f"{decision.phi.boxes} boxes, {seconds:.1f} s ({per_frame:.0f} ms a frame)"
+    )
+
+
+def main(pairs: int = 200, hard: int = 100, multiframe: int = 0) -> None:
     if not ocr.available():
         sys.exit(f"OCR is not available: {ocr.unavailable_reason()}")
     hits: dict[str, list[bool]] = defaultdict(list)
@@ -70,8 +98,10 @@ def main(pairs: int = 200, hard: int = 100) -> None:
         print(f"hard cases recall: {np.mean(every):.1%} of {len(every)}")
         for case, values in cases.items():
             print(f"  {case}: {np.mean(values):.1%} of {len(values)}")
+    if multiframe:
+        cine()
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:3]]
+    args = [int(a) for a in sys.argv[1:4]]
     main(*args)

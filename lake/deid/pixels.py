@@ -8,7 +8,10 @@ rule of the ``deid`` package (:mod:`lake.deid.burned_in`). Under the default pol
 display range; a multi-frame image on a sample of frames, every frame once one has text; a long
 derived series on a sample of instances, every one once one has text): the text lines found are
 masked (padded) together with the regions the ``deid`` rules know, and the masked pixels are what
-the lake stores. An image with no text found is stored like any other. What cannot be decided is
+the lake stores. In a multi-frame image a line on a ground that stays still, or found at the same
+place in most frames read, is an overlay masked in every frame; one found in a few frames, on a
+ground that moves, is masked in those frames only (:func:`frame_boxes`). An image with no text
+found is stored like any other. What cannot be decided is
 quarantined (header row only): Recognizable Visual Features YES, a whole-slide LABEL, OCR failing,
 or OCR not installed where no rule knows the region. Each instance's verdict is in the
 ``pixel_phi_*`` columns (method, reason, boxes, masked fraction, frames read), never the text read;
@@ -58,6 +61,7 @@ AT_RISK_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.77.1.6": "whole_slide",
 }
 WSI_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive ends)
 
 
 #: Finds regions to blank: returns (reason, [(x0, y0, x1, y1), ...]) or None when no rule knows
@@ -109,6 +113,15 @@ def mask_regions(frames: np.ndarray, regions: list[tuple[int, int, int, int]]) -
     out = frames.copy()
     for x0, y0, x1, y1 in regions:
         out[:, max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0), ...] = 0
+    return out
+
+
+def mask_frame_regions(frames: np.ndarray, regions: dict[int, list[Box]]) -> np.ndarray:
+    """Copy of ``frames`` with each box of ``regions[i]`` (x0, y0, x1, y1) set to 0 in frame i only."""
+    out = frames.copy()
+    for i, boxes in regions.items():
+        for x0, y0, x1, y1 in boxes:
+            out[i, max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0), ...] = 0
     return out
 
 
@@ -258,11 +271,14 @@ def _frame_order(n: int) -> tuple[list[int], list[int]]:
     return first, [i for i in range(n) if i not in set(first)]
 
 
-def read_text(frames: np.ndarray, assessment: PixelAssessment, finder: TextFinder) -> tuple[list[ocr.TextBox], int]:
-    """Text lines in the frames (sampled; every frame once one has text) and the frames read."""
+def read_text(
+    frames: np.ndarray, assessment: PixelAssessment, finder: TextFinder
+) -> tuple[list[tuple[int, ocr.TextBox]], int]:
+    """Text lines in the frames (sampled; every frame once one has text), each with the index of
+    the frame it was found in, and the number of frames read."""
     slope, intercept = assessment.rescale
     first, rest = _frame_order(frames.shape[0])
-    found: list[ocr.TextBox] = []
+    found: list[tuple[int, ocr.TextBox]] = []
     read = 0
     for batch in (first, rest):
         if batch is rest and not found:
@@ -270,16 +286,85 @@ def read_text(frames: np.ndarray, assessment: PixelAssessment, finder: TextFinde
         for i in batch:
             frame = frames[i]
             values = frame * slope + intercept if (slope, intercept) != (1.0, 0.0) and frame.ndim == 2 else frame
-            found.extend(finder(ocr.display_frame(values, assessment.window if frame.ndim == 2 else None)))
+            found += [
+                (i, line) for line in finder(ocr.display_frame(values, assessment.window if frame.ndim == 2 else None))
+            ]
             read += 1
     return found, read
 
 
-def _masked_fraction(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]]) -> float:
+STATIC_SHARE = 0.9  # of a box's pixels unchanged (within STATIC_TOLERANCE) between two frames: one overlay
+STATIC_TOLERANCE = 2  # grey levels (stored values): an overlay is drawn the same in every frame
+SAME_PLACE = 0.5  # overlap (intersection over union) of two frames' boxes: the same line
+RECURRING = 0.5  # of the frames read: a line found at the same place in this many is an overlay
+
+
+def _overlap(a: Box, b: Box) -> float:
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union
+
+
+def _static(frames: np.ndarray, box: Box, i: int, j: int) -> bool:
+    x0, y0, x1, y1 = box
+    a = frames[i, y0:y1, x0:x1].astype(np.int32)
+    b = frames[j, y0:y1, x0:x1].astype(np.int32)
+    if a.size == 0:
+        return False
+    same = np.abs(a - b) <= STATIC_TOLERANCE
+    if same.ndim == 3:  # colour: every sample the same
+        same = same.all(axis=-1)
+    return float(same.mean()) >= STATIC_SHARE
+
+
+def frame_boxes(frames: np.ndarray, found: list[tuple[int, Box]], read: int) -> tuple[list[Box], dict[int, list[Box]]]:
+    """Which frames each padded line found is masked in: (boxes for every frame, boxes per frame).
+
+    A line is an overlay, masked in every frame, when its pixels are the same in another frame (an
+    overlay drawn on a still ground, :data:`STATIC_SHARE`), or when it is found at the same place
+    (:data:`SAME_PLACE`) in two frames or more and in at least :data:`RECURRING` of the ``read``
+    frames (an overlay on a moving ground, found wherever OCR reads it). A line found otherwise,
+    on a ground that moves, is masked in the frames it was found in only: speckle read as text in
+    one frame recurs by chance in a few neighbouring frames of a cine loop (deid-data's
+    ultrasound-multiframe.dcm: 2 to 7 of 30), and the union of those boxes masked a third of it.
+    """
+    frames_of: dict[Box, set[int]] = {}
+    for i, box in found:
+        frames_of.setdefault(box, set()).add(i)
+    every: list[Box] = []
+    single: dict[int, list[Box]] = {}
+    for box, own in frames_of.items():
+        seen = set(own)
+        for other, theirs in frames_of.items():
+            if other != box and _overlap(box, other) >= SAME_PLACE:
+                seen |= theirs
+        i = min(own)
+        recurring = len(seen) >= max(2, RECURRING * read)
+        if recurring or any(_static(frames, box, i, j) for j in range(frames.shape[0]) if j != i):
+            every.append(box)
+        else:
+            for j in own:
+                single.setdefault(j, []).append(box)
+    return every, single
+
+
+def _masked_fraction(shape: tuple[int, ...], boxes: list[Box], per_frame: dict[int, list[Box]] | None = None) -> float:
+    """The share of a frame's area masked (the frame masked most, where boxes differ by frame)."""
     area = np.zeros(shape[1:3], dtype=bool)
     for x0, y0, x1, y1 in boxes:
         area[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
-    return float(area.mean()) if area.size else 0.0
+    if not area.size:
+        return 0.0
+    most = float(area.mean())
+    for extra in (per_frame or {}).values():
+        frame = area.copy()
+        for x0, y0, x1, y1 in extra:
+            frame[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+        most = max(most, float(frame.mean()))
+    return most
 
 
 def decide(
@@ -328,19 +413,22 @@ def decide(
             return PixelDecision(frames, "stored", f"unmasked_ocr_failed:{reason}", PixelPhi("ocr", "ocr_failed"))
         return PixelDecision(None, "quarantined", f"ocr_failed:{reason}", PixelPhi("ocr", "ocr_failed"))
     rows, cols = frames.shape[1], frames.shape[2]
-    text_boxes = list(dict.fromkeys(ocr.pad(line.box, rows, cols) for line in lines))
+    every, single = frame_boxes(frames, [(i, ocr.pad(line.box, rows, cols)) for i, line in lines], read)
+    text_boxes = every + [box for extra in single.values() for box in extra]
     if text_boxes:
         _note_series_text(assessment)
-    boxes = rule_boxes + text_boxes
+    boxes = rule_boxes + every
     method = "ocr+rules" if rule_boxes else "ocr"
-    if not boxes:
+    if not boxes and not single:
         return PixelDecision(frames, "stored", None, PixelPhi(method, "no_text_found", frames_read=read))
-    named = {ocr_key(line.text) for line in lines}
+    named = {ocr_key(line.text) for _i, line in lines}
     matches = any(i in t for t in named for i in assessment.identifiers)
     why = "identifier_in_text" if matches else ("text_found" if text_boxes else "rule_region")
     label = "+".join(x for x in ("ocr" if text_boxes else "", rule) if x)
-    phi = PixelPhi(method, why, len(boxes), _masked_fraction(frames.shape, boxes), read)
-    return PixelDecision(mask_regions(frames, boxes), "stored", f"masked:{label}", phi)
+    count = len(rule_boxes) + len(text_boxes)
+    phi = PixelPhi(method, why, count, _masked_fraction(frames.shape, boxes, single), read)
+    masked = mask_frame_regions(mask_regions(frames, boxes), single)
+    return PixelDecision(masked, "stored", f"masked:{label}", phi)
 
 
 def apply_pixel_policy(

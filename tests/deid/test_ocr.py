@@ -168,10 +168,98 @@ def test_a_line_partly_read_is_masked_whole() -> None:
         assert _masked(image, found)[image.ink].all()
 
 
-@pytest.mark.parametrize(("case", "least"), [("rotated", 2), ("speckle", 1)])
-def test_hard_cases_are_masked(case: str, least: int) -> None:
-    """Lines written up the frame (turned 90 degrees), lines on ultrasound speckle (fixed seed:
-    both of the rotated, one of the two on speckle; benchmarks/ocr.py measures the rest)."""
+@pytest.mark.parametrize("case", text_corpus.HARD_CASES)
+def test_hard_cases_are_masked(case: str) -> None:
+    """Lines on ultrasound speckle, at a low contrast, inverse (dark on dark, bright on bright),
+    written up the frame (turned 90 degrees) and 8-9 px tall: both of each in the fixed seed
+    (before issue 14's third part: both rotated, one of two on speckle; benchmarks/ocr.py
+    measures 100)."""
     images = [i for i in text_corpus.hard_corpus(seed=2025, count=10) if i.kind.startswith(case)]
     hits = [bool(_masked(i, ocr.find_text(i.pixels))[i.ink].all()) for i in images if i.ink is not None]
-    assert len(hits) == 2 and sum(hits) >= least, hits
+    assert hits == [True, True]
+
+
+def test_text_on_speckle_is_found_by_its_colour() -> None:
+    """Text drawn in one colour on ultrasound speckle, which no top-hat separates and Tesseract
+    reads poorly (nothing was found in these two before): the tile whose histogram peaks at the
+    text's colour gives the line, read at a lower confidence, and it is masked whole."""
+    images = text_corpus.corpus(seed=2024, count=18)
+    for n in (5, 35):
+        image = images[n]
+        assert image.kind == "US" and image.ink is not None
+        source = ocr._ink_source(image.pixels, ocr._apart(image.pixels))
+        ys, xs = np.nonzero(image.ink)
+        assert any(x0 <= xs.mean() < x1 and y0 <= ys.mean() < y1 for x0, y0, x1, y1 in source.candidates())
+        assert _masked(image, ocr.find_text(image.pixels))[image.ink].all()
+    clean = images[4]  # the same kind without text: the colour source gives (almost) no line
+    assert clean.ink is None and clean.kind == "US"
+    assert len(ocr._ink_source(clean.pixels, ocr._apart(clean.pixels)).candidates()) <= 2
+    assert ocr.find_text(clean.pixels) == []
+
+
+def test_a_faint_word_between_words_read_is_masked() -> None:
+    """A word drawn over a ground that nears its colour ("BLOGGS" of "Patient: BLOGGS FRED") is
+    masked with the words read beside it: the line grows over what stands out in its row band
+    where the rows above and below are quiet (partly masked before, benchmarks/ocr.py seed 2024)."""
+    images = text_corpus.corpus(seed=2024, count=80)
+    for n in (139, 159):
+        image = images[n]
+        assert image.ink is not None
+        assert _masked(image, ocr.find_text(image.pixels))[image.ink].all()
+
+
+def _cine(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` ultrasound frames whose speckle moves (drawn afresh) under a still black banner."""
+    frames = np.stack([text_corpus.background(rng, "US") for _ in range(count)])
+    frames[:, :40] = 0
+    return frames
+
+
+def test_multiframe_lines_are_masked_in_the_frames_they_belong_to() -> None:
+    """An overlay (on a still ground, or found at the same place in most frames) is masked in every
+    frame, even where OCR found it in one frame only; a line found in one frame on a moving ground
+    (speckle read as text) is masked in that frame only."""
+    frames = _cine(np.random.default_rng(8), 6)
+    banner, moving, recurring, chance = (
+        (10, 10, 200, 30),
+        (100, 300, 220, 330),
+        (300, 100, 400, 130),
+        (50, 400, 150, 430),
+    )
+    found = [(2, banner), (4, moving)]  # the banner read in one frame only
+    found += [(i, (300 + i, 100, 400 + i, 130)) for i in range(4)]  # a line on the moving ground, 4 of 6 frames
+    found += [(1, chance), (2, (52, 402, 150, 432))]  # speckle read at about one place in 2 of 6 frames
+    every, single = pixels.frame_boxes(frames, found, read=6)
+    assert banner in every and (300, 100, 400, 130) in every
+    assert single == {4: [moving], 1: [chance], 2: [(52, 402, 150, 432)]}
+    masked = pixels.mask_frame_regions(pixels.mask_regions(frames, every), single)
+    x0, y0, x1, y1 = moving
+    assert (masked[4, y0:y1, x0:x1] == 0).all() and np.array_equal(masked[3, y0:y1, x0:x1], frames[3, y0:y1, x0:x1])
+    x0, y0, x1, y1 = recurring
+    assert (masked[:, y0:y1, x0:x1] == 0).all()  # frames 4 and 5 too, where OCR did not find it
+
+
+def test_multiframe_decision_masks_an_overlay_everywhere_and_speckle_once() -> None:
+    rng = np.random.default_rng(9)
+    frames = _cine(rng, 8)
+    shown, ink = text_corpus.render(rng, frames[0, :40].copy(), "MUSTERMANN ERIKA 77123", 20)
+    frames[:, :40] = shown  # the same banner drawn in every frame
+    full_ink = np.zeros(frames.shape[1:], dtype=bool)
+    full_ink[:40] = ink
+    calls: list[int] = []
+
+    def finder(grey: np.ndarray) -> list[ocr.TextBox]:
+        calls.append(len(calls))
+        lines = [line for line in ocr.find_text(grey) if line.box[3] <= 48]  # the banner only
+        if len(calls) == 3:  # and in one frame, a box in speckle, as OCR finds by chance
+            lines.append(ocr.TextBox((200, 300, 300, 320), 45.0, "XXXX"))
+        return lines if len(calls) in (3, 5) else lines[:0]  # the banner found in two frames only
+
+    pixels.set_text_finder(finder)
+    ds = _dataset(80, US, frames[0], NumberOfFrames=8)
+    d = decide(ds, DecodedPixels(frames=frames.copy(), status="stored"), PixelPolicy.MASK_OR_QUARANTINE, assess(ds))
+    assert d.frames is not None and d.phi.frames_read == 8 and d.phi.reason == "identifier_in_text"
+    assert all((d.frames[i][full_ink] == 0).all() for i in range(8))  # the banner: every frame
+    speckle = d.frames[:, 300:320, 200:300]
+    assert sum(bool((f == 0).all()) for f in speckle) == 1  # the speckle box: its own frame only
+    assert d.phi.masked_fraction < 0.2
