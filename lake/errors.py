@@ -144,3 +144,20 @@ class NotUnderReviewError(LakeError, ValueError):
 class ExportError(LakeError, ValueError):
     """An export (``lake export teaching``) cannot be made: no studies selected, an output folder inside
     a lake or a key folder, unreadable teaching notes, an instance that cannot be rebuilt."""
+
+
+class StorageError(LakeError, OSError):
+    """The lake's storage (a folder or an object store) could not be read or written."""
+
+
+class StoragePathError(LakeError, ValueError):
+    """A path given to the storage layer leaves the lake (absolute, ``..``, empty parts, backslashes)."""
+
+
+class StorageNotFoundError(StorageError, FileNotFoundError):
+    """An object or file asked for is not in the lake's storage."""
+
+
+class LeaseLostError(LakeError, RuntimeError):
+    """The lake's write lease on object storage expired or was taken over before the work was committed;
+    nothing more may be committed under it (run the command again)."""
