@@ -56,6 +56,13 @@ def view_definitions() -> tuple[ViewDefinition, ...]:
     return tuple(out)
 
 
+#: Tables an ingest commits before the ``instances`` rows that make them visible: their views keep
+#: the rows of committed instances only (a crash between the commits leaves the others, which the
+#: next ingest deletes: :func:`lake.maintenance.orphans.remove_orphan_bulk`).
+COMMITTED_WITH_INSTANCES = frozenset({"bulk"})
+ONLY_COMMITTED = "WHERE SOPInstanceUID IN (SELECT SOPInstanceUID FROM instances)"
+
+
 def _quote(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
@@ -156,6 +163,7 @@ def open_views(
     install_macros(con)
     read: list[str] = []
     instances: list[str] = []
+    committed: list[str] = []
     for name in table_names():
         schema = load_table_schema(name)
         files, stored = listings[name] if listings and name in listings else snapshot(paths.table(name))
@@ -173,10 +181,15 @@ def open_views(
             union = "true" if schema.built_by == "ingest" else "false"
             source = f"read_parquet([{file_list}], union_by_name = {union})"
             select = _select_list(schema, stored)
-            con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM {source}")
+            if name in COMMITTED_WITH_INSTANCES:
+                committed.append(f"CREATE VIEW {name} AS SELECT {select} FROM {source} {ONLY_COMMITTED}")
+            else:
+                con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM {source}")
         else:  # no file yet: every column a typed NULL, and no row
             nulls = ", ".join(f"NULL::{c.type} AS {c.name}" for c in schema.columns)
             con.execute(f"CREATE VIEW {name} AS SELECT {nulls} WHERE false")
+    for statement in committed:  # they name the instances view
+        con.execute(statement)
     for statement in series_summary.helper_views(paths, instances, use_materialised):
         con.execute(statement)
     for view in view_definitions():
