@@ -32,7 +32,8 @@ REF_TIMES = ["0.00000000", "1000.00000001", "500.00000000", "1500.00000001"]
 
 def _csa_image_header(positive: str) -> bytes:
     def text(name: str, values: list[str], vr: str = "DS", n: int = 6) -> csa.CsaElement:
-        return csa.element(name, 1 if len(values) <= 1 else len(values), vr, 3, [v.encode() + b"\x00" for v in values], n)
+        items = [v.encode() + b"\x00" for v in values]
+        return csa.element(name, max(len(values), 1), vr, 3, items, n)
 
     elements = [
         text("NumberOfImagesInMosaic", [str(IMAGES)], "US"),
@@ -105,7 +106,7 @@ def _sidecar(nii: Path) -> dict[str, object]:
 
 
 def test_the_csa_header_is_a_bulk_value_of_the_lake(mosaic_lake: tuple[lake.Lake, Path, Path]) -> None:
-    lk, src, _ = mosaic_lake
+    lk, _src, _base = mosaic_lake
     rows = lk.sql("SELECT keyword_path, length FROM bulk").rows()
     assert len(rows) == TIMEPOINTS and {length for _, length in rows} == {len(_csa_image_header("1"))}
     uid = lk.sql("SELECT SOPInstanceUID FROM instances LIMIT 1")[0, 0]
