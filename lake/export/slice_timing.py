@@ -19,8 +19,9 @@ description, protocol identifiers), and nothing else in a GE header tells interl
 sequential, so a research lake writes no SliceTiming for GE and says why in ``LakeSidecarNotes``;
 a lake that keeps the block (``--profile pass-through`` of already de-identified data) gets the
 times dcm2niix writes. Not derived even then: HyperBand (MBACCEL > 1), multi-phase EPI with
-variable delays, diffusion, and the phase polarity of GE (in its raw header (0043,xx2A), which no
-profile keeps): GE sidecars have ``PhaseEncodingAxis``, not ``PhaseEncodingDirection``.
+variable delays, diffusion, GE's per-slice RTIA timer (0021,xx5E, zero on these scanners), and the
+phase polarity of GE (a bit of its binary raw header (0043,xx2A), which the research profile removes
+and this module does not decode): GE sidecars have ``PhaseEncodingAxis``, not ``PhaseEncodingDirection``.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ GE_NO_PROTOCOL = (
     "in the Protocol Data Block (0025,xx1B), which the de-identification removes"
 )
 GE_NO_POLARITY = (
-    "PhaseEncodingDirection: the GE phase polarity is in its raw header (0043,xx2A), which the lake does "
-    "not keep; only PhaseEncodingAxis is written"
+    "PhaseEncodingDirection: the GE phase polarity (in the binary raw header (0043,xx2A), which the research "
+    "profile removes) is not derived; only PhaseEncodingAxis is written"
 )
 SIEMENS_NO_CSA = (
     "SliceTiming, PhaseEncodingDirection: the Siemens CSA image header (0029,xx10) is not in the lake "
