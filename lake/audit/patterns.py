@@ -27,10 +27,15 @@ PHONE = re.compile(
     + _E
 )
 
+#: A US social security number: ``123-45-6789`` not inside a longer number. A full stop or comma
+#: after it ends a sentence or a list ("SSN 123-45-6789."), unless a digit follows (a decimal,
+#: a dotted number); before it, a dot only counts when it follows a digit (``1.123-45-6789``).
+SSN = re.compile(r"(?<![\d-])(?<!\d[.,])\d{3}-\d{2}-\d{4}(?![\d-]|[.,]\d)")
+
 #: (name reported instead of the value, regex).
 PHI_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("email-like", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")),
-    ("ssn-like", re.compile(r"(?<![\d.-])\d{3}-\d{2}-\d{4}(?![\d.-])")),
+    ("ssn-like", SSN),
     ("phone-like", PHONE),
 )
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from lake.catalog import header_index, ordered
 from lake.errors import InvalidUIDError, NotInLakeError, QueryRefusedError
-from lake.headers.bulk_uri import BULK_SCHEME
+from lake.headers.bulk_uri import BULK_SCHEME, STORED_BULK_VIEW
 
 if TYPE_CHECKING:
     from lake.catalog.sandbox import ReadOnlyConnection
@@ -91,8 +91,14 @@ def header(lk: Lake | Snapshot, uid: str, bulk: bool = False) -> dict[str, Any]:
 def bulk_values(lk: Lake | Snapshot, uid: str) -> dict[str, bytes]:
     """The bulk values of instance ``uid``: sha256 (hex) -> bytes ({} when it has none)."""
     check_uid(uid)
-    # a literal for the same reason as _scan; a rerun after a crash may have written a value twice
-    rows = lk.connection().execute(f"SELECT DISTINCT sha256, value FROM bulk WHERE SOPInstanceUID = '{uid}'").fetchall()
+    # a literal for the same reason as _scan. Every stored row, not the bulk view's committed ones:
+    # the caller resolves the URIs of a committed instance's header (by sha256), and the view's
+    # semi-join with instances costs a scan of their UIDs per call (lake.catalog.query)
+    rows = (
+        lk.connection()
+        .execute(f"SELECT DISTINCT sha256, value FROM {STORED_BULK_VIEW} WHERE SOPInstanceUID = '{uid}'")
+        .fetchall()
+    )
     return {str(digest): bytes(value) for digest, value in rows if value is not None}
 
 

@@ -15,6 +15,7 @@ from lake.catalog import series_summary
 from lake.catalog.macros import install as install_macros
 from lake.catalog.tables import snapshot, table_version
 from lake.config import LakePaths
+from lake.headers.bulk_uri import STORED_BULK_VIEW
 from lake.headers.schema import TableSchema, load_table_schema, table_names
 from lake.resources import schema_dir
 
@@ -54,6 +55,16 @@ def view_definitions() -> tuple[ViewDefinition, ...]:
             )
         )
     return tuple(out)
+
+
+#: Tables an ingest commits before the ``instances`` rows that make them visible: their views keep
+#: the rows of committed instances only (a crash between the commits leaves the others, which the
+#: next ingest deletes: :func:`lake.maintenance.orphans.remove_orphan_bulk`). ``_stored_<table>``
+#: holds every row of the files, for lookups that start from a committed instance (the semi-join
+#: costs a scan of instances' UIDs: 20-30 ms a query at 200,000 instances, against 1.5 ms).
+COMMITTED_WITH_INSTANCES = frozenset({"bulk"})
+STORED_PREFIX = STORED_BULK_VIEW.removesuffix("bulk")  # "_stored_"
+ONLY_COMMITTED = "WHERE SOPInstanceUID IN (SELECT SOPInstanceUID FROM instances)"
 
 
 def _quote(path: str) -> str:
@@ -156,6 +167,7 @@ def open_views(
     install_macros(con)
     read: list[str] = []
     instances: list[str] = []
+    committed: list[str] = []
     for name in table_names():
         schema = load_table_schema(name)
         files, stored = listings[name] if listings and name in listings else snapshot(paths.table(name))
@@ -173,10 +185,18 @@ def open_views(
             union = "true" if schema.built_by == "ingest" else "false"
             source = f"read_parquet([{file_list}], union_by_name = {union})"
             select = _select_list(schema, stored)
-            con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM {source}")
+            if name in COMMITTED_WITH_INSTANCES:
+                con.execute(f"CREATE VIEW {STORED_PREFIX}{name} AS SELECT {select} FROM {source}")
+                committed.append(f"CREATE VIEW {name} AS SELECT * FROM {STORED_PREFIX}{name} {ONLY_COMMITTED}")
+            else:
+                con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM {source}")
         else:  # no file yet: every column a typed NULL, and no row
             nulls = ", ".join(f"NULL::{c.type} AS {c.name}" for c in schema.columns)
             con.execute(f"CREATE VIEW {name} AS SELECT {nulls} WHERE false")
+            if name in COMMITTED_WITH_INSTANCES:
+                con.execute(f"CREATE VIEW {STORED_PREFIX}{name} AS SELECT * FROM {name}")
+    for statement in committed:  # they name the instances view
+        con.execute(statement)
     for statement in series_summary.helper_views(paths, instances, use_materialised):
         con.execute(statement)
     for view in view_definitions():

@@ -32,6 +32,7 @@ from lake.errors import GeometryError, GeometryWarning, LakeError
 from lake.export import nifti_geometry as geometry
 from lake.export.nifti_image import to_nifti
 from lake.export.sidecar import sidecar
+from lake.export.slice_timing import slice_timing
 from lake.pixels.volume import Volume
 
 if TYPE_CHECKING:
@@ -101,33 +102,6 @@ def _volumes(lk: Lake, series_uid: str) -> list[tuple[str, Volume]]:
         vol.array, vol.slopes, vol.intercepts = vol.array[0], vol.slopes[0], vol.intercepts[0]
         vol.temporal_spacing = None
     return [("", vol)]
-
-
-def _slice_timing(lk: Lake, series_uid: str, vol: Volume) -> tuple[list[float] | None, int | None]:
-    """(SliceTiming in seconds in the written slice order, PhaseEncodingDirectionPositive) from
-    the CSA header of a Siemens series, when the lake keeps it."""
-    from lake.pixels.mosaic import _csa_bytes, csa_values
-
-    rows = (
-        lk.connection()
-        .execute(
-            "SELECT SOPInstanceUID FROM instances WHERE SeriesInstanceUID = ? AND pixel_array IS NOT NULL "
-            "AND Manufacturer ILIKE 'SIEMENS%' ORDER BY InstanceNumber LIMIT 1",
-            [series_uid],
-        )
-        .fetchall()
-    )
-    if not rows:
-        return None, None
-    data = _csa_bytes(lk, str(rows[0][0]))
-    values = csa_values(data) if data else {}
-    positive = values.get("PhaseEncodingDirectionPositive")
-    polarity = int(positive[0]) if positive and positive[0] in ("0", "1") else None
-    times = [float(t) / 1000.0 for t in values.get("MosaicRefAcqTimes", [])]
-    slices = vol.array.shape[-3]
-    if len(times) < slices:
-        return None, polarity
-    return times[:slices], polarity
 
 
 def _regular(vol: Volume, irregular: Irregular, correct_tilt: bool) -> tuple[list[Volume], list[str], str | None]:
@@ -214,7 +188,7 @@ def export_nifti(
             if reason:
                 result.refused.append(Refused(stem + suffix, reason))
                 continue
-            timing, polarity = _slice_timing(lk, uid, vol)
+            timing = slice_timing(lk, uid, vol)
             for n, part in enumerate(regular):
                 name = stem + suffix + (f"_part-{n + 1}" if len(regular) > 1 else "")
                 folder = root / f"sub-{pid}"
@@ -226,7 +200,14 @@ def export_nifti(
                     stem_path.with_name(stem_path.name + ".json"),
                 )
                 nib.save(image, str(nii))
-                fields = sidecar(row, part, timing if len(regular) == 1 else None, polarity, notes)
+                fields = sidecar(
+                    row,
+                    part,
+                    timing.slice_timing if len(regular) == 1 else None,
+                    timing.polarity,
+                    notes,
+                    timing.notes,
+                )
                 side.write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
                 result.written.append(Written(nii, side, tuple(image.shape)))
                 people[pid]["series"] += 1

@@ -3,9 +3,12 @@
 Values come from the lake's ``instances`` row of the series' first instance (already
 de-identified: dates are the lake's shifted dates, identifiers its pseudonyms; no identifier is
 written at all) and from the volume's geometry. Times follow BIDS: seconds (DICOM's milliseconds
-divided by 1000). ``PhaseEncodingDirection`` needs the polarity from the Siemens CSA header
+divided by 1000). ``SliceTiming`` and the polarity come from the de-identified private headers the
+lake keeps (:mod:`lake.export.slice_timing`: the Siemens CSA header from the ``bulk`` table, the
+GE Protocol Data Block where a profile keeps it). ``PhaseEncodingDirection`` needs the polarity
 (``PhaseEncodingDirectionPositive``); without it only ``PhaseEncodingAxis`` is written, as
 dcm2niix does. The signs follow dcm2niix's voxel order (rows flipped: ``j`` runs bottom to top).
+``LakeSidecarNotes`` lists what the lake could not derive for the series, and why.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ def sidecar(
     slice_timing: Sequence[float] | None = None,
     phase_positive: int | None = None,
     notes: Sequence[str] = (),
+    not_derived: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The JSON sidecar of one written volume (``row``: the series' first instances row)."""
     out: dict[str, Any] = {}
@@ -112,5 +116,7 @@ def sidecar(
         out["GantryTiltGeometry"] = tilt[0]
     if notes:
         out["LakeGeometryNotes"] = list(notes)
+    if not_derived:
+        out["LakeSidecarNotes"] = list(not_derived)  # fields dcm2niix might write that the lake cannot
     out["ConversionSoftware"] = "lake export nifti"
     return out

@@ -8,3 +8,5 @@ that ``sha256``; ``lake:bulkdata-omitted`` marks a value the lake left out (see 
 BULK_SCHEME = "bulk:"
 #: The BulkDataURI of a value left out of the lake (over a cap, or pixel data inside a sequence).
 BULK_OMITTED = "lake:bulkdata-omitted"
+#: The view of every stored ``bulk`` row (the ``bulk`` view shows those of committed instances only).
+STORED_BULK_VIEW = "_stored_bulk"

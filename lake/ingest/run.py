@@ -58,7 +58,7 @@ from lake.ingest.worker import Processed, Rejection, content_digest, process_fil
 from lake.interrupts import Interrupted, deferred, signal_of, signals_raise
 from lake.keys import LakeKey
 from lake.lock import write_lock
-from lake.maintenance.orphans import remove_orphans
+from lake.maintenance.orphans import remove_orphan_bulk, remove_orphans
 from lake.pixels.store import array_key
 from lake.review.held import hold_quarantined
 from lake.runs import append_run, new_run_id, utc_now
@@ -341,7 +341,8 @@ class _Run:
             crash_point("ingest.after_rejects")
         if bulk_rows:
             # before the rows that reference them, like the pixels: a crash between the two leaves
-            # bulk rows of instances not committed, which a rerun writes again (readers take one)
+            # bulk rows of instances not committed, which readers never see and the rerun deletes
+            # before writing them again (lake.maintenance.orphans)
             append(self.paths.table("bulk"), to_arrow(bulk_rows, self.bulk_schema))
             crash_point("ingest.after_bulk")
         if rows:
@@ -643,6 +644,7 @@ def _ingest(
                 run = _Run(lk, key, new_run_id("R"), batch_size, batch_bytes)
                 run.recipe = site_recipe
                 remove_orphans(paths, run.state.next_frame)  # arrays a crashed run wrote but never committed
+                remove_orphan_bulk(paths, run.state.sop_uids, run.run_id)  # its bulk rows, likewise
                 updates.recover(run)  # corrections a crashed run recorded but did not complete
                 recorded = False
                 try:

@@ -1,4 +1,12 @@
-"""Pixel arrays no committed row points to: what a crashed run leaves behind."""
+"""What a crashed run leaves behind: pixel arrays and ``bulk`` rows no committed instance row points to.
+
+An ingest batch commits its pixels, then its ``bulk`` rows, then its ``instances`` rows (the
+commit that makes the batch visible). A kill between the last two leaves bulk rows of instances
+that are not in the lake: readers never see them (the ``bulk`` view keeps the rows of committed
+instances only, :mod:`lake.catalog.query`), and the next write under the lock deletes them
+(:func:`remove_orphan_bulk`, run by ``lake ingest`` and ``lake vacuum`` before they write), so a
+rerun writes them again once, as an uninterrupted run would have.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,9 @@ import shutil
 from collections.abc import Container
 from pathlib import Path
 
+from lake.catalog.tables import delete_where, distinct_values, snapshot_files
 from lake.config import LakePaths
+from lake.fixity import record_table_fixity
 
 logger = logging.getLogger(__name__)
 
@@ -52,3 +62,22 @@ def remove_orphans(paths: LakePaths, committed: Container[str]) -> list[str]:
         if series.is_dir() and not any(series.iterdir()):
             series.rmdir()
     return removed
+
+
+def orphan_bulk_instances(paths: LakePaths, committed: Container[str]) -> list[str]:
+    """SOPInstanceUIDs of ``bulk`` rows whose instance is not in ``committed`` (the instances snapshot)."""
+    files = snapshot_files(paths.table("bulk"))
+    return sorted(uid for uid in distinct_values(files, "SOPInstanceUID") if uid not in committed)
+
+
+def remove_orphan_bulk(paths: LakePaths, committed: Container[str], run_id: str | None = None) -> int:
+    """Delete the ``bulk`` rows of instances not in ``committed`` (under the write lock), in one commit
+    whose files get their checksums; returns the rows deleted."""
+    orphans = orphan_bulk_instances(paths, committed)
+    if not orphans:
+        return 0
+    quoted = ", ".join("'" + uid.replace("'", "''") + "'" for uid in orphans)
+    deleted = delete_where(paths.table("bulk"), f"SOPInstanceUID IN ({quoted})")
+    record_table_fixity(paths, run_id)
+    logger.info("removed %d bulk rows of uncommitted instances", deleted)
+    return deleted

@@ -20,7 +20,7 @@ from lake.fixity import record_table_fixity, table_dirs
 from lake.ingest.state import LakeState
 from lake.lock import write_lock
 from lake.maintenance import DEFAULT_RETENTION_HOURS
-from lake.maintenance.orphans import remove_orphans
+from lake.maintenance.orphans import remove_orphan_bulk, remove_orphans
 from lake.runs import append_run, new_run_id, utc_now
 
 
@@ -28,6 +28,7 @@ from lake.runs import append_run, new_run_id, utc_now
 class VacuumSummary:
     run_id: str
     orphan_arrays: int = 0
+    orphan_bulk_rows: int = 0  # bulk rows of instances never committed
     table_files: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def purge_history(table_dir: Path) -> int:
 
 
 def vacuum(root: str | os.PathLike[str], retention_hours: int = DEFAULT_RETENTION_HOURS) -> VacuumSummary:
-    """Remove orphan pixel arrays and table files unreferenced for ``retention_hours``, under the lock."""
+    """Remove orphan arrays and bulk rows, and table files unreferenced for ``retention_hours``, under the lock."""
     paths = LakePaths(root)
     read_config(paths)
     started = utc_now()
@@ -74,6 +75,7 @@ def vacuum(root: str | os.PathLike[str], retention_hours: int = DEFAULT_RETENTIO
     with write_lock(paths.lock):
         state = LakeState.load(paths)
         summary.orphan_arrays = len(remove_orphans(paths, state.next_frame))
+        summary.orphan_bulk_rows = remove_orphan_bulk(paths, state.sop_uids, summary.run_id)
         for table_dir in table_dirs(paths):
             summary.table_files[table_dir.name] = vacuum_table(table_dir, retention_hours)
         record_table_fixity(paths, summary.run_id)

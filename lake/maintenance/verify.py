@@ -4,7 +4,10 @@ Checked: each Parquet file of each table's snapshot against the size in the Delt
 SHA-256 recorded at commit time (:mod:`lake.fixity`); each pixel shard and ``zarr.json`` against
 its sidecar (:mod:`lake.pixels.fixity`); each instance row with pixels against its array (the
 frames exist, read, and hash to the row's ``pixel_sha256``); each array on disk against the rows
-(an array no row points to is an orphan, removed by ``lake vacuum``).
+(an array no row points to is an orphan, removed by ``lake vacuum``); each ``bulk`` value against
+its ``bulk:<sha256>`` URI (the bytes re-hashed, the length compared), each such URI in
+``header_json`` against the bulk rows of its instance, and each bulk row against the instances (a
+row of an instance never committed is an orphan, removed by the next ``lake ingest`` or ``lake vacuum``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from lake.catalog.tables import snapshot_files
 from lake.config import LakePaths, read_config
 from lake.fixity import verify_table_fixity
+from lake.headers.bulk_uri import BULK_SCHEME
 from lake.lock import write_lock
 from lake.maintenance.orphans import orphan_arrays
 from lake.pixels.fixity import verify_fixity
@@ -39,6 +43,9 @@ class ProblemKind(StrEnum):
     FRAME_MISMATCH = "frame_mismatch"  # the frames do not hash to the row's pixel_sha256
     ORPHAN_ARRAY = "orphan_array"  # an array no row points to
     UNREADABLE_TABLE = "unreadable_table"  # the instances snapshot cannot be read: rows not checked
+    BULK_MISMATCH = "bulk_mismatch"  # a bulk value does not hash to its bulk:<sha256> (or not its length)
+    MISSING_BULK = "missing_bulk"  # header_json references a bulk:<sha256> its instance has no row for
+    ORPHAN_BULK = "orphan_bulk"  # bulk rows of an instance that is not in the instances table
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,68 @@ def check_consistency(
         report.problems.append(Problem(ProblemKind.ORPHAN_ARRAY, f"pixels/{key}"))
 
 
+def _bulk_where(sop: str, tag_path: str) -> str:
+    return f"tables/bulk/{sop}/{tag_path}"  # de-identified UID and a tag path: no value
+
+
+def check_bulk(paths: LakePaths, report: VerifyReport) -> None:
+    """Every bulk value re-hashed against its ``bulk:<sha256>``; every URI of ``header_json``
+    resolved; every bulk row's instance committed. Appends problems to ``report``."""
+    bulk_files = snapshot_files(paths.table("bulk"))
+    instance_files = snapshot_files(paths.table("instances"))
+    con = duckdb.connect(":memory:")
+    try:
+        rows = (
+            con.execute(
+                f"SELECT SOPInstanceUID, tag_path, sha256, length, value FROM "
+                f"read_parquet({_quote_list(bulk_files)}, union_by_name = true)"
+            ).fetchall()
+            if bulk_files
+            else []
+        )
+        pattern = BULK_SCHEME + "([0-9a-f]{64})"
+        references = (
+            con.execute(
+                f"SELECT SOPInstanceUID, unnest(regexp_extract_all(header_json, '{pattern}', 1)) FROM "
+                f"read_parquet({_quote_list(instance_files)}, union_by_name = true) "
+                f"WHERE header_json LIKE '%{BULK_SCHEME}%'"
+            ).fetchall()
+            if instance_files
+            else []
+        )
+        committed = (
+            {
+                str(u)
+                for (u,) in con.execute(
+                    f"SELECT SOPInstanceUID FROM read_parquet({_quote_list(instance_files)}, union_by_name = true)"
+                ).fetchall()
+            }
+            if instance_files and rows
+            else set()
+        )
+    except duckdb.Error as exc:  # a damaged Parquet file (also reported by its checksum)
+        report.problems.append(Problem(ProblemKind.UNREADABLE_TABLE, "tables/bulk", type(exc).__name__))
+        return
+    stored: set[tuple[str, str]] = set()
+    orphans: set[str] = set()
+    for sop, tag_path, sha, length, value in rows:
+        report.counts["bulk_values"] += 1
+        data = bytes(value) if value is not None else b""
+        if hashlib.sha256(data).hexdigest() != sha or len(data) != length:
+            report.problems.append(Problem(ProblemKind.BULK_MISMATCH, _bulk_where(sop, tag_path)))
+        stored.add((str(sop), str(sha)))  # the reference resolves (to damaged bytes: reported above)
+        if sop not in committed:
+            orphans.add(str(sop))
+    for sop, digest in references:
+        report.counts["bulk_references"] += 1
+        if (str(sop), str(digest)) not in stored:
+            report.problems.append(
+                Problem(ProblemKind.MISSING_BULK, f"tables/instances/{sop}", BULK_SCHEME + "<sha256>")
+            )
+    for sop in sorted(orphans):
+        report.problems.append(Problem(ProblemKind.ORPHAN_BULK, f"tables/bulk/{sop}"))
+
+
 def _verify(paths: LakePaths, run_id: str, on_row: Callable[[int], None] | None = None) -> VerifyReport:
     config = read_config(paths)
     report = VerifyReport(run_id)
@@ -140,6 +209,7 @@ def _verify(paths: LakePaths, run_id: str, on_row: Callable[[int], None] | None 
     report.problems += [Problem(ProblemKind.PIXEL_FILE, p.path, p.status.value) for p in pixel_problems]
     store = PixelStore(paths.pixels, config.pixels.shard_frames, config.pixels.codec)
     check_consistency(paths, store, report, on_row)
+    check_bulk(paths, report)
     return report
 
 

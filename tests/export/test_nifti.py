@@ -6,6 +6,7 @@ written file. Shared series (../shared/data/dicom) are skipped when absent."""
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import io
 import json
@@ -23,6 +24,7 @@ import pytest
 import lake
 from lake.cli.nifti_cmd import add_nifti_parser
 from lake.export.nifti import ExportError, export_nifti, export_selection
+from lake.export.slice_timing import GE_NO_POLARITY, GE_NO_PROTOCOL
 from lake.ingest import ingest
 from tests.conftest import shared_dicom
 from tests.conftest import testdata as data_file
@@ -326,16 +328,20 @@ def test_selection_errors_name_the_fix(world: tuple[lake.Lake, Sources, Path]) -
         export_nifti(lk, [], lk.root / "nifti")
 
 
-def test_with_the_csa_header_slice_timing_and_phase_direction_match_dcm2niix(
-    world: tuple[lake.Lake, Sources, Path], monkeypatch: pytest.MonkeyPatch
+def test_slice_timing_and_phase_direction_come_from_the_lakes_csa_header_and_match_dcm2niix(
+    world: tuple[lake.Lake, Sources, Path],
 ) -> None:
-    """The lake keeps the de-identified CSA header as a bulk value (issue 15, "a faithful header");
-    until that reader is merged here, the original file's CSA header stands in for it."""
-    import lake.pixels.mosaic as mosaic
-
+    """The de-identified CSA image header is a bulk value of the lake (header_json holds its
+    bulk:<sha256>); the sidecar reads it through the lake, never from the original file."""
     lk, src, tmp = world
-    csa_bytes = pydicom.dcmread(sorted(src.mosaic.glob("*.dcm"))[0])[0x0029, 0x1010].value
-    monkeypatch.setattr(mosaic, "_csa_bytes", lambda _lk, _sop: csa_bytes)
+    uid = _uid(lk, "Manufacturer ILIKE 'SIEMENS%'")
+    sops = lk.sql("SELECT SOPInstanceUID FROM instances WHERE SeriesInstanceUID = ?", [uid])["SOPInstanceUID"]
+    kept = lk.sql(
+        "SELECT count(*) FROM bulk WHERE tag_path = '00291010' AND list_contains(?, SOPInstanceUID)", [sops.to_list()]
+    )[0, 0]
+    assert kept == len(sops) and lk.header(sops[0])["00291010"]["BulkDataURI"].startswith("bulk:")
+    original = pydicom.dcmread(sorted(src.mosaic.glob("*.dcm"))[0])[0x0029, 0x1010].value
+    assert base64.b64decode(lk.header(sops[0], bulk=True)["00291010"]["InlineBinary"]) != original  # rewritten
     (ours,) = _one(lk, "Manufacturer ILIKE 'SIEMENS%'", tmp / "out-csa")
     theirs = next(iter(convert(src.mosaic, tmp / "d2n-csa").values()))
     assert_same_image(ours, theirs)
@@ -343,3 +349,46 @@ def test_with_the_csa_header_slice_timing_and_phase_direction_match_dcm2niix(
     ref = json.loads(theirs.with_name(theirs.name.replace(".nii.gz", ".json")).read_text())
     assert side["PhaseEncodingDirection"] == ref["PhaseEncodingDirection"] == "j-"
     np.testing.assert_allclose(side["SliceTiming"], ref["SliceTiming"], atol=1e-4)
+    assert "LakeSidecarNotes" not in side
+
+
+def test_ge_epi_in_a_research_lake_says_its_slice_timing_is_not_derivable(
+    world: tuple[lake.Lake, Sources, Path],
+) -> None:
+    lk, _src, tmp = world
+    (ours,) = _one(lk, "Manufacturer ILIKE 'GE%' AND Modality = 'MR'", tmp / "out-ge-notes")
+    side = json.loads(ours.with_name(ours.name.replace(".nii.gz", ".json")).read_text())
+    assert "SliceTiming" not in side and "PhaseEncodingDirection" not in side and side["PhaseEncodingAxis"] == "j"
+    assert GE_NO_PROTOCOL in side["LakeSidecarNotes"] and GE_NO_POLARITY in side["LakeSidecarNotes"]
+
+
+GE_SERIES = ("mr_0004", "mr_0005", "mr_0006", "mr_0007")  # interleaved/sequential, inferior/superior first
+
+
+def test_ge_slice_timing_from_a_lake_that_keeps_the_protocol_block_matches_dcm2niix(tmp_path: Path) -> None:
+    """Already de-identified copies of the four GE EPI series (the marks added) in a pass-through
+    lake keep the Protocol Data Block (a bulk value): SliceTiming equals dcm2niix's for each."""
+    ge = shared_dicom("dcm_qa_nih") / "20180918GE"
+    src = tmp_path / "src"
+    for name in GE_SERIES:
+        (src / name).mkdir(parents=True)
+        for f in sorted(ge.joinpath(name).glob("*.dcm")):
+            ds = pydicom.dcmread(f)
+            ds.PatientIdentityRemoved = "YES"
+            ds.DeidentificationMethod = "test copy of a public phantom series"
+            ds.save_as(src / name / f.name)
+    root, key = tmp_path / "lake", tmp_path / "k.key"
+    lake.init(root, key_file=key, profile="pass-through", burned_in_policy="keep-flagged")
+    summary = ingest(root, [src], key_file=key, workers=2)
+    assert summary.rejected == 0, summary.reject_reasons
+    lk = lake.open(root, key_file=key)
+    assert lk.sql("SELECT count(DISTINCT SOPInstanceUID) FROM bulk WHERE keyword_path LIKE '0025%'")[0, 0] == 600
+    for name in GE_SERIES:
+        number = int(name[-1])
+        (ours,) = _one(lk, f"SeriesNumber = {number}", tmp_path / f"out-{name}")
+        theirs = next(iter(convert(ge / name, tmp_path / f"d2n-{name}").values()))
+        assert_same_image(ours, theirs)
+        side = json.loads(ours.with_name(ours.name.replace(".nii.gz", ".json")).read_text())
+        ref = json.loads(theirs.with_name(theirs.name.replace(".nii.gz", ".json")).read_text())
+        np.testing.assert_allclose(side["SliceTiming"], ref["SliceTiming"], atol=1e-4, err_msg=name)
+        assert GE_NO_POLARITY in side["LakeSidecarNotes"]
