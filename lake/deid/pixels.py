@@ -6,14 +6,14 @@ photography, whole-slide images), is a derived or secondary image, or matches a 
 rule of the ``deid`` package (:mod:`lake.deid.burned_in`). Under the default policy
 (``mask-or-quarantine``) an at-risk image is read by OCR (:mod:`lake.deid.ocr`, windowed to its own
 display range; a multi-frame image on a sample of frames, every frame once one has text; a long
-derived series on a sample of instances chosen from each instance alone, :func:`in_series_sample`;
-the ingest reads every instance of a series once one has text, :mod:`lake.ingest.sampling`): the text lines found are
-masked (padded) together with the regions the ``deid`` rules know, and the masked pixels are what
-the lake stores. In a multi-frame image a line on a ground that stays still, or found at the same
-place in most frames read, is an overlay masked in every frame; one found in a few frames, on a
-ground that moves, is masked in those frames only (:func:`frame_boxes`). An image with no text
-found is stored like any other. What cannot be decided is
-quarantined (header row only): Recognizable Visual Features YES, a whole-slide LABEL, OCR failing,
+derived series on a sample of instances, each chosen from the instance alone,
+:func:`in_series_sample`, and every instance of a series once one has text,
+:mod:`lake.ingest.sampling`): the text lines found are masked (padded) together with the regions
+the ``deid`` rules know, and the masked pixels are what the lake stores. In a multi-frame image a
+line on a ground that stays still, or found at the same place in most frames read, is an overlay
+masked in every frame; one found in a few frames, on a ground that moves, is masked in those
+frames only (:func:`frame_boxes`). An image with no text found is stored like any other. What
+cannot be decided is quarantined (header row only): Recognizable Visual Features YES, a whole-slide LABEL, OCR failing,
 or OCR not installed where no rule knows the region. Each instance's verdict is in the
 ``pixel_phi_*`` columns (method, reason, boxes, masked fraction, frames read), never the text read;
 the text is compared with the header's identifiers in memory only, to rank the risk
