@@ -6,10 +6,11 @@ pixel that can be seen is masked by what ``find_text`` found (padded as the lake
 positives: the share of the same images without text in which anything was found (they would be
 altered). Hard cases (``hard_corpus``: speckle, low contrast, inverse, rotated 90 degrees, 8-9 px)
 are reported apart. Cost: milliseconds per image, and per series of 100 derived CT frames read as
-the ingest reads them (4 instances, then 1 in 8). Multi-frame (``CINE`` 1, needs pip ``deid-data``):
+the ingest reads them (instances 1-4, then about 1 in 8). Multi-frame (``CINE`` 1, needs pip ``deid-data``):
 the masked share of the frames of deid-data's ``ultrasound-multiframe.dcm`` (30 frames, 800x600;
 overlays masked in every frame, lines on the moving image in their own frames) and its OCR time.
-Run: ``python benchmarks/ocr.py [PAIRS [HARD [CINE]]]`` (default 200 pairs, 100 hard images, 0).
+Ingest (``INGEST`` files): files/s of ``lake ingest`` with OCR on against off (:func:`throughput`).
+Run: ``python benchmarks/ocr.py [PAIRS [HARD [CINE [INGEST]]]]`` (default 200 pairs, 100 hard, 0, 0).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
-from lake.deid import ocr
+from lake.deid import ocr, pixels
 from lake.testing.text_corpus import TextImage, corpus, hard_corpus
 
 BANDS = ("8-11 px", "12-19 px", "20-30 px")
@@ -37,12 +39,9 @@ def masked(image: TextImage, found: list[ocr.TextBox]) -> np.ndarray:
 
 def cine() -> None:
     """deid-data's ultrasound cine loop through the lake's pixel decision (as the ingest reads it)."""
-    from pathlib import Path
-
     import deid_data
     import pydicom
 
-    from lake.deid import pixels
     from lake.pixels.decode import decode
 
     ds = pydicom.dcmread(Path(deid_data.__file__).parent / "data" / "ultrasounds" / "ultrasound-multiframe.dcm")
@@ -61,9 +60,89 @@ def cine() -> None:
     )
 
 
-def main(pairs: int = 200, hard: int = 100, multiframe: int = 0) -> None:
-    if not ocr.available():
-        sys.exit(f"OCR is not available: {ocr.unavailable_reason()}")
+US_CLASS, SC_CLASS, CT_CLASS = "1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.2"
+
+
+def _dicom(path: Path, n: int, sop_class: str, frame: np.ndarray, modality: str, image_type: list[str]) -> None:
+    """One 8-bit instance of a synthetic patient (series per SOP class and image type)."""
+    from pydicom import Dataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    root = "1.2.826.0.1.3680043.9.7777.14."
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, f"{root}{n}"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID = root + "1"
+    ds.SeriesInstanceUID = root + f"2.{sop_class.split('.')[-1]}.{len(image_type)}"  # per class and image type
+    ds.PatientID, ds.PatientName, ds.StudyDate = "MRN1414", "MUSTERMANN^ERIKA", "20240102"
+    ds.Modality, ds.ImageType, ds.InstanceNumber = modality, image_type, n
+    ds.Rows, ds.Columns = frame.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelData = frame.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def throughput(files: int) -> None:
+    """Ingest files/s with OCR on (the default policy) against off (``keep-flagged``: the same
+    pixels stored, nothing read), one worker, on three archives of ``files`` 512x512 images:
+    ultrasound and secondary captures (all at risk, half with text), one derived CT series
+    (sampled) and original CT (not at risk)."""
+    import shutil
+    import tempfile
+
+    from lake.core import init
+    from lake.core import open as lake_open
+    from lake.ingest import ingest
+
+    images = corpus(seed=2026, count=2 * files)  # pairs of five kinds: US and SC are 2 in 5
+    archives: dict[str, list[tuple[str, np.ndarray, str, list[str]]]] = {
+        "US+SC (at risk)": [
+            (US_CLASS if im.kind == "US" else SC_CLASS, im.pixels, "US" if im.kind == "US" else "OT", ["ORIGINAL"])
+            for im in images
+            if im.kind in ("US", "SC")
+        ][:files],
+        "derived CT series": [(CT_CLASS, im.pixels, "CT", ["DERIVED", "SECONDARY"]) for im in images if im.ink is None][
+            :files
+        ],
+        "CT (not at risk)": [(CT_CLASS, im.pixels, "CT", ["ORIGINAL", "PRIMARY"]) for im in images if im.ink is None][
+            :files
+        ],
+    }
+    pixels.set_text_finder(pixels._UNSET)
+    work = Path(tempfile.mkdtemp(prefix="ocr-throughput-"))
+    try:
+        for name, members in archives.items():
+            src = work / name.split()[0].replace("+", "-")
+            src.mkdir()
+            for n, (sop_class, frame, modality, image_type) in enumerate(members, 1):
+                _dicom(src / f"{n:04d}.dcm", n, sop_class, frame, modality, image_type)
+            rates, read = {}, 0
+            for policy in ("mask-or-quarantine", "keep-flagged"):
+                root, key = work / f"lake-{policy}-{src.name}", work / "keys" / f"{policy}-{src.name}.key"
+                init(root, key_file=key, burned_in_policy=policy)
+                t0 = time.perf_counter()
+                ingest(root, [src], key_file=key)
+                rates[policy] = len(members) / (time.perf_counter() - t0)
+                if policy == "mask-or-quarantine":
+                    query = "SELECT count(*) AS n FROM instances WHERE pixel_phi_frames_read > 0"
+                    read = int(lake_open(root, key_file=key).sql(query).to_dicts()[0]["n"])
+            on, off = rates["mask-or-quarantine"], rates["keep-flagged"]
+            print(
+                f"ingest {name}, {len(members)} files ({read} read by OCR): OCR on {on:.2f} files/s, "
+                f"off {off:.2f}, on/off {on / off:.2f}"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def recall(pairs: int) -> None:
+    """Recall, false positives, masked area and time per image on ``pairs`` synthetic pairs."""
     hits: dict[str, list[bool]] = defaultdict(list)
     areas: list[float] = []
     false_positives = 0
@@ -87,8 +166,15 @@ def main(pairs: int = 200, hard: int = 100, multiframe: int = 0) -> None:
     print(f"false positives (clean image altered): {false_positives / pairs:.1%} of {pairs}")
     print(f"masked area of a text image: median {np.median(areas):.2%}, max {max(areas):.2%}")
     print(f"OCR time per 512x512 image: median {np.median(seconds) * 1000:.0f} ms, max {max(seconds) * 1000:.0f} ms")
-    read = sum(1 for i in range(1, 101) if i <= 4 or i % 8 == 0)
+    read = round(pixels.SERIES_FULL + (100 - pixels.SERIES_FULL) / pixels.SERIES_STRIDE)  # expected sample
     print(f"per derived series of 100 clean instances: {read} read, about {read * np.median(seconds):.2f} s")
+
+
+def main(pairs: int = 200, hard: int = 100, multiframe: int = 0, ingest_files: int = 0) -> None:
+    if not ocr.available():
+        sys.exit(f"OCR is not available: {ocr.unavailable_reason()}")
+    if pairs:
+        recall(pairs)
     if hard:
         cases: dict[str, list[bool]] = defaultdict(list)
         for image in hard_corpus(seed=2025, count=hard):
@@ -100,8 +186,10 @@ def main(pairs: int = 200, hard: int = 100, multiframe: int = 0) -> None:
             print(f"  {case}: {np.mean(values):.1%} of {len(values)}")
     if multiframe:
         cine()
+    if ingest_files:
+        throughput(ingest_files)
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:4]]
+    args = [int(a) for a in sys.argv[1:5]]
     main(*args)

@@ -6,13 +6,14 @@ photography, whole-slide images), is a derived or secondary image, or matches a 
 rule of the ``deid`` package (:mod:`lake.deid.burned_in`). Under the default policy
 (``mask-or-quarantine``) an at-risk image is read by OCR (:mod:`lake.deid.ocr`, windowed to its own
 display range; a multi-frame image on a sample of frames, every frame once one has text; a long
-derived series on a sample of instances, every one once one has text): the text lines found are
-masked (padded) together with the regions the ``deid`` rules know, and the masked pixels are what
-the lake stores. In a multi-frame image a line on a ground that stays still, or found at the same
-place in most frames read, is an overlay masked in every frame; one found in a few frames, on a
-ground that moves, is masked in those frames only (:func:`frame_boxes`). An image with no text
-found is stored like any other. What cannot be decided is
-quarantined (header row only): Recognizable Visual Features YES, a whole-slide LABEL, OCR failing,
+derived series on a sample of instances, each chosen from the instance alone,
+:func:`in_series_sample`, and every instance of a series once one has text,
+:mod:`lake.ingest.sampling`): the text lines found are masked (padded) together with the regions
+the ``deid`` rules know, and the masked pixels are what the lake stores. In a multi-frame image a
+line on a ground that stays still, or found at the same place in most frames read, is an overlay
+masked in every frame; one found in a few frames, on a ground that moves, is masked in those
+frames only (:func:`frame_boxes`). An image with no text found is stored like any other. What
+cannot be decided is quarantined (header row only): Recognizable Visual Features YES, a whole-slide LABEL, OCR failing,
 or OCR not installed where no rule knows the region. Each instance's verdict is in the
 ``pixel_phi_*`` columns (method, reason, boxes, masked fraction, frames read), never the text read;
 the text is compared with the header's identifiers in memory only, to rank the risk
@@ -26,9 +27,8 @@ The other policies: ``mask`` stores everything, masked where text or a rule regi
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -130,7 +130,8 @@ class PixelAssessment:
     """Risk of burned-in text (None: not at risk) and the regions a rule knows, from one header.
 
     ``identifiers`` (the original header's names, IDs and dates, in memory only) rank the text read;
-    ``window`` is the image's own display range; ``series`` a digest of the series, for sampling.
+    ``window`` is the image's own display range; ``instance_number`` places the instance in its
+    series, for sampling (:func:`in_series_sample`).
     """
 
     reason: str | None
@@ -139,7 +140,7 @@ class PixelAssessment:
     identifiers: tuple[str, ...] = field(default=(), repr=False)
     window: tuple[float, float] | None = None
     rescale: tuple[float, float] = (1.0, 0.0)
-    series: str = ""
+    instance_number: int | None = None
     sampled: bool = False  # the risk allows sampling a long series (derived images, rule flags)
 
 
@@ -180,7 +181,7 @@ def assess(ds: Dataset) -> PixelAssessment:
     found = _region_finder(ds) if _region_finder is not None else None
     center, width = _number(ds.get("WindowCenter")), _number(ds.get("WindowWidth"))
     slope, intercept = _number(ds.get("RescaleSlope")), _number(ds.get("RescaleIntercept"))
-    series = hashlib.sha256(str(ds.get("SeriesInstanceUID", "") or "").encode()).hexdigest()[:16]
+    number = _number(ds.get("InstanceNumber"))
     return PixelAssessment(
         reason,
         found,
@@ -188,7 +189,7 @@ def assess(ds: Dataset) -> PixelAssessment:
         _identifiers(ds),
         (center, width) if center is not None and width is not None and width > 0 else None,
         (slope if slope else 1.0, intercept or 0.0),
-        series,
+        int(number) if number is not None and number.is_integer() else None,
         sampled=reason in ("at_risk_image_type:derived",) or reason.startswith("deid_rule:"),
     )
 
@@ -214,11 +215,23 @@ class PixelPhi:
 
 
 @dataclass(frozen=True)
+class SeriesSample:
+    """Where an instance of a sampled series stands: read by OCR or not, and text found in it.
+
+    The ingest (:mod:`lake.ingest.sampling`) holds the instances not read until its input ends, and
+    reads every one of a series in which any instance had text."""
+
+    read: bool
+    text: bool = False
+
+
+@dataclass(frozen=True)
 class PixelDecision:
     frames: np.ndarray | None
     status: str
     reason: str | None
     phi: PixelPhi
+    sample: SeriesSample | None = None  # set for an instance of a sampled series (derived, rule flags)
 
 
 #: Reads text in one uint8 grey frame: the text lines found. Default :func:`lake.deid.ocr.find_text`
@@ -242,26 +255,23 @@ def text_finder() -> TextFinder | None:
 
 
 SAMPLE_FRAMES = 6  # frames read first of a multi-frame instance (escalation: every frame)
-SERIES_FULL = 4  # instances of a sampled series read before sampling starts
-SERIES_STRIDE = 8  # then one instance in this many, until one has text (then every one)
-_series_seen: OrderedDict[str, list[int]] = OrderedDict()  # digest -> [instances, with text]
+SERIES_FULL = 4  # instances numbered 1 to this of a sampled series are read
+SERIES_STRIDE = 8  # and about one in this many of the others, chosen by a digest of the instance's UID
 
 
-def _series_read(assessment: PixelAssessment) -> bool:
-    """Whether this instance of its series is read (this process's sample of the series)."""
-    if not assessment.sampled:
+def in_series_sample(ds: Dataset, assessment: PixelAssessment) -> bool:
+    """Whether OCR reads this instance of a sampled series (a long derived series costs seconds).
+
+    A function of the instance alone, so that the verdict does not depend on which worker process
+    got which file, nor on the input's order: instances numbered 1 to :data:`SERIES_FULL` (or not
+    numbered) are read, and the others whose SOP Instance UID's digest falls in one of
+    :data:`SERIES_STRIDE` classes. ``ds`` is the de-identified header: its UID is the keyed one.
+    """
+    number = assessment.instance_number
+    if not assessment.sampled or number is None or 1 <= number <= SERIES_FULL:
         return True
-    seen = _series_seen.setdefault(assessment.series, [0, 0])
-    _series_seen.move_to_end(assessment.series)
-    while len(_series_seen) > 512:
-        _series_seen.popitem(last=False)
-    seen[0] += 1
-    return seen[1] > 0 or seen[0] <= SERIES_FULL or seen[0] % SERIES_STRIDE == 0
-
-
-def _note_series_text(assessment: PixelAssessment) -> None:
-    if assessment.sampled and assessment.series in _series_seen:
-        _series_seen[assessment.series][1] += 1
+    uid = str(ds.get("SOPInstanceUID", "") or "")
+    return hashlib.sha256(b"lake.ocr-sample\0" + uid.encode()).digest()[0] % SERIES_STRIDE == 0
 
 
 def _frame_order(n: int) -> tuple[list[int], list[int]]:
@@ -368,11 +378,28 @@ def _masked_fraction(shape: tuple[int, ...], boxes: list[Box], per_frame: dict[i
 
 
 def decide(
-    ds: Dataset, pixels: DecodedPixels, policy: PixelPolicy | str, assessment: PixelAssessment | None = None
+    ds: Dataset,
+    pixels: DecodedPixels,
+    policy: PixelPolicy | str,
+    assessment: PixelAssessment | None = None,
+    every_instance: bool = False,
 ) -> PixelDecision:
-    """What the lake stores of a decoded instance's pixels, and the verdict (see the module doc)."""
+    """What the lake stores of a decoded instance's pixels, and the verdict (see the module doc).
+
+    ``every_instance``: read this instance even where its series is sampled (another instance of
+    the series had text)."""
     policy = PixelPolicy(policy)
     assessment = assessment or assess(ds)
+    sampled_in = every_instance or in_series_sample(ds, assessment)
+    decision = _decide(pixels, policy, assessment, sampled_in)
+    readable = policy in (PixelPolicy.MASK, PixelPolicy.MASK_OR_QUARANTINE) and assessment.undecidable is None
+    if not assessment.sampled or every_instance or not readable or pixels.frames is None or text_finder() is None:
+        return decision  # sampling played no part
+    text = decision.phi.method.startswith("ocr") and decision.phi.reason in ("text_found", "identifier_in_text")
+    return replace(decision, sample=SeriesSample(sampled_in, text))
+
+
+def _decide(pixels: DecodedPixels, policy: PixelPolicy, assessment: PixelAssessment, sampled_in: bool) -> PixelDecision:
     reason = assessment.reason
     if pixels.frames is None:
         return PixelDecision(None, pixels.status, pixels.reason, PixelPhi("none", pixels.status))
@@ -393,12 +420,12 @@ def decide(
             return PixelDecision(masked, "stored", f"unmasked_undecidable:{why}", phi)
         return PixelDecision(None, "quarantined", f"{why}:{reason}", PixelPhi("none", why))
     finder = text_finder()
-    if finder is None or not _series_read(assessment):
+    if finder is None or not sampled_in:
         why = "ocr_unavailable" if finder is None else "series_sampled"
         if rule_boxes:
             phi = PixelPhi("rules", f"rule_region:{why}", len(rule_boxes), _masked_fraction(frames.shape, rule_boxes))
             return PixelDecision(mask_regions(frames, rule_boxes), "stored", f"masked:{rule}", phi)
-        if why == "series_sampled":  # an earlier instance of the series was read and had no text
+        if why == "series_sampled":  # stored as read clean unless another instance of the series has text
             return PixelDecision(frames, "stored", None, PixelPhi("ocr", "series_sampled_clean"))
         if policy is PixelPolicy.MASK:
             return PixelDecision(frames, "stored", f"unmasked_no_rule:{reason}", PixelPhi("none", why))
@@ -415,8 +442,6 @@ def decide(
     rows, cols = frames.shape[1], frames.shape[2]
     every, single = frame_boxes(frames, [(i, ocr.pad(line.box, rows, cols)) for i, line in lines], read)
     text_boxes = every + [box for extra in single.values() for box in extra]
-    if text_boxes:
-        _note_series_text(assessment)
     boxes = rule_boxes + every
     method = "ocr+rules" if rule_boxes else "ocr"
     if not boxes and not single:

@@ -53,6 +53,7 @@ from lake.headers.schema import load_table_schema
 from lake.ingest import updates
 from lake.ingest.iocm import RejectionNote
 from lake.ingest.pool import TimedPool, WorkerFailure
+from lake.ingest.sampling import SeriesSampling
 from lake.ingest.state import LakeState
 from lake.ingest.worker import Processed, Rejection, content_digest, process_file
 from lake.interrupts import Interrupted, deferred, signal_of, signals_raise
@@ -198,6 +199,7 @@ class _Run:
         self.summary_removed = 0
         self.compactions = 0
         self.handled: list[SourceItem] = []  # outcome decided since the last commit (told when durable)
+        self.sampling = SeriesSampling(lk.paths)  # issue 14: instances OCR left unread, until the input ends
 
     def close(self) -> None:
         self.log.close()
@@ -460,7 +462,8 @@ def _read_items(
 
 def _handle(run: _Run, item: SourceItem, ref: str, size: int, outcome: Outcome) -> None:
     if isinstance(outcome, Processed):
-        run.accept(item, ref, size, outcome)
+        if not run.sampling.hold(item, ref, size, outcome):
+            run.accept(item, ref, size, outcome)
     else:
         run.reject(item, ref, outcome.stage, outcome.reason, size, outcome.detail, outcome.warnings)
 
@@ -655,6 +658,7 @@ def _ingest(
                         limits_ = (file_timeout, worker_memory_bytes)
                         deid = lk.config.deid
                         _parallel(run, todo, workers, key, deid, on_file, site_recipe, limits_, run.identifier)
+                    _release_sampled(run)
                     run.flush()
                     with deferred():
                         for source in opened:
@@ -687,6 +691,22 @@ def _sequential(
         _handle(run, item, ref, size, outcome)
         if on_file:
             on_file(size)
+
+
+def _release_sampled(run: _Run) -> None:
+    """The instances OCR left out of a series' sample, once the input has ended (lake.ingest.sampling)."""
+    deid: Deidentifier | PassThrough | None = None
+
+    def again(data: bytes, ref: str, every_instance: bool) -> Outcome:
+        nonlocal deid
+        if run.key.source_ref(content_digest(data)) != ref:
+            return Rejection("read", "changed_during_run")
+        deid = deid or build_deidentifier(run.key, run.lk.config.deid, run.recipe, run.identifier)
+        policy = run.lk.config.deid.burned_in_policy
+        return process_file(data, deid, policy, bulk=run.lk.config.bulk, every_instance=every_instance)
+
+    for item, ref, size, outcome in run.sampling.release(again):
+        _handle(run, item, ref, size, outcome)
 
 
 def _record_interrupted(lk: Lake, run: _Run, started: datetime, t0: float) -> None:

@@ -24,7 +24,7 @@ from lake.config import BulkSettings
 from lake.deid.engine import Deidentifier
 from lake.deid.identity import IdentityFacts
 from lake.deid.passthrough import PassThrough
-from lake.deid.pixels import PixelPolicy, assess, decide
+from lake.deid.pixels import PixelPolicy, SeriesSample, assess, decide
 from lake.diagnostics import FileWarning
 from lake.errors import RejectedInput
 from lake.headers.bulk import BulkValue
@@ -49,6 +49,7 @@ class Processed:
     identity: IdentityFacts | None = None  # keyed digests for the vault's identity ledger
     held: np.ndarray | None = field(default=None, repr=False)  # quarantined: the unmasked frames (vault only)
     bulk: list[BulkValue] = field(default_factory=list, repr=False)  # rows of the bulk table
+    sample: SeriesSample | None = None  # of a sampled series: read by OCR or not (lake.ingest.sampling)
 
 
 @dataclass(frozen=True)
@@ -168,11 +169,13 @@ def process(
     policy: PixelPolicy | str,
     schema: TableSchema | None = None,
     bulk: BulkSettings | None = None,
+    every_instance: bool = False,
 ) -> Processed:
     """Parse, validate, decode, de-identify and flatten one file. Raises :class:`RejectedInput`.
 
     ``bulk`` caps the large binary values kept for the ``bulk`` table (default: the defaults of
-    :class:`lake.config.BulkSettings`)."""
+    :class:`lake.config.BulkSettings`); ``every_instance`` has OCR read the file even where its
+    series is sampled (:func:`lake.deid.pixels.decide`)."""
     schema = schema or load_table_schema("instances")
     bulk = bulk or BulkSettings()
     ds = parse(data)
@@ -188,7 +191,7 @@ def process(
             raise
         except Exception as exc:
             raise RejectedInput("deidentify", f"deidentify_failed:{type(exc).__name__}", repr(exc)) from exc
-        decision = decide(ds, pixels, policy, assessment)  # OCR reads the pixels of images at risk
+        decision = decide(ds, pixels, policy, assessment, every_instance)  # OCR reads images at risk
         frames, pixel_status, pixel_reason = decision.frames, decision.status, decision.reason
         try:
             row = promoted_row(ds, schema)
@@ -217,6 +220,7 @@ def process(
         identity=result.identity,
         held=pixels.frames if pixel_status == "quarantined" else None,  # lake.review holds it in the vault
         bulk=kept.values,
+        sample=decision.sample,
     )
 
 
@@ -237,6 +241,7 @@ def process_file(
     policy: PixelPolicy | str,
     schema: TableSchema | None = None,
     bulk: BulkSettings | None = None,
+    every_instance: bool = False,
 ) -> Processed | Rejection:
     """:func:`process` for one input file that never raises and reports what the libraries warned.
 
@@ -244,7 +249,7 @@ def process_file(
     """
     with diagnostics.capture() as caught:
         try:
-            result = process(data, deidentifier, policy, schema, bulk)
+            result = process(data, deidentifier, policy, schema, bulk, every_instance)
         except RejectedInput as exc:
             return Rejection(exc.stage, exc.reason, exc.detail, caught.results())
         except Exception as exc:

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 import lake
-from lake.deid import burned_in, pixels
-from lake.deid.pixels import PixelPolicy, apply_pixel_policy, assess, mask_regions, risk_reason
+from lake.deid import burned_in, ocr, pixels
+from lake.deid.pixels import (
+    PixelPolicy,
+    apply_pixel_policy,
+    assess,
+    decide,
+    mask_frame_regions,
+    mask_regions,
+    risk_reason,
+)
 from lake.ingest import ingest
 from lake.pixels.decode import DecodedPixels
 from tests.deid.helpers import ROOT
@@ -146,3 +157,133 @@ def test_the_reason_is_a_column_of_instances(tmp_path: Path) -> None:
     assert (stored[0, :59] == 0).all() and (stored[0, 59:] == 200).all()
     quarantined = rows["burned_in_annotation_yes"]
     assert quarantined["PatientIdentityRemoved"] == "YES" and quarantined["frame_count"] == 0
+
+
+# -- properties of masking and of decide() ---------------------------------------------------------
+def _boxes(rows: int, cols: int) -> st.SearchStrategy[list[tuple[int, int, int, int]]]:
+    """Boxes (x0, y0, x1, y1), some reaching past the frame's edges, some empty."""
+    corner = st.tuples(st.integers(-4, cols + 4), st.integers(-4, rows + 4))
+    box = st.tuples(corner, corner).map(lambda c: (c[0][0], c[0][1], c[1][0], c[1][1]))
+    return st.lists(box, max_size=4)
+
+
+def _covered(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    inside = np.zeros(shape[1:3], dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        inside[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+    return inside
+
+
+FRAMES = st.tuples(st.integers(1, 3), st.integers(1, 24), st.integers(1, 24), st.sampled_from([1, 3])).flatmap(
+    lambda s: st.tuples(
+        st.just(s),
+        st.integers(0, 2**32 - 1),
+        _boxes(s[1], s[2]),
+    )
+)
+
+
+def _frames(shape: tuple[int, int, int, int], seed: int) -> np.ndarray:
+    n, rows, cols, samples = shape
+    full = (n, rows, cols) if samples == 1 else (n, rows, cols, samples)
+    return np.random.default_rng(seed).integers(1, 2**12, full, dtype=np.uint16)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=FRAMES)
+def test_a_mask_zeroes_its_boxes_only_and_is_idempotent(case: Any) -> None:
+    shape, seed, boxes = case
+    frames = _frames(shape, seed)
+    before = frames.copy()
+    out = mask_regions(frames, boxes)
+    inside = _covered(frames.shape, boxes)
+    assert np.array_equal(frames, before)  # the input is not modified
+    assert (out[:, inside] == 0).all()  # every pixel of every box, in every frame and sample
+    assert np.array_equal(out[:, ~inside], frames[:, ~inside])  # nothing outside the boxes
+    assert np.array_equal(mask_regions(out, boxes), out)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=FRAMES, frame=st.integers(0, 2))
+def test_a_frame_mask_touches_its_own_frame_only(case: Any, frame: int) -> None:
+    shape, seed, boxes = case
+    frames = _frames(shape, seed)
+    i = frame % frames.shape[0]
+    out = mask_frame_regions(frames, {i: boxes})
+    inside = _covered(frames.shape, boxes)
+    assert (out[i][inside] == 0).all() and np.array_equal(out[i][~inside], frames[i][~inside])
+    others = [j for j in range(frames.shape[0]) if j != i]
+    assert np.array_equal(out[others], frames[others])
+    assert np.array_equal(mask_frame_regions(out, {i: boxes}), out)
+
+
+INK = 255
+
+
+def _ink_finder(frame: np.ndarray) -> list[ocr.TextBox]:
+    """A stand-in for OCR: each 4-connected group of white pixels is a line of text."""
+    ink = frame >= INK
+    seen = np.zeros(ink.shape, dtype=bool)
+    found = []
+    for y, x in zip(*np.nonzero(ink), strict=True):
+        if seen[y, x]:
+            continue
+        todo, ys, xs = [(y, x)], [], []
+        seen[y, x] = True
+        while todo:
+            cy, cx = todo.pop()
+            ys.append(cy)
+            xs.append(cx)
+            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                if 0 <= ny < ink.shape[0] and 0 <= nx < ink.shape[1] and ink[ny, nx] and not seen[ny, nx]:
+                    seen[ny, nx] = True
+                    todo.append((ny, nx))
+        box = (int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1)
+        found.append(ocr.TextBox(box, 90.0, "TEXT"))
+    return found
+
+
+@st.composite
+def _inked(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of an 8-bit ultrasound (1 to 8 frames, any size) with white text drawn on some."""
+    n, rows, cols = draw(st.integers(1, 8)), draw(st.integers(8, 40)), draw(st.integers(8, 40))
+    frames = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(0, 200, (n, rows, cols), dtype=np.uint8)
+    frames[:, 0, 0] = 0  # the display range is the full 0-255
+    ink = np.zeros(frames.shape, dtype=bool)
+    for _ in range(draw(st.integers(0, 4))):
+        i, y, x = draw(st.integers(0, n - 1)), draw(st.integers(0, rows - 1)), draw(st.integers(0, cols - 1))
+        h, w = draw(st.integers(1, 6)), draw(st.integers(1, 12))
+        every = draw(st.booleans())  # an overlay in every frame, or a line in one
+        ink[slice(None) if every else i, y : y + h, x : x + w] = True
+    frames[ink] = INK
+    frames[:, 0, 0] = 0
+    ink[:, 0, 0] = False
+    return frames, ink
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=_inked())
+def test_decide_never_stores_text_it_found_unmasked(case: tuple[np.ndarray, np.ndarray]) -> None:
+    """Under the default policy: once a line is found in the frames sampled, every frame is read
+    and every pixel of every line found is 0 in what is stored; only pixels of the padded lines
+    found change, and only to 0; where nothing is found in the sample, nothing changes."""
+    frames, ink = case
+    n, rows, cols = frames.shape
+    ds = _image(40, US, rows=rows, cols=cols, Modality="US", WindowCenter="127.5", WindowWidth="255")  # as stored
+    pixels.set_text_finder(_ink_finder)
+    decision = decide(ds, DecodedPixels(frames=frames.copy(), status="stored"), PixelPolicy.MASK_OR_QUARANTINE)
+    assert decision.frames is not None and decision.status == "stored"
+    sampled, _rest = pixels._frame_order(n)
+    if not ink[sampled].any():
+        assert decision.phi.reason == "no_text_found" and decision.phi.frames_read == len(sampled)
+        assert np.array_equal(decision.frames, frames)
+        return
+    assert decision.phi.reason == "text_found" and decision.phi.frames_read == n
+    assert (decision.frames[ink] == 0).all()
+    allowed = np.zeros((rows, cols), dtype=bool)
+    for frame in frames:
+        for line in _ink_finder(frame):
+            x0, y0, x1, y1 = ocr.pad(line.box, rows, cols)
+            allowed[y0:y1, x0:x1] = True
+    changed = decision.frames != frames
+    assert not changed[:, ~allowed].any() and (decision.frames[changed] == 0).all()

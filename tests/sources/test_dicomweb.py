@@ -35,13 +35,7 @@ from lake.testing.synthetic import PatientSpec, make_cohort, write_study
 pytest.importorskip("dicomweb_client", reason="dicomweb-client is a dependency: pip install -e '.[test]'")
 
 #: Columns a run writes about itself or about the bytes it read (a PACS rewrites the file meta).
-#: Columns that differ between two ingests by design. pixel_phi_frames_read and pixel_phi_reason
-#: depend on which instances of a derived series a worker sampled for OCR (per worker process, in
-#: arrival order: issue 14 notes it); the stored pixels are compared exactly.
-RUN_COLUMNS = {
-    "ingest_run", "ingested_at", "source_ref", "source_bytes", "pixel_frame_start",
-    "pixel_phi_frames_read", "pixel_phi_reason",
-}  # fmt: skip
+RUN_COLUMNS = {"ingest_run", "ingested_at", "source_ref", "source_bytes", "pixel_frame_start"}
 PYDICOM_FILES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "SC_rgb.dcm")
 FAST = PullOptions(retries=1, backoff=0.0)
 REPO = Path(__file__).resolve().parents[2]
