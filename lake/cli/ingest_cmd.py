@@ -13,8 +13,8 @@ from lake.cli.common import FileProgress, add_key_option, add_lake_option
 
 if TYPE_CHECKING:
     from lake.ingest import IngestSummary
-    from lake.sources.dicomweb import PullProgress
     from lake.sources.filters import PullOptions
+    from lake.sources.pacs import PullProgress
 
 #: The studies line of a PACS pull, in this order.
 STUDY_COUNTS = ("found", "pulled", "complete", "incomplete", "skipped", "failed", "deferred")

@@ -85,7 +85,7 @@ class SourceContext:
     on_empty: Callable[[Path], None] | None = None
     on_message: Callable[[str], None] | None = None
     pull: PullOptions | None = None
-    #: called by a PACS source after each study with a :class:`lake.sources.dicomweb.PullProgress`
+    #: called by a PACS source after each study with a :class:`lake.sources.pacs.PullProgress`
     on_progress: Callable[[Any], None] | None = None
 
 
