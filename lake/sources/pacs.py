@@ -160,7 +160,11 @@ class PacsPull:
 
     # -- shared ---------------------------------------------------------------------------------
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
+        attempts = 0
+
         def once() -> Any:
+            nonlocal attempts
+            attempts += 1
             with self.throttle.request():
                 return call()
 
@@ -169,9 +173,8 @@ class PacsPull:
         except Stopped:
             raise
         except Exception as exc:
-            raise SourceError(
-                f"{self.name} {what} failed after {len(self.delays) + 1} attempts: {self._why(exc)}"
-            ) from None
+            times = f"{attempts} attempts" if attempts > 1 else "1 attempt (not worth a retry)"
+            raise SourceError(f"{self.name} {what} failed after {times}: {self._why(exc)}") from None
 
     def _new_study(self, uid: str, content: dict[str, Any], expected: Any) -> _Study:
         """A study found by a search: its keyed reference and the keyed fingerprint of ``content``

@@ -43,6 +43,11 @@ class Orthanc:
     log: Path
 
     @property
+    def dimse(self) -> str:
+        """The DICOM port as a lake source URL (``dimse://LAKETEST@127.0.0.1:PORT``)."""
+        return f"dimse://{self.aet}@127.0.0.1:{self.dicom_port}"
+
+    @property
     def dicomweb(self) -> str:
         """The DICOMweb root as a lake source URL (``dicomweb://127.0.0.1:PORT/dicom-web``)."""
         return self.url.replace("http://", "dicomweb://", 1) + "/dicom-web"
@@ -62,6 +67,12 @@ def tool(name: str) -> str:
     if path is None:
         raise OrthancUnavailable(f"{name} is not installed (Debian package; .ci/run installs it)")
     return path
+
+
+def modalities(*peers: tuple[str, int]) -> dict[str, Any]:
+    """Orthanc settings making each ``(aet, port)`` on 127.0.0.1 a known modality (C-FIND, C-GET,
+    C-MOVE destination, C-STORE), for :func:`run_orthanc`'s ``settings``."""
+    return {"DicomModalities": {f"peer{i}": [aet, "127.0.0.1", port] for i, (aet, port) in enumerate(peers)}}
 
 
 def free_port() -> int:
