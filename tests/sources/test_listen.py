@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import lake
-from lake.testing.orthanc import free_port, tool
-from tests.sources.helpers import REPO, Corpus, assert_same_lake
+from lake.testing.orthanc import dcmsend, free_port, modalities, tool
+from tests.sources.helpers import REPO, Corpus, assert_same_lake, orthanc_or_skip
 
 pytest.importorskip("pynetdicom", reason="pynetdicom is a dependency: pip install -e .")
 
@@ -60,8 +60,8 @@ class Running:
 
 
 @contextmanager
-def listening(root: Path, key_file: Path, *options: str) -> Iterator[Running]:
-    port = free_port()
+def listening(root: Path, key_file: Path, *options: str, port: int | None = None) -> Iterator[Running]:
+    port = port or free_port()
     cmd = [sys.executable, "-m", "lake", "listen", "--lake", str(root), "--key-file", str(key_file)]
     cmd += ["--port", str(port), "--ae-title", AET, "--bind", "127.0.0.1", "--workers", "1", *options]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
@@ -190,3 +190,18 @@ def test_a_listener_killed_outright_loses_nothing_it_acknowledged(corpus: Corpus
     assert f"seen {len(files)}, ingested {len(files)}" in out
     assert_same_lake(root, corpus)
     assert not _spool(corpus).exists()
+
+
+def test_a_pacs_pushing_with_c_store_fills_the_lake_like_the_folder(corpus: Corpus, tmp_path: Path) -> None:
+    root = _new_lake(tmp_path, corpus)
+    port = free_port()
+    with orthanc_or_skip(tmp_path / "orthanc", modalities((AET, port))) as server:
+        dcmsend(server, corpus.files())
+        with listening(root, corpus.key_file, "--batch-size", "1000", "--quiet-seconds", "3600", port=port) as running:
+            pushed = server.post(
+                "/modalities/peer0/store", {"Resources": server.get("/instances"), "Synchronous": True}
+            )
+            assert pushed["InstancesCount"] == len(corpus.files()) and pushed["FailedInstancesCount"] == 0
+            out = running.stop()
+    assert f"received {len(corpus.files())} instances in " in out and "refused: none" in out
+    assert_same_lake(root, corpus)
