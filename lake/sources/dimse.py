@@ -77,7 +77,14 @@ class _NoValues(logging.Filter):
         return record.levelno >= logging.WARNING and record.exc_info is None and "UID" not in text and "(" not in text
 
 
-logging.getLogger("pynetdicom").addFilter(_NoValues())
+def quiet_pynetdicom() -> None:
+    """Put :class:`_NoValues` on pynetdicom's loggers (a parent's filter does not see its children's
+    records). Called once pynetdicom is imported, before each association."""
+    for name in ["pynetdicom", *logging.root.manager.loggerDict]:
+        if name == "pynetdicom" or name.startswith("pynetdicom."):
+            logger_ = logging.getLogger(name)
+            if not any(isinstance(f, _NoValues) for f in logger_.filters):
+                logger_.addFilter(_NoValues())
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ class _Failure(Exception):
 def _failure(request: str, status: int) -> _Failure:
     if status == 0xA801:
         return _Failure(f"{request}: the PACS does not know the move destination (status 0xA801)", status, False)
-    if status in (0xA900, 0xC000) or 0xA900 <= status <= 0xA9FF:
+    if 0xA900 <= status <= 0xA9FF:
         return _Failure(f"{request}: the PACS cannot match the request (status 0x{status:04X})", status, False)
     if status == 0xB000:  # some sub-operations failed: the count check decides (a retry asks for the rest)
         return _Failure(f"{request}: some instances were not sent (status 0xB000)", status, True)
@@ -170,6 +177,7 @@ class DimseSource(PacsPull):
     def _ae(self) -> Any:
         from pynetdicom import AE
 
+        quiet_pynetdicom()
         ae = AE(ae_title=self.calling)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.options.timeout
         return ae
@@ -365,7 +373,7 @@ class DimseSource(PacsPull):
     def _retriable(self, exc: BaseException) -> bool:
         if isinstance(exc, _Failure):
             return exc.retriable
-        return isinstance(exc, OSError | Short | RuntimeError)
+        return isinstance(exc, OSError | Short)
 
     def _why(self, exc: BaseException) -> str:
         return exc.what if isinstance(exc, _Failure) else super()._why(exc)

@@ -32,7 +32,7 @@ from typing import Any
 
 from lake.errors import ConfigError, SourceError
 from lake.sources.base import SourceLimits
-from lake.sources.dimse import TRANSFER_SYNTAXES
+from lake.sources.dimse import TRANSFER_SYNTAXES, quiet_pynetdicom
 from lake.sources.filters import AE_TITLE
 
 CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0xC000, 0xA700
@@ -114,6 +114,7 @@ class Listener:
         left = [*self.batch_dir.glob("*.dcm"), *self.spool.glob("ingest-*/*.dcm"), *self.incoming.glob("*.dcm")]
         with self._cond:
             self._pending.extend(left)
+        quiet_pynetdicom()
         ae = AE(ae_title=self.ae_title)
         ae.require_called_aet = True
         ae.maximum_associations = 32

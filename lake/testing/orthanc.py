@@ -112,11 +112,12 @@ def run_orthanc(base: Path, settings: dict[str, Any] | None = None) -> Iterator[
         try:
             deadline = time.monotonic() + START_DEADLINE
             while True:
-                with contextlib.suppress(OSError):
-                    server.get("/system")
-                    break
-                if settings and settings.get("AuthenticationEnabled") and _answers(server.url):
-                    break
+                if _accepts(dicom):  # the DICOM port opens apart from the REST one
+                    with contextlib.suppress(OSError):
+                        server.get("/system")
+                        break
+                    if settings and settings.get("AuthenticationEnabled") and _answers(server.url):
+                        break
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"Orthanc did not start: {log_path.read_text()[-2000:]}")
                 time.sleep(0.2)  # polling for a condition under a deadline
@@ -128,6 +129,13 @@ def run_orthanc(base: Path, settings: dict[str, Any] | None = None) -> Iterator[
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def _accepts(port: int) -> bool:
+    """Whether a TCP connection to ``port`` on 127.0.0.1 is accepted."""
+    with socket.socket() as s:
+        s.settimeout(5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _answers(url: str) -> bool:
