@@ -120,6 +120,14 @@ def test_option_adds_to_the_defaults_and_info_shows_the_settings(
     assert re.search(r"date_offset_days\s+5 to 9", out)
     assert re.search(r"burned_in_policy\s+mask-or-quarantine", out)
     assert re.search(r"keep_crosswalk\s+no", out)
+    assert re.search(r"on_update\s+replace", out)
+
+
+def test_info_shows_the_update_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", str(tmp_path / "lk"), "--on-update", "flag"]) == 0
+    capsys.readouterr()
+    assert main(["info", "--lake", str(tmp_path / "lk")]) == 0
+    assert re.search(r"on_update\s+flag", capsys.readouterr().out)
 
 
 def test_only_options_replaces_the_defaults(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from lake.errors import LakeError
 COMMAND_MODULES = (
     "init_cmd",
     "ingest_cmd",
+    "listen_cmd",
     "sql_cmd",
     "info_cmd",
     "demo_cmd",

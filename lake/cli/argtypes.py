@@ -37,6 +37,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    value = int(_number(text, int))
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text}")
+    return value
+
+
 def readable_file(text: str) -> str:
     """The path of an existing file (not a folder)."""
     path = Path(text)

@@ -34,6 +34,7 @@ def describe(lk: Lake) -> dict[str, Any]:
     info["burned_in_policy"] = deid.burned_in_policy
     info["keep_crosswalk"] = "yes" if deid.keep_crosswalk else "no"
     info["patient_identity"] = lk.config.identity.describe()
+    info["on_update"] = f"{lk.config.corrections.on_update} (a known SOP Instance UID with other content)"
     return info
 
 

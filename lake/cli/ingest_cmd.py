@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lake.cli.argtypes import non_negative_float, non_negative_int, positive_int, readable_file
+from lake.cli.argtypes import non_negative_float, non_negative_int, port_number, positive_int, readable_file
 from lake.cli.common import FileProgress, add_key_option, add_lake_option
 
 if TYPE_CHECKING:
     from lake.ingest import IngestSummary
-    from lake.sources.dicomweb import PullProgress
     from lake.sources.filters import PullOptions
+    from lake.sources.pacs import PullProgress
 
 #: The studies line of a PACS pull, in this order.
 STUDY_COUNTS = ("found", "pulled", "complete", "incomplete", "skipped", "failed", "deferred")
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="SOURCE",
         help="a folder (read recursively), a file or a .zip; the lake, its key and vault are never read; "
-        "or a PACS: dicomweb://HOST:PORT/PATH, dicomweb+https://HOST:PORT/PATH",
+        "or a PACS: dicomweb://HOST:PORT/PATH, dicomweb+https://HOST:PORT/PATH, dimse://AET@HOST:PORT",
     )
     add_lake_option(p)
     add_key_option(p)
@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_pull_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
-        "PACS sources (dicomweb://)",
+        "PACS sources (dicomweb://, dimse://)",
         "credentials come from --auth-file or the environment (LAKE_DICOMWEB_TOKEN, or LAKE_DICOMWEB_USER "
         "and LAKE_DICOMWEB_PASSWORD), never from the command line",
     )
@@ -93,6 +93,24 @@ def _add_pull_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--retries", type=non_negative_int, default=3, metavar="N", help="retries with back-off (default 3)")
     g.add_argument("--window", metavar="HH:MM-HH:MM", help="start studies only in these hours, e.g. 19:00-07:00")
     g.add_argument("--auth-file", metavar="FILE", help="a file (mode 600): `Bearer TOKEN` or `Basic USER:PASSWORD`")
+    g.add_argument("--calling-aet", default="LAKE", metavar="AET", help="dimse://: the lake's AE title (default LAKE)")
+    g.add_argument(
+        "--move-port",
+        type=port_number,
+        metavar="PORT",
+        help="dimse://: retrieve by C-MOVE to the lake's own storage SCP on PORT (default: by C-GET)",
+    )
+    g.add_argument(
+        "--move-to",
+        metavar="AET",
+        help="dimse://: the C-MOVE destination AE title the PACS knows at --move-port (default: --calling-aet)",
+    )
+    g.add_argument(
+        "--move-bind",
+        default="0.0.0.0",
+        metavar="ADDR",
+        help="dimse://: the address the C-MOVE storage SCP listens on (default 0.0.0.0: every interface)",
+    )
 
 
 def _pull_options(args: argparse.Namespace) -> PullOptions:
@@ -108,6 +126,10 @@ def _pull_options(args: argparse.Namespace) -> PullOptions:
         retries=args.retries,
         window=Window.parse(args.window) if args.window else None,
         auth_file=Path(args.auth_file) if args.auth_file else None,
+        calling_aet=args.calling_aet,
+        move_port=args.move_port,
+        move_aet=args.move_to,
+        move_bind=args.move_bind,
     )
 
 

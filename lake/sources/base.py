@@ -85,7 +85,7 @@ class SourceContext:
     on_empty: Callable[[Path], None] | None = None
     on_message: Callable[[str], None] | None = None
     pull: PullOptions | None = None
-    #: called by a PACS source after each study with a :class:`lake.sources.dicomweb.PullProgress`
+    #: called by a PACS source after each study with a :class:`lake.sources.pacs.PullProgress`
     on_progress: Callable[[Any], None] | None = None
 
 
@@ -100,8 +100,12 @@ def scheme_of(spec: str | os.PathLike[str]) -> str:
 
 def _schemes() -> dict[str, Callable[[str, SourceContext], Source]]:
     from lake.sources.dicomweb import DicomWebSource
+    from lake.sources.dimse import DimseSource
 
-    return {"dicomweb": DicomWebSource, "dicomweb+http": DicomWebSource, "dicomweb+https": DicomWebSource}
+    return {
+        "dicomweb": DicomWebSource, "dicomweb+http": DicomWebSource, "dicomweb+https": DicomWebSource,
+        "dimse": DimseSource,
+    }  # fmt: skip
 
 
 def check_source(spec: str | os.PathLike[str]) -> None:
@@ -117,7 +121,7 @@ def check_source(spec: str | os.PathLike[str]) -> None:
     if opener is None:
         raise SourceError(
             f"unknown source scheme {scheme}://: give a folder, a file, a .zip, "
-            "dicomweb://HOST:PORT/PATH or dicomweb+https://HOST:PORT/PATH"
+            "dicomweb://HOST:PORT/PATH, dicomweb+https://HOST:PORT/PATH or dimse://AET@HOST:PORT"
         )
     check = getattr(opener, "check", None)
     if check is not None:

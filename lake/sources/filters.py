@@ -15,6 +15,8 @@ from pathlib import Path
 
 from lake.errors import ConfigError
 
+#: PS3.5 AE title: 1 to 16 printable characters, no backslash, not blank.
+AE_TITLE = re.compile(r"^(?=.*[^ ])[\x20-\x5b\x5d-\x7e]{1,16}$")
 _DATE_RANGE = re.compile(r"^(\d{8})?-(\d{8})?$|^(\d{8})$")
 
 
@@ -53,6 +55,11 @@ class PullOptions:
     series, with exponential back-off from ``backoff`` seconds up to ``max_backoff``; ``window``:
     new studies start only inside it (the rest are left for the next run); ``auth_file``: where the
     credentials are (else the environment, see :mod:`lake.sources.auth`).
+
+    DIMSE only: ``calling_aet``, the lake's AE title in its associations; ``move_port``: retrieve by
+    C-MOVE to the lake's own storage SCP listening on that port (on ``move_bind``, all interfaces by
+    default) under ``move_aet`` (default: ``calling_aet``), which the PACS must know at that address;
+    without it, by C-GET.
     """
 
     study_dates: str | None = None
@@ -68,6 +75,10 @@ class PullOptions:
     window: Window | None = None
     auth_file: Path | None = field(default=None)
     page_size: int = 100
+    calling_aet: str = "LAKE"
+    move_port: int | None = None
+    move_aet: str | None = None
+    move_bind: str = "0.0.0.0"
 
     def __post_init__(self) -> None:
         if self.study_dates is not None and not _DATE_RANGE.match(self.study_dates):
@@ -83,6 +94,13 @@ class PullOptions:
             raise ConfigError(f"rate must be a positive number of requests per second, got {self.rate!r}")
         if self.retries < 0:
             raise ConfigError(f"retries must be 0 or more, got {self.retries!r}")
+        for what, title in (("--calling-aet", self.calling_aet), ("--move-to", self.move_aet)):
+            if title is not None and not AE_TITLE.match(title):
+                raise ConfigError(f"{what} {title!r}: expected an AE title of 1 to 16 characters, no backslash")
+        if self.move_port is not None and not 0 < self.move_port < 65536:
+            raise ConfigError(f"move port must be a number from 1 to 65535, got {self.move_port!r}")
+        if self.move_aet is not None and self.move_port is None:
+            raise ConfigError("--move-to names the C-MOVE destination: give --move-port too (where the lake listens)")
         if self.page_size < 1:
             raise ConfigError(f"page_size must be at least 1, got {self.page_size!r}")
 

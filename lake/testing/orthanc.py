@@ -43,6 +43,11 @@ class Orthanc:
     log: Path
 
     @property
+    def dimse(self) -> str:
+        """The DICOM port as a lake source URL (``dimse://LAKETEST@127.0.0.1:PORT``)."""
+        return f"dimse://{self.aet}@127.0.0.1:{self.dicom_port}"
+
+    @property
     def dicomweb(self) -> str:
         """The DICOMweb root as a lake source URL (``dicomweb://127.0.0.1:PORT/dicom-web``)."""
         return self.url.replace("http://", "dicomweb://", 1) + "/dicom-web"
@@ -62,6 +67,12 @@ def tool(name: str) -> str:
     if path is None:
         raise OrthancUnavailable(f"{name} is not installed (Debian package; .ci/run installs it)")
     return path
+
+
+def modalities(*peers: tuple[str, int]) -> dict[str, Any]:
+    """Orthanc settings making each ``(aet, port)`` on 127.0.0.1 a known modality (C-FIND, C-GET,
+    C-MOVE destination, C-STORE), for :func:`run_orthanc`'s ``settings``."""
+    return {"DicomModalities": {f"peer{i}": [aet, "127.0.0.1", port] for i, (aet, port) in enumerate(peers)}}
 
 
 def free_port() -> int:
@@ -101,11 +112,12 @@ def run_orthanc(base: Path, settings: dict[str, Any] | None = None) -> Iterator[
         try:
             deadline = time.monotonic() + START_DEADLINE
             while True:
-                with contextlib.suppress(OSError):
-                    server.get("/system")
-                    break
-                if settings and settings.get("AuthenticationEnabled") and _answers(server.url):
-                    break
+                if _accepts(dicom):  # the DICOM port opens apart from the REST one
+                    with contextlib.suppress(OSError):
+                        server.get("/system")
+                        break
+                    if settings and settings.get("AuthenticationEnabled") and _answers(server.url):
+                        break
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"Orthanc did not start: {log_path.read_text()[-2000:]}")
                 time.sleep(0.2)  # polling for a condition under a deadline
@@ -117,6 +129,13 @@ def run_orthanc(base: Path, settings: dict[str, Any] | None = None) -> Iterator[
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def _accepts(port: int) -> bool:
+    """Whether a TCP connection to ``port`` on 127.0.0.1 is accepted."""
+    with socket.socket() as s:
+        s.settimeout(5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _answers(url: str) -> bool:

@@ -8,20 +8,15 @@ with remote access off and is stopped by PID (:mod:`lake.testing.orthanc`).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.data import get_testdata_file
 
 import lake
 from lake.cli import main
@@ -29,82 +24,11 @@ from lake.errors import ConfigError, SourceError
 from lake.ingest import ingest
 from lake.sources.dicomweb import DicomWebSource, _Series
 from lake.sources.filters import PullOptions
-from lake.testing.orthanc import Orthanc, OrthancUnavailable, dcmsend, run_orthanc
-from lake.testing.synthetic import PatientSpec, make_cohort, write_study
+from lake.testing.orthanc import Orthanc, dcmsend
+from lake.testing.synthetic import PatientSpec, write_study
+from tests.sources.helpers import FAST, REPO, Corpus, assert_same_lake, lake_bytes, orthanc_or_skip, rows
 
 pytest.importorskip("dicomweb_client", reason="dicomweb-client is a dependency: pip install -e '.[test]'")
-
-#: Columns a run writes about itself or about the bytes it read (a PACS rewrites the file meta).
-RUN_COLUMNS = {"ingest_run", "ingested_at", "source_ref", "source_bytes", "pixel_frame_start"}
-PYDICOM_FILES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "SC_rgb.dcm")
-FAST = PullOptions(retries=1, backoff=0.0)
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Corpus:
-    src: Path
-    specs: list[PatientSpec]
-    key_file: Path
-    folder_lake: Path
-
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.src.rglob("*") if p.is_file())
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    base = tmp_path_factory.mktemp("dicomweb-corpus")
-    src = base / "src"
-    specs = make_cohort(src, n_patients=2, studies_per_patient=2, n_images=3)
-    for name in PYDICOM_FILES:
-        path = get_testdata_file(name, download=False)
-        if path:
-            shutil.copy(str(path), src / name)
-    key_file = base / "keys" / "lake.key"
-    lake.init(base / "folder-lake", key_file=key_file)
-    ingest(base / "folder-lake", [src], key_file=key_file)
-    return Corpus(src, specs, key_file, base / "folder-lake")
-
-
-def _orthanc(base: Path, settings: dict[str, Any] | None = None) -> Any:
-    try:
-        return run_orthanc(base, settings)
-    except OrthancUnavailable as exc:  # raised on entering, by the tool check
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def loaded(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    """An Orthanc holding the corpus (not modified by the tests that use it)."""
-    try:
-        with run_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
-            dcmsend(server, corpus.files())
-            yield server
-    except OrthancUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-def _rows(root: Path, key_file: Path) -> dict[str, dict[str, Any]]:
-    lk = lake.open(root, key_file=key_file)
-    rows = lk.sql("SELECT * FROM instances").to_dicts()
-    return {r["SOPInstanceUID"]: {k: v for k, v in r.items() if k not in RUN_COLUMNS} for r in rows}
-
-
-def _assert_same_lake(root: Path, corpus: Corpus) -> None:
-    got, want = _rows(root, corpus.key_file), _rows(corpus.folder_lake, corpus.key_file)
-    assert sorted(got) == sorted(want)
-    for sop, row in want.items():
-        assert got[sop] == row, sop
-    pulled = lake.open(root, key_file=corpus.key_file)
-    folder = lake.open(corpus.folder_lake, key_file=corpus.key_file)
-    for sop in want:
-        if want[sop]["pixel_status"] == "stored":
-            assert np.array_equal(pulled.pixels(sop), folder.pixels(sop)), sop
-
-
-def _lake_bytes(root: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
 
 
 # -- the pull equals the folder ---------------------------------------------------------------------
@@ -117,12 +41,12 @@ def test_a_pull_equals_the_lake_built_from_the_same_files_and_a_rerun_pulls_noth
         tmp_path / "lake", [loaded.dicomweb], key_file=corpus.key_file, pull=FAST, on_progress=progress.append
     )
     n_studies = len(loaded.get("/studies"))
-    assert first.ingested == first.seen == len(_rows(corpus.folder_lake, corpus.key_file))
+    assert first.ingested == first.seen == len(rows(corpus.folder_lake, corpus.key_file))
     assert first.studies["studies_found"] == first.studies["studies_complete"] == n_studies
     assert first.studies["instances_received"] == first.studies["instances_expected"] == first.seen
     assert [p.studies_done for p in progress] == list(range(1, n_studies + 1))
     assert progress[-1].instances == first.seen and progress[-1].instances_per_second > 0
-    _assert_same_lake(tmp_path / "lake", corpus)
+    assert_same_lake(tmp_path / "lake", corpus)
     second = ingest(
         tmp_path / "lake", [loaded.dicomweb], key_file=corpus.key_file, pull=FAST, on_message=messages.append
     )
@@ -139,7 +63,7 @@ def test_nothing_of_the_sources_identifiers_is_in_the_lake_or_on_the_console(
     assert "studies: found 8, pulled 8, complete 8, incomplete 0, skipped 0, failed 0" in printed.out
     seeded = {s for spec in corpus.specs for s in spec.identifiers() if len(s) >= 4}
     uids = {str(dcmread(p, stop_before_pixels=True).StudyInstanceUID) for p in corpus.files()}
-    data = _lake_bytes(tmp_path / "lake").upper()
+    data = lake_bytes(tmp_path / "lake").upper()
     console = (printed.out + printed.err).upper()
     for value in seeded | uids:
         assert value.upper().encode() not in data, value
@@ -149,7 +73,7 @@ def test_nothing_of_the_sources_identifiers_is_in_the_lake_or_on_the_console(
 
 # -- incremental, resumable -------------------------------------------------------------------------
 def test_a_second_pull_after_adding_one_study_pulls_only_that_study(corpus: Corpus, tmp_path: Path) -> None:
-    with _orthanc(tmp_path / "orthanc") as server:
+    with orthanc_or_skip(tmp_path / "orthanc") as server:
         dcmsend(server, corpus.files())
         ingest(tmp_path / "lake", [server.dicomweb], key_file=corpus.key_file, pull=FAST)
         extra = write_study(
@@ -175,13 +99,13 @@ def test_a_pull_killed_mid_way_and_run_again_gives_the_same_lake(
     }
     killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    committed = len(_rows(root, corpus.key_file))
+    committed = len(rows(root, corpus.key_file))
     assert committed == 8  # two batches of four
     del env["LAKE_CRASH_AT"]
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "skipped 2" in rerun.stdout  # the two studies committed whole before the kill (3 + 3 instances)
-    _assert_same_lake(root, corpus)
+    assert_same_lake(root, corpus)
 
 
 # -- completeness -----------------------------------------------------------------------------------
@@ -215,7 +139,7 @@ def test_a_study_short_of_its_reported_count_is_retried_reported_and_pulled_agai
     second = ingest(tmp_path / "lake", [loaded.dicomweb], key_file=corpus.key_file, pull=FAST)
     assert (second.studies["studies_pulled"], second.studies["studies_skipped"]) == (1, 7)
     assert second.ingested == 0 and second.duplicates == second.seen > 0  # pulled again, nothing new
-    _assert_same_lake(tmp_path / "lake", corpus)
+    assert_same_lake(tmp_path / "lake", corpus)
 
 
 # -- filters ----------------------------------------------------------------------------------------
@@ -263,7 +187,7 @@ def test_basic_auth_from_the_environment_or_a_file_and_a_refusal_without(
     corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = {"AuthenticationEnabled": True, "RegisteredUsers": {"puller": "s3cret-pw"}}
-    with _orthanc(tmp_path / "orthanc", settings) as server:
+    with orthanc_or_skip(tmp_path / "orthanc", settings) as server:
         subprocess.run(
             ["dcmsend", "-aec", server.aet, "127.0.0.1", str(server.dicom_port), str(corpus.files()[0])],
             check=True, capture_output=True, timeout=120,

@@ -12,6 +12,7 @@ from lake.errors import ConfigError, SourceError
 from lake.sources import SourceContext, check_source, iter_sources, open_source
 from lake.sources.auth import load_credentials
 from lake.sources.dicomweb import http_url
+from lake.sources.dimse import dimse_address
 from lake.sources.filters import PullOptions, Window, read_id_csv
 from lake.sources.polite import Stopped, Throttle
 from lake.testing.synthetic import make_cohort
@@ -33,6 +34,13 @@ def test_a_folder_opened_through_the_protocol_yields_what_iter_sources_yields(tm
         ("dicomweb://host:99999/dicom-web", "port"),
         ("dicomweb:///dicom-web", "expected dicomweb://HOST:PORT/PATH"),
         ("dicomweb://host/dicom-web?PatientID=X", "no query in the source URL"),
+        ("dimse://host:104", "expected dimse://AET@HOST:PORT"),
+        ("dimse://PACS@host", "give the DICOM port"),
+        ("dimse://PACS@host:0", "give the DICOM port"),
+        ("dimse://PACS:pw@host:104", "nothing else"),
+        ("dimse://PACS@host:104/studies?PatientID=X", "nothing else"),
+        ("dimse://A%5CB@host:104", "called AE title"),
+        ("dimse://SEVENTEEN-CHARS-AE@host:104", "called AE title"),
     ],
 )
 def test_bad_source_urls_are_refused_before_anything_is_written(spec: str, why: str) -> None:
@@ -44,6 +52,16 @@ def test_bad_source_urls_are_refused_before_anything_is_written(spec: str, why: 
 def test_dicomweb_urls_map_to_http_and_https() -> None:
     assert http_url("dicomweb://pacs:8042/dicom-web/") == "http://pacs:8042/dicom-web"
     assert http_url("dicomweb+https://pacs.example:443/wado") == "https://pacs.example:443/wado"
+
+
+def test_dimse_urls_name_the_called_ae_title_host_and_port() -> None:
+    address = dimse_address("dimse://PACS_1@pacs.example:11112")
+    assert (address.aet, address.host, address.port) == ("PACS_1", "pacs.example", 11112)
+    assert address.url == "dimse://PACS_1@pacs.example:11112"
+    for kwargs in ({"calling_aet": ""}, {"calling_aet": "A\\B"}, {"move_aet": "X"}, {"move_port": 70000}):
+        with pytest.raises(ConfigError):
+            PullOptions(**kwargs)  # type: ignore[arg-type]
+    assert PullOptions(move_port=11113, move_aet="LAKE_SCP").move_aet == "LAKE_SCP"
 
 
 def test_credentials_come_from_a_private_file_or_the_environment(tmp_path: Path) -> None:

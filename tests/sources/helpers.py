@@ -1,0 +1,64 @@
+"""What the PACS source tests share: the corpus, the comparison with the folder lake, Orthanc or a skip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lake
+from lake.sources.filters import PullOptions
+from lake.testing.orthanc import OrthancUnavailable, run_orthanc
+from lake.testing.synthetic import PatientSpec
+
+#: Columns a run writes about itself or about the bytes it read (a PACS rewrites the file meta).
+#: The OCR verdict columns (pixel_phi_*) are compared: sampling depends on the input only.
+RUN_COLUMNS = {"ingest_run", "ingested_at", "source_ref", "source_bytes", "pixel_frame_start"}
+PYDICOM_FILES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "SC_rgb.dcm")
+FAST = PullOptions(retries=1, backoff=0.0)
+REPO = Path(__file__).resolve().parents[2]
+#: The lake's AE title in the tests' DIMSE pulls (Orthanc knows it at the move port).
+LAKE_AET = "LAKE"
+
+
+@dataclass
+class Corpus:
+    src: Path
+    specs: list[PatientSpec]
+    key_file: Path
+    folder_lake: Path
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.src.rglob("*") if p.is_file())
+
+
+def orthanc_or_skip(base: Path, settings: dict[str, Any] | None = None) -> Any:
+    try:
+        return run_orthanc(base, settings)
+    except OrthancUnavailable as exc:  # raised on entering, by the tool check
+        pytest.skip(str(exc))
+
+
+def rows(root: Path, key_file: Path) -> dict[str, dict[str, Any]]:
+    lk = lake.open(root, key_file=key_file)
+    found = lk.sql("SELECT * FROM instances").to_dicts()
+    return {r["SOPInstanceUID"]: {k: v for k, v in r.items() if k not in RUN_COLUMNS} for r in found}
+
+
+def assert_same_lake(root: Path, corpus: Corpus) -> None:
+    got, want = rows(root, corpus.key_file), rows(corpus.folder_lake, corpus.key_file)
+    assert sorted(got) == sorted(want)
+    for sop, row in want.items():
+        assert got[sop] == row, sop
+    pulled = lake.open(root, key_file=corpus.key_file)
+    folder = lake.open(corpus.folder_lake, key_file=corpus.key_file)
+    for sop in want:
+        if want[sop]["pixel_status"] == "stored":
+            assert np.array_equal(pulled.pixels(sop), folder.pixels(sop)), sop
+
+
+def lake_bytes(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
