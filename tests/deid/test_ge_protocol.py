@@ -26,7 +26,7 @@ from lake.deid.csa import Vouchers
 from lake.deid.engine import Deidentifier
 from lake.deid.private import load_ge_protocol_rules, vouches
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile
-from lake.export.slice_timing import GE_PROTOCOL_ELEMENT, GE_SERIES_CREATOR, private_element
+from lake.export.slice_timing import GE_NO_PROTOCOL, GE_PROTOCOL_ELEMENT, GE_SERIES_CREATOR, private_element
 from lake.ingest import ingest
 from lake.keys import LakeKey
 from lake.testing.synthetic import PatientSpec, make_instance
@@ -140,7 +140,7 @@ SLICES = 6
 TR_MS = 2000.0
 
 
-def _ge_epi_series(folder: Path) -> PatientSpec:
+def _ge_epi_series(folder: Path, block: bytes | None = None) -> PatientSpec:
     spec = PatientSpec(name=NAME, patient_id="MRN448100", birth_date="19500101", accession_prefix="ACC9X")
     folder.mkdir(parents=True)
     root = "1.2.826.0.1.3680043.9.7777.4242."
@@ -150,7 +150,8 @@ def _ge_epi_series(folder: Path) -> PatientSpec:
         ds.ScanningSequence = "EP"
         ds.RepetitionTime = str(TR_MS)
         ds.EchoTime = "30"
-        ds.private_block(0x0025, GE_SERIES_CREATOR, create=True).add_new(0x1B, "OB", scanner_block(LINES))
+        value = scanner_block(LINES) if block is None else block
+        ds.private_block(0x0025, GE_SERIES_CREATOR, create=True).add_new(0x1B, "OB", value)
         ds.save_as(folder / f"s{i}.dcm", enforce_file_format=True)
     return spec
 
@@ -181,6 +182,29 @@ def test_research_lake_keeps_the_rewritten_block_and_the_sidecar_has_slice_timin
     # lake audit-phi's reader inflates the block (it finds what the scanner's block held, see below)
     assert find_identifiers(root, [EXAM_FILE, FREE_TEXT, "claustrophobic", PROTOCOL_UID, "Supine"]) == []
     assert not [h for h in find_identifiers(root, spec.identifiers()) if "0025" in (h.tag_path or "")]
+
+
+def test_a_malformed_block_is_removed_counted_and_the_sidecar_says_why(tmp_path: Path) -> None:
+    pytest.importorskip("nibabel")
+    from lake.export.nifti import export_nifti
+
+    raw = scanner_block(LINES)[:-12]  # truncated: FREE_TEXT and EXAM_FILE still in its bytes
+    _ge_epi_series(tmp_path / "src", block=raw)
+    root, key = tmp_path / "lake", tmp_path / "k.key"
+    lake.init(root, key_file=key, burned_in_policy="keep-flagged")
+    summary = ingest(root, [tmp_path / "src"], key_file=key, workers=1)
+    assert summary.rejected == 0 and summary.ingested == SLICES
+    (report,) = (root / "reports").glob("deid-*.json")
+    actions = {(a["attribute"], a["action"]): a["count"] for a in json.loads(report.read_text())["actions"]}
+    assert actions[("private", "X-ge-protocol-unparsable")] == SLICES
+    lk = lake.open(root, key_file=key)
+    sop = lk.sql("SELECT SOPInstanceUID FROM instances LIMIT 1")[0, 0]
+    assert private_element(lk.header(sop, bulk=True), 0x0025, GE_SERIES_CREATOR, GE_PROTOCOL_ELEMENT) is None
+    assert find_identifiers(root, [EXAM_FILE, "claustrophobic"]) == []
+    uid = lk.sql("SELECT DISTINCT SeriesInstanceUID FROM instances")[0, 0]
+    (written,) = export_nifti(lk, [uid], tmp_path / "out").written
+    side = json.loads(written.nifti.with_name(written.nifti.name.replace(".nii.gz", ".json")).read_text())
+    assert "SliceTiming" not in side and GE_NO_PROTOCOL in side["LakeSidecarNotes"]
 
 
 def test_the_audit_reads_inside_a_block() -> None:
