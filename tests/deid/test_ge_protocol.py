@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lake
 from lake.audit import find_identifiers
@@ -237,3 +239,33 @@ def test_dcm2niix_reads_the_same_slice_timing_from_de_identified_ge_files(tmp_pa
         sidecars[name] = json.loads(sidecar.read_text())
     assert sidecars["deid"]["SliceTiming"] == sidecars["original"]["SliceTiming"]
     shutil.rmtree(tmp_path / "deid")
+
+
+# -- injected identifiers never survive the filter (Hypothesis) ----------------------------------
+_letters = st.text(alphabet="BCDFGHJKLMNPQRSTVWXZ", min_size=5, max_size=9)
+
+
+@given(
+    family=_letters,
+    given_name=_letters,
+    patient_number=st.integers(100000, 99999999),
+    birth=st.dates(min_value=date(1920, 1, 1), max_value=date(2005, 12, 31)),
+    data=st.data(),
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_identifiers_injected_into_any_line_never_survive(
+    family: str, given_name: str, patient_number: int, birth: date, data: st.DataObject
+) -> None:
+    patient_id = f"MRN{patient_number}"
+    forms = [family, f"{family}^{given_name}", f"{given_name} {family}".title(), patient_id, birth.strftime("%Y%m%d")]
+    keys = [*sorted(set(load_ge_protocol_rules()) - {"NOSLC"}), "SEDESC", "PDGMSTR", "CLINICALCOIL"]
+    injected = [f'{data.draw(st.sampled_from(keys))} "{data.draw(st.sampled_from(forms))}"' for _ in range(4)]
+    lines = [*injected[:2], 'SLICEORDER "1"', 'IOPT "EPI, FMRI"', *injected[2:], 'NOSLC "6"']
+    ds = base()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = f"{family}^{given_name}", patient_id, birth.strftime("%Y%m%d")
+    ds.private_block(0x0025, GE_SERIES_CREATOR, create=True).add_new(0x1B, "OB", scanner_block(lines))
+    out = Deidentifier(KEY, Profile(DEFAULT_RESEARCH_OPTIONS)).deidentify(ds).dataset
+    text = "\n".join(ge_protocol.decode(out[0x0025, 0x101B].value))
+    for needle in (family, given_name, patient_id, birth.strftime("%Y%m%d")):
+        assert needle.casefold() not in text.casefold(), needle
+    assert ge_protocol.parse(out[0x0025, 0x101B].value).get("NOSLC") == "6"  # the safe lines stay
