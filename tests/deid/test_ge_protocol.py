@@ -28,6 +28,7 @@ from lake.deid.csa import Vouchers
 from lake.deid.engine import Deidentifier
 from lake.deid.private import load_ge_protocol_rules, vouches
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile
+from lake.errors import ConfigError
 from lake.export.slice_timing import GE_NO_PROTOCOL, GE_PROTOCOL_ELEMENT, GE_SERIES_CREATOR, private_element
 from lake.ingest import ingest
 from lake.keys import LakeKey
@@ -100,6 +101,23 @@ def test_every_rule_says_why_and_rejects_free_text() -> None:
         assert rule.why
         assert not ge_protocol._keep(rule.key, "QUIXOTE ALONSO 555 0199", rules, VOUCH), rule.key
         assert not ge_protocol._keep(rule.key, "20180918", rules, VOUCH), rule.key
+
+
+class _Text:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.text
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [('key = "X"\nwhy = "y"', "without 'pattern'"), ('key = "X"\npattern = "("\nwhy = "y"', "invalid")],
+)
+def test_malformed_rules_are_config_errors(entry: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_ge_protocol_rules(_Text(f"[[ge_protocol]]\n{entry}\n"))  # type: ignore[arg-type]
 
 
 def _gzip_bomb() -> bytes:
