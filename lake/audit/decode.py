@@ -7,7 +7,8 @@ numbers, nested lists and structs), footer statistics and key-value metadata, JS
 lines (the Delta log with its ``stats`` and ``schemaString``, ``_lake_ranges.json``, fixity
 files, ``zarr.json`` attributes, reports), JSON held in strings, base64 runs that decode to text,
 ``InlineBinary`` at any depth of a DICOM JSON dataset, bytes as UTF-8, UTF-16 (either byte order)
-or latin-1, and file and folder names. Pixel chunks (``.../c/...``) are compressed pixels, not
+or latin-1, a gzip stream in the first bytes of a binary value inflated (the GE Protocol Data Block),
+and file and folder names. Pixel chunks (``.../c/...``) are compressed pixels, not
 text, and are skipped (burned-in text is the pixel policy's job).
 """
 
@@ -18,6 +19,7 @@ import binascii
 import json
 import os
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -35,6 +37,8 @@ _BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=])(?=[0-9]*[A-Za-z+/])[A-Za-z0-9+/]{
 #: UTF-8 read as latin-1 somewhere on the way (``MÃœLLER`` for ``MÜLLER``).
 _MOJIBAKE = re.compile("[\xc2-\xf4][\x80-\xbf]")
 PRINTABLE_SHARE = 0.85
+_GZIP = b"\x1f\x8b\x08"
+MAX_INFLATED = 1 << 20  # a gzip member inflated at most this far (a small value must not become gigabytes)
 #: Names the lake writes itself (UIDs, part files, Delta log entries, array folders, report files).
 _LAKE_NAME = re.compile(
     r"2\.25\.\d+|part-\d{5}-[0-9a-f-]{36}-c\d{3}(?:\.[a-z0-9]+)*\.parquet|\d{20}(?:\.checkpoint(?:\.\d+\.\d+)?)?\.(?:json|parquet|crc)"
@@ -112,7 +116,21 @@ def byte_texts(data: bytes, always: bool = False) -> list[tuple[str, str]]:
                 add(codec, data[: len(data) // 2 * 2].decode(codec, "replace").replace("\ufffd", ""))
                 add(codec, data[1 : 1 + (len(data) - 1) // 2 * 2].decode(codec, "replace").replace("\ufffd", ""))
         add("latin-1 without NULs", data.replace(b"\x00", b"").decode("latin-1"))
+    inflated = _inflated(data)
+    if inflated:
+        add("gzip > latin-1", inflated.decode("latin-1"))
     return out
+
+
+def _inflated(data: bytes) -> bytes | None:
+    """The bytes of a gzip member starting in the first 8 bytes of ``data`` (after a length prefix), if any."""
+    start = data.find(_GZIP, 0, 8 + len(_GZIP))
+    if start < 0:
+        return None
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[start:], MAX_INFLATED)
+    except zlib.error:
+        return None
 
 
 def string_texts(place: Place, text: str) -> Texts:

@@ -3,9 +3,10 @@
 A safelisted slot is trusted only as far as its value looks like what the slot is for: the VR,
 VM and value pattern the safelist states, text the patient's cleaner finds nothing in, numbers
 that are finite and whose bytes do not spell text, and binary values only where the slot is
-binary (Siemens CSA, re-written by :mod:`lake.deid.csa`). Everything else is dropped with a
-reason code (``X-safelist-vr``, ``-vm``, ``-pattern``, ``-text``, ``-binary``, ``-un``,
-``X-csa-unparsable``), never with its value.
+binary (Siemens CSA, re-written by :mod:`lake.deid.csa`; the GE Protocol Data Block, re-written by
+:mod:`lake.deid.ge_protocol`). Everything else is dropped with a reason code (``X-safelist-vr``,
+``-vm``, ``-pattern``, ``-text``, ``-binary``, ``-un``, ``X-csa-unparsable``,
+``X-ge-protocol-unparsable``), never with its value.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydicom.multival import MultiValue
 
 from lake.deid.csa import CsaError, CsaRule, ProtocolRule, Vouchers, filter_header
 from lake.deid.engine import PrivateRule
+from lake.deid.ge_protocol import GeProtocolError, GeProtocolRule, filter_block
 from lake.errors import ConfigError
 from lake.resources import Traversable, schema_file
 
@@ -37,7 +39,7 @@ TEXT_VRS = frozenset({"AE", "CS", "LO", "SH", "LT", "ST", "UT", "UC"})
 NEVER_SAFE_VRS = frozenset({"DA", "DT", "TM", "PN", "UI", "SQ", "UR", "AT"})
 NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "UV": "Q", "SV": "q", "FL": "f", "FD": "d"}
 DEFAULT_PATTERNS = {"DS": r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", "IS": r"[-+]?\d+"}
-BINARY_KINDS = frozenset({"csa"})
+BINARY_KINDS = frozenset({"csa", "ge-protocol"})
 _TEXT_RUN = re.compile(rb"[A-Za-z]{5,}")  # a word spelt in the bytes of numbers
 # Bytes of unknown VR read as numbers: stricter, as text (names, dates) parses as numbers too.
 _UN_TEXT_RUN = re.compile(rb"[A-Za-z0-9]{4,}")
@@ -111,7 +113,7 @@ def load_safelist(path: Traversable = SAFELIST_PATH) -> tuple[SafePrivate, ...]:
         if binary is not None and (binary not in BINARY_KINDS or vr not in BINARY_VRS):
             raise ConfigError(f"{path}: entry {entry!r}: binary must be one of {sorted(BINARY_KINDS)} on an OB slot")
         if binary is None and {vr, *also} & BINARY_VRS:
-            raise ConfigError(f'{path}: entry {entry!r} has a binary VR: say binary = "csa" or remove it')
+            raise ConfigError(f"{path}: entry {entry!r} has a binary VR: say binary = one of {sorted(BINARY_KINDS)}")
         if {vr, *also} & TEXT_VRS and pattern is None:
             raise ConfigError(f"{path}: text entry {entry!r} needs a pattern its values must match")
         rules.append(
@@ -150,6 +152,19 @@ def load_csa_rules(path: Traversable = SAFELIST_PATH) -> tuple[dict[str, CsaRule
     except KeyError as exc:
         raise ConfigError(f"{path}: csa/ascconv entry without {exc}") from exc
     return csa, protocol
+
+
+@cache
+def load_ge_protocol_rules(path: Traversable = SAFELIST_PATH) -> dict[str, GeProtocolRule]:
+    """The ``[[ge_protocol]]`` allow-list of GE Protocol Data Block lines by key."""
+    rules: dict[str, GeProtocolRule] = {}
+    try:
+        for entry in _read(path).get("ge_protocol", []):
+            pattern = _pattern(path, entry, entry["pattern"]) or ""
+            rules[str(entry["key"])] = GeProtocolRule(str(entry["key"]), pattern, str(entry["why"]))
+    except KeyError as exc:
+        raise ConfigError(f"{path}: ge_protocol entry without {exc}") from exc
+    return rules
 
 
 def _values(elem: DataElement) -> list[object]:
@@ -223,12 +238,24 @@ def _knows_nothing(cleaner: TextCleaner, text: str) -> bool:
     return cleaner.remove_known(text) == text
 
 
+def _vouchers(cleaner: TextCleaner) -> Vouchers:
+    return Vouchers(lambda v: vouches(cleaner, v), lambda v: _knows_nothing(cleaner, v))
+
+
 def vet(
     elem: DataElement, rule: PrivateRule, cleaner: TextCleaner, counts: Counter[tuple[str, str]]
 ) -> DataElement | str:
-    """The element to keep (reinterpreted from UN, or CSA re-written), or the reason code to drop it."""
+    """The element to keep (reinterpreted from UN, or CSA or GE protocol re-written), or the reason code to drop it."""
     safe = rule if isinstance(rule, SafePrivate) else SafePrivate(rule.group, rule.creator, rule.element)
     vr = elem.VR
+    if safe.binary == "ge-protocol":
+        if vr not in ("OB", "UN") or not isinstance(elem.value, bytes):
+            return "X-safelist-vr"
+        try:
+            block = filter_block(elem.value, load_ge_protocol_rules(), _vouchers(cleaner), counts)
+        except GeProtocolError:
+            return "X-ge-protocol-unparsable"
+        return DataElement(elem.tag, "OB", block)
     if safe.binary == "csa":
         if vr not in ("OB", "UN") or not isinstance(elem.value, bytes):
             return "X-safelist-vr"
@@ -240,7 +267,7 @@ def vet(
                 header,
                 csa_rules,
                 protocol_rules,
-                Vouchers(lambda v: vouches(cleaner, v), lambda v: _knows_nothing(cleaner, v)),
+                _vouchers(cleaner),
                 counts,
             )
         except CsaError:

@@ -5,10 +5,11 @@ de-identified: dates are the lake's shifted dates, identifiers its pseudonyms; n
 written at all) and from the volume's geometry. Times follow BIDS: seconds (DICOM's milliseconds
 divided by 1000). ``SliceTiming`` and the polarity come from the de-identified private headers the
 lake keeps (:mod:`lake.export.slice_timing`: the Siemens CSA header from the ``bulk`` table, the
-GE Protocol Data Block where a profile keeps it). ``PhaseEncodingDirection`` needs the polarity
-(``PhaseEncodingDirectionPositive``); without it only ``PhaseEncodingAxis`` is written, as
-dcm2niix does. The signs follow dcm2niix's voxel order (rows flipped: ``j`` runs bottom to top).
-``LakeSidecarNotes`` lists what the lake could not derive for the series, and why.
+GE Protocol Data Block, re-written by the research profile, as is by pass-through).
+``PhaseEncodingDirection`` needs the polarity (``PhaseEncodingDirectionPositive``); without it
+only ``PhaseEncodingAxis`` is written, as dcm2niix does. The signs follow dcm2niix's voxel order
+(rows flipped: ``j`` runs bottom to top). ``LakeSidecarNotes`` lists what the lake could not
+derive for the series, and why.
 """
 
 from __future__ import annotations

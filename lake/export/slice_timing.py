@@ -11,31 +11,30 @@ its safelisted elements only (:mod:`lake.deid.csa`) and which the lake stores as
 
 **GE**: dcm2niix estimates the slice times of EPI (epiRT fMRI and multi-phase EPI) from the
 gzip-compressed Protocol Data Block (0025,xx1B): ``SLICEORDER`` (0 sequential, else interleaved),
-``MBACCEL``, ``IOPT`` and the group delay, with ``RepetitionTime`` (``sliceTimeGE`` of dcm2niix's
-``nii_dicom_batch.cpp``): ``n`` slices are excited at ``(TR - group delay) / n`` apart, sequentially
-from the first prescribed location (the instance numbered first) or interleaved (even indices
-first, then odd). The research profile removes that block (it holds free text: the series
-description, protocol identifiers), and nothing else in a GE header tells interleaved from
-sequential, so a research lake writes no SliceTiming for GE and says why in ``LakeSidecarNotes``;
-a lake that keeps the block (``--profile pass-through`` of already de-identified data) gets the
-times dcm2niix writes. Not derived even then: HyperBand (MBACCEL > 1), multi-phase EPI with
-variable delays, diffusion, GE's per-slice RTIA timer (0021,xx5E, zero on these scanners), and the
-phase polarity of GE (a bit of its binary raw header (0043,xx2A), which the research profile removes
-and this module does not decode): GE sidecars have ``PhaseEncodingAxis``, not ``PhaseEncodingDirection``.
+``MBACCEL`` and ``IOPT``, with ``RepetitionTime`` (``sliceTimeGE`` of dcm2niix's
+``nii_dicom_batch.cpp``): ``n`` slices are excited ``RepetitionTime / n`` apart, sequentially from
+the first prescribed location (the instance numbered first) or interleaved (even indices first,
+then odd). (0018,0080) omits GE's group delay, so dcm2niix adds the delay to TR and subtracts it
+again: the group delay never changes the slice times, and is not read here. The research profile
+keeps the block re-written with its allow-listed lines only (:mod:`lake.deid.ge_protocol`), so
+research and pass-through lakes both get the times dcm2niix writes; a lake without the block (an
+older lake, a block the de-identification could not parse) writes no SliceTiming and says why in
+``LakeSidecarNotes``. Not derived: HyperBand (MBACCEL > 1), multi-phase EPI with variable delays,
+diffusion, GE's per-slice RTIA timer (0021,xx5E, zero on these scanners), and the phase polarity
+of GE (a bit of its binary raw header (0043,xx2A), which the research profile removes and this
+module does not decode): GE sidecars have ``PhaseEncodingAxis``, not ``PhaseEncodingDirection``.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
-import re
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lake.deid.ge_protocol import GeProtocolError, parse
 from lake.pixels.mosaic import CSA_IMAGE_TAG, csa_values
 from lake.pixels.volume import Volume
 
@@ -44,13 +43,11 @@ if TYPE_CHECKING:
 
 GE_SERIES_CREATOR = "GEMS_SERS_01"
 GE_PROTOCOL_ELEMENT = 0x1B  # (0025,xx1B) Protocol Data Block (compressed)
-GE_PARM_CREATOR = "GEMS_PARM_01"
-GE_GROUP_DELAY_ELEMENT = 0x7C  # (0043,xx7C) group delay, seconds
-_KEY = re.compile(r'^(\w+)\s+"([^"]*)"', re.M)
 
 GE_NO_PROTOCOL = (
     "SliceTiming: not derivable for this GE series: the slice order (interleaved or sequential) is only "
-    "in the Protocol Data Block (0025,xx1B), which the de-identification removes"
+    "in the Protocol Data Block (0025,xx1B), which is not in the lake for this series (removed by its "
+    "profile, or unparsable)"
 )
 GE_NO_POLARITY = (
     "PhaseEncodingDirection: the GE phase polarity (in the binary raw header (0043,xx2A), which the research "
@@ -102,15 +99,11 @@ def private_element(header: Mapping[str, Any], group: int, creator: str, element
 
 
 def ge_protocol(data: bytes) -> dict[str, str]:
-    """``KEY "value"`` pairs of a GE Protocol Data Block (a 4-byte length, then gzip); {} when unreadable."""
-    start = data.find(b"\x1f\x8b\x08", 0, 16)
-    if start < 0:
-        return {}
+    """``KEY "value"`` pairs of a GE Protocol Data Block (:func:`lake.deid.ge_protocol.parse`); {} when unreadable."""
     try:
-        text = gzip.decompress(data[start:]).decode("latin-1")
-    except (OSError, EOFError, zlib.error):
+        return parse(data)
+    except GeProtocolError:
         return {}
-    return {m.group(1): m.group(2) for m in _KEY.finditer(text)}
 
 
 def _number(value: Any) -> float | None:
@@ -123,10 +116,10 @@ def _number(value: Any) -> float | None:
 
 
 def ge_acquisition_times(
-    protocol: Mapping[str, str], tr_ms: float, slices: int, group_delay_ms: float = 0.0
+    protocol: Mapping[str, str], tr_ms: float, slices: int
 ) -> tuple[list[float] | None, str | None]:
     """Slice times in ms by position from the first prescribed location (dcm2niix's ``sliceTimeGE``
-    for single-band EPI), or (None, why not)."""
+    for single-band EPI), or (None, why not). ``tr_ms`` is (0018,0080), which omits the group delay."""
     iopt = protocol.get("IOPT", "")
     order = protocol.get("SLICEORDER")
     mb = int(_number(protocol.get("MBACCEL")) or 1)
@@ -134,15 +127,11 @@ def ge_acquisition_times(
         return None, "SliceTiming: the GE Protocol Data Block has no SLICEORDER"
     if mb > 1:
         return None, "SliceTiming: GE HyperBand (MBACCEL > 1) slice times are not derived"
-    if "FMRI" in iopt:
-        delay = group_delay_ms
-    elif "MPh" in iopt:
-        if "MPhVar" in iopt:
-            return None, "SliceTiming: GE multi-phase EPI with variable delays is not supported (as in dcm2niix)"
-        delay = 0.0  # the group delay lengthens TR by as much (dcm2niix adds it, then subtracts it)
-    else:
+    if "FMRI" not in iopt and "MPhVar" in iopt:  # dcm2niix's order: FMRI first, then multi-phase
+        return None, "SliceTiming: GE multi-phase EPI with variable delays is not supported (as in dcm2niix)"
+    if "FMRI" not in iopt and "MPh" not in iopt:
         return None, "SliceTiming: only GE EPI fMRI (IOPT FMRI) and multi-phase EPI (MPh) have derivable slice times"
-    step = (tr_ms - delay) / slices
+    step = tr_ms / slices
     if order.strip() == "0":
         return [i * step for i in range(slices)], None
     odd = (slices - 1) // 2
@@ -179,9 +168,8 @@ def _ge(header: Mapping[str, Any], vol: Volume, first_position: Any) -> Timing:
     tr = _number((header.get("00180080") or {}).get("Value"))
     if not tr or first_position is None:
         return Timing(notes=["SliceTiming: no RepetitionTime or ImagePositionPatient", *notes])
-    delay_s = _number((private_element(header, 0x0043, GE_PARM_CREATOR, GE_GROUP_DELAY_ELEMENT) or {}).get("Value"))
     slices = int(vol.array.shape[-3])
-    times, why = ge_acquisition_times(protocol, tr, slices, 1000.0 * (delay_s or 0.0))
+    times, why = ge_acquisition_times(protocol, tr, slices)
     if times is None:
         return Timing(notes=[str(why), *notes])
     return Timing([round(t / 1000.0, 6) for t in _written_order(times, vol, first_position)], None, notes)

@@ -352,37 +352,43 @@ def test_slice_timing_and_phase_direction_come_from_the_lakes_csa_header_and_mat
     assert "LakeSidecarNotes" not in side
 
 
-def test_ge_epi_in_a_research_lake_says_its_slice_timing_is_not_derivable(
-    world: tuple[lake.Lake, Sources, Path],
-) -> None:
-    lk, _src, tmp = world
+def test_ge_epi_in_a_research_lake_has_dcm2niixs_slice_timing(world: tuple[lake.Lake, Sources, Path]) -> None:
+    """The research profile keeps the Protocol Data Block re-written (lake.deid.ge_protocol)."""
+    lk, src, tmp = world
     (ours,) = _one(lk, "Manufacturer ILIKE 'GE%' AND Modality = 'MR'", tmp / "out-ge-notes")
+    theirs = next(iter(convert(src.epi, tmp / "d2n-ge-notes").values()))
     side = json.loads(ours.with_name(ours.name.replace(".nii.gz", ".json")).read_text())
-    assert "SliceTiming" not in side and "PhaseEncodingDirection" not in side and side["PhaseEncodingAxis"] == "j"
-    assert GE_NO_PROTOCOL in side["LakeSidecarNotes"] and GE_NO_POLARITY in side["LakeSidecarNotes"]
+    ref = json.loads(theirs.with_name(theirs.name.replace(".nii.gz", ".json")).read_text())
+    np.testing.assert_allclose(side["SliceTiming"], ref["SliceTiming"], atol=1e-4)
+    assert "PhaseEncodingDirection" not in side and side["PhaseEncodingAxis"] == "j"
+    assert GE_NO_PROTOCOL not in side["LakeSidecarNotes"] and GE_NO_POLARITY in side["LakeSidecarNotes"]
 
 
 GE_SERIES = ("mr_0004", "mr_0005", "mr_0006", "mr_0007")  # interleaved/sequential, inferior/superior first
 
 
-def test_ge_slice_timing_from_a_lake_that_keeps_the_protocol_block_matches_dcm2niix(tmp_path: Path) -> None:
-    """Already de-identified copies of the four GE EPI series (the marks added) in a pass-through
-    lake keep the Protocol Data Block (a bulk value): SliceTiming equals dcm2niix's for each."""
+@pytest.mark.parametrize("profile", ["research", "pass-through"])
+def test_ge_slice_timing_of_the_four_dcm_qa_nih_series_matches_dcm2niix(tmp_path: Path, profile: str) -> None:
+    """The four GE EPI series in a research lake (the block re-written: its allow-listed lines only,
+    stored inline) and, as already de-identified copies (the marks added), in a pass-through lake
+    (the block as is, a bulk value): SliceTiming equals dcm2niix's on the originals for each."""
     ge = shared_dicom("dcm_qa_nih") / "20180918GE"
     src = tmp_path / "src"
     for name in GE_SERIES:
         (src / name).mkdir(parents=True)
         for f in sorted(ge.joinpath(name).glob("*.dcm")):
             ds = pydicom.dcmread(f)
-            ds.PatientIdentityRemoved = "YES"
-            ds.DeidentificationMethod = "test copy of a public phantom series"
+            if profile == "pass-through":
+                ds.PatientIdentityRemoved = "YES"
+                ds.DeidentificationMethod = "test copy of a public phantom series"
             ds.save_as(src / name / f.name)
     root, key = tmp_path / "lake", tmp_path / "k.key"
-    lake.init(root, key_file=key, profile="pass-through", burned_in_policy="keep-flagged")
+    lake.init(root, key_file=key, profile=profile, burned_in_policy="keep-flagged")
     summary = ingest(root, [src], key_file=key, workers=2)
     assert summary.rejected == 0, summary.reject_reasons
     lk = lake.open(root, key_file=key)
-    assert lk.sql("SELECT count(DISTINCT SOPInstanceUID) FROM bulk WHERE keyword_path LIKE '0025%'")[0, 0] == 600
+    in_bulk = lk.sql("SELECT count(DISTINCT SOPInstanceUID) FROM bulk WHERE keyword_path LIKE '0025%'")[0, 0]
+    assert in_bulk == (600 if profile == "pass-through" else 0)  # the re-written block is small
     for name in GE_SERIES:
         number = int(name[-1])
         (ours,) = _one(lk, f"SeriesNumber = {number}", tmp_path / f"out-{name}")
