@@ -77,6 +77,12 @@ INK_RATIO = 4.0
 INK_CONFIDENCE = 20.0  # a line of one drawn colour is rare (0.2 per clean ultrasound frame): read
 QUIET_CONTRAST = 12  # grey levels from the median around: a pixel of a character on a quiet ground
 INK_CHARACTERS = 5  # at this confidence with this many letters or digits (edges clipped at white: 4)
+LINE_INK_TILE = (12, 96)  # px: the fourth source's tiles, one small line tall (8-16 px text on speckle)
+LINE_INK_LEAST = 16  # px of the drawn colour in such a tile (8-11 px text has 6-51 in its whole box)
+LINE_INK_ASPECT = 5.0  # its candidates are this many heights wide (a line of about 8 characters)
+LINE_INK_CHARACTERS = 8  # read with this many letters or digits (speckle read so: 6 at most in 40 frames)
+LINE_INK_CONFIDENCE = 30.0  # at this confidence: the count of characters is what tells text from speckle
+NEAR_GAIN = 4  # the fourth source reads how near each pixel is to the ink, 4 levels of 255 per level
 
 _TESSDATA_DIRS = (
     "/usr/share/tesseract-ocr/5/tessdata",
@@ -175,12 +181,14 @@ class _Source:
     read_grey: bool = True  # also read the grey crop (the strokes of a flat source are already clean)
     min_confidence: float = MIN_CONFIDENCE
     min_characters: int = MIN_CHARACTERS
+    min_aspect: float = 2.0  # a candidate is this many times as wide as tall (2: three characters)
+    read_near: bool = False  # read the crop as nearness to the line's ink (:func:`_near_ink`)
 
     def candidates(self) -> list[Box]:
         out = []
         for x0, y0, x1, y1 in self.groups:
             w, h = x1 - x0, y1 - y0
-            if not MIN_HEIGHT <= h <= MAX_HEIGHT or w < 2 * h:  # a line of 3 or more characters
+            if not MIN_HEIGHT <= h <= MAX_HEIGHT or w < self.min_aspect * h:
                 continue
             ink = int(np.count_nonzero(self.strokes[y0:y1, x0:x1]))
             if 0.08 * w * h <= ink <= 0.9 * w * h:
@@ -275,9 +283,8 @@ def _flat_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
 
 
 @lru_cache(maxsize=8)  # a few frame shapes (and each turned a quarter); 4 grids of int64 per shape
-def _tiles(rows: int, cols: int) -> tuple[tuple[np.ndarray, int], ...]:
-    """Per pixel the index of its tile (of :data:`INK_TILE`) in four grids offset by half a tile."""
-    th, tw = INK_TILE
+def _tiles(rows: int, cols: int, th: int, tw: int) -> tuple[tuple[np.ndarray, int], ...]:
+    """Per pixel the index of its tile (``th`` x ``tw`` px) in four grids offset by half a tile."""
     yy, xx = np.mgrid[:rows, :cols]
     out = []
     for oy in (0, th // 2):
@@ -288,7 +295,9 @@ def _tiles(rows: int, cols: int) -> tuple[tuple[np.ndarray, int], ...]:
     return tuple(out)
 
 
-def _ink_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
+def _ink_source(
+    grey: np.ndarray, apart: np.ndarray, tile_shape: tuple[int, int] = INK_TILE, least: int = INK_LEAST
+) -> _Source:
     """Pixels of a colour drawn in a tile: text on speckle or texture is found by its colour, which
     one tile's histogram shows as a peak (:data:`INK_LEAST` pixels of one value +-1 standing out
     from their ground, :data:`INK_RATIO` times the values beside it) where the ground has every
@@ -297,7 +306,7 @@ def _ink_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
     stand = apart >= FLAT_CONTRAST
     g = grey.astype(np.int64)
     binary = np.zeros(grey.shape, dtype=bool)
-    for tile, count in _tiles(*grey.shape):
+    for tile, count in _tiles(*grey.shape, *tile_shape):
         hist = np.bincount((tile * 256 + g)[stand], minlength=count * 256).reshape(count, 256)
         total = np.pad(np.cumsum(hist, axis=1), ((0, 0), (1, 0)))
 
@@ -311,17 +320,40 @@ def _ink_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
         beside = (below + above) * 3.0 / np.maximum(n_below + n_above, 1)
         score = peak - INK_RATIO * beside
         colour = score.argmax(axis=1)
-        drawn = score[np.arange(count), colour] >= INK_LEAST
+        drawn = score[np.arange(count), colour] >= least
         binary |= drawn[tile] & (np.abs(g - colour[tile]) <= FLAT_TOLERANCE) & stand
     strokes = binary.astype(np.uint8) * 255
     lines = _groups(strokes, FLAT_REACH)
     return _Source(grey, strokes, lines, read_grey=False, min_confidence=INK_CONFIDENCE, min_characters=INK_CHARACTERS)
 
 
+def _line_ink_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
+    """The colour drawn in tiles one small line tall (:data:`LINE_INK_TILE`), at a lower count
+    (:data:`LINE_INK_LEAST`): 8-16 px text on speckle, most of whose pixels are antialiased edge,
+    so only a few dozen are the drawn colour. Speckle makes such peaks too (about 7 candidates in a
+    clean ultrasound frame), so only long lines are read (:data:`LINE_INK_ASPECT`), as nearness to
+    their colour (:func:`_near_ink`), and count with :data:`LINE_INK_CHARACTERS` letters or digits."""
+    source = _ink_source(grey, apart, LINE_INK_TILE, LINE_INK_LEAST)
+    source.min_confidence, source.min_characters = LINE_INK_CONFIDENCE, LINE_INK_CHARACTERS
+    source.min_aspect, source.read_near = LINE_INK_ASPECT, True
+    return source
+
+
 def _sources(grey: np.ndarray, apart: np.ndarray) -> Iterator[_Source]:
     yield from _tophat_sources(grey)
     yield _flat_source(grey, apart)
     yield _ink_source(grey, apart)
+    yield _line_ink_source(grey, apart)
+
+
+def _near_ink(crop: np.ndarray, ink: int) -> np.ndarray:
+    """How near each pixel of ``crop`` is to ``ink`` (255 at the ink, :data:`NEAR_GAIN` less per
+    grey level away), scaled 3 times and median-filtered (5x5): an antialiased stroke on speckle
+    keeps its shape while the speckle around it, of every value, turns to scattered specks."""
+    import cv2
+
+    near = np.clip(255 - np.abs(crop.astype(np.int16) - ink) * NEAR_GAIN, 0, 255).astype(np.uint8)
+    return cv2.medianBlur(cv2.resize(near, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC), 5)
 
 
 def _read(crop: np.ndarray, binary: bool) -> tuple[str, float]:
@@ -477,7 +509,9 @@ def _find_lines(grey: np.ndarray) -> list[TextBox]:
             if any(_inside(box, f.box) for f in found):
                 continue  # a part of a line already read
             x0, y0, x1, y1 = box
-            if source.read_grey:
+            if source.read_near and ink is not None:  # a row or two more: the line's antialiased edges
+                crops = [(_near_ink(grey[max(0, y0 - 2) : y1 + 2, x0:x1], ink), False)]
+            elif source.read_grey:
                 crops = [(source.strokes[y0:y1, x0:x1], True), (source.image[y0:y1, x0:x1], False)]
             elif ink is not None:  # every pixel of the line's own colour: the strokes a flat source missed too
                 colour = _colour_mask(grey[y0:y1, x0:x1], ink)
