@@ -1,15 +1,17 @@
-"""Finding burned-in text in pixels: candidate text lines from three sources, confirmed by Tesseract.
+"""Finding burned-in text in pixels: candidate text lines from four sources, confirmed by Tesseract.
 
 Tesseract alone reads a whole medical image poorly (speckle and anatomy become hundreds of
 low-confidence "words", small text on texture is missed), so detection has three steps, on the
 frame windowed to its own display range (8 bits), once across and once turned a quarter:
 
-1. *candidates* from three sources: a top-hat of each polarity (bright text, dark text) at two
+1. *candidates* from four sources: a top-hat of each polarity (bright text, dark text) at two
    contrasts (:data:`CONTRASTS`) keeps strokes thinner than the structuring element; regions
    of one colour (burned-in text is drawn in one, texture and speckle are not) standing out from
    the median around them; and the pixels of a colour drawn in a tile (:data:`INK_TILE`), which
    the tile's histogram shows as a peak over the values beside it: text on speckle, whose thin
-   antialiased strokes break into pieces too small for the second source. A horizontal closing
+   antialiased strokes break into pieces too small for the second source; and the same in tiles
+   one small line tall at a lower count (:func:`_line_ink_source`: 8-16 px text on speckle, read
+   as nearness to its colour, with eight letters or digits). A horizontal closing
    joins the strokes of a line; groups shaped like a line of text (height 6-64 px, at least twice
    as wide as tall, partly filled) are candidates;
 2. *confirmation*: each candidate, scaled to about 40 px tall, is read by Tesseract as one line
@@ -24,13 +26,13 @@ frame windowed to its own display range (8 bits), once across and once turned a 
    found, between or beside words read): recall does not depend on Tesseract reading every word.
    :func:`pad` pads each line by about a character.
 
-benchmarks/ocr.py (200 synthetic pairs, seed 2024): every visible text pixel masked in 97.0% of
-text images (8-11 px 89%, 12-19 px 97%, 20-30 px 100%; CT, MR, SC, photographs 100%,
-ultrasound speckle 85%; 2026-12-02, with :func:`pad`'s one and a half heights), 2% of clean
-images altered (the same 4 of 200 as before: the edge of an ultrasound fan at the frame's border,
+benchmarks/ocr.py (200 synthetic pairs, seed 2024): every visible text pixel masked in 98.5% of
+text images (8-11 px 91%, 12-19 px 100%, 20-30 px 100%; CT, MR, SC, photographs 100%,
+ultrasound speckle 92.5%; 2026-12-02, with the fourth source, :func:`_line_ink_source`: 97.0%
+without it), 2% of clean images altered (the same 4 of 200 as before: the edge of an ultrasound fan at the frame's border,
 an MR blob), median 0.41 s per 512x512 frame on a shared core (0.33 s before the third source,
-measured alike); hard cases 80% (speckle 75%, low contrast
-80%, inverse 60%, rotated 95%, 8-9 px 90%). Still missed: 8-11 px text on speckle, and text
+measured alike; the fourth source costs 1.13 times, measured in turn on 20 images); hard cases
+83% (speckle 85%, low contrast 85%, inverse 60%, rotated 95%, 8-9 px 90%). Still missed: 8-11 px text on speckle, and text
 darker than a dark ground (or brighter than a bright one) where it is clipped to its ground.
 
 The text read stays in memory (:class:`TextBox.text`, hidden from ``repr``): the caller may compare
