@@ -26,13 +26,13 @@ frame windowed to its own display range (8 bits), once across and once turned a 
    found, between or beside words read): recall does not depend on Tesseract reading every word.
    :func:`pad` pads each line by about a character.
 
-benchmarks/ocr.py (200 synthetic pairs, seed 2024): every visible text pixel masked in 98.5% of
-text images (8-11 px 91%, 12-19 px 100%, 20-30 px 100%; CT, MR, SC, photographs 100%,
-ultrasound speckle 92.5%; 2026-12-02, with the fourth source, :func:`_line_ink_source`: 97.0%
-without it), 2% of clean images altered (the same 4 of 200 as before: the edge of an ultrasound fan at the frame's border,
-an MR blob), median 0.41 s per 512x512 frame on a shared core (0.33 s before the third source,
-measured alike; the fourth source costs 1.13 times, measured in turn on 20 images); hard cases
-83% (speckle 85%, low contrast 85%, inverse 60%, rotated 95%, 8-9 px 90%). Still missed: 8-11 px text on speckle, and text
+benchmarks/ocr.py (200 synthetic pairs, seed 2024; 2026-12-02): every visible text pixel masked
+in 98.5% of text images (8-11 px 91%, 12-19 px 100%, 20-30 px 100%; CT, MR, SC, photographs
+100%, ultrasound speckle 92.5%; 97.0% without the fourth source, :func:`_line_ink_source`), 2% of
+clean images altered (4 of 200, as without it: the edge of an ultrasound fan at the frame's
+border, an MR blob), median 0.41 s per 512x512 frame on a shared core before the fourth source,
+which costs 1.13 times that (timed in turn on 20 images); hard cases 83% (speckle 85%, low
+contrast 85%, inverse 60%, rotated 95%, 8-9 px 90%). Still missed: 8-9 px text on speckle, and text
 darker than a dark ground (or brighter than a bright one) where it is clipped to its ground.
 
 The text read stays in memory (:class:`TextBox.text`, hidden from ``repr``): the caller may compare
