@@ -10,7 +10,10 @@ the ingest reads them (instances 1-4, then about 1 in 8). Multi-frame (``CINE`` 
 the masked share of the frames of deid-data's ``ultrasound-multiframe.dcm`` (30 frames, 800x600;
 overlays masked in every frame, lines on the moving image in their own frames) and its OCR time.
 Ingest (``INGEST`` files): files/s of ``lake ingest`` with OCR on against off (:func:`throughput`).
-Run: ``python benchmarks/ocr.py [PAIRS [HARD [CINE [INGEST]]]]`` (default 200 pairs, 100 hard, 0, 0).
+Cost of the fourth source (``RATIO`` images): OCR time per image with every source against without
+the line-tall ink tiles (``ocr._line_ink_source``), the two timed in turn on each image, as a ratio.
+Run: ``python benchmarks/ocr.py [PAIRS [HARD [CINE [INGEST [RATIO]]]]]`` (default 200 pairs, 100
+hard, 0, 0, 0).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +174,30 @@ def recall(pairs: int) -> None:
     print(f"per derived series of 100 clean instances: {read} read, about {read * np.median(seconds):.2f} s")
 
 
-def main(pairs: int = 200, hard: int = 100, multiframe: int = 0, ingest_files: int = 0) -> None:
+def source_cost(images: int) -> None:
+    """OCR time with every source against without the fourth (line-tall ink tiles), in turn on
+    each of the first ``images`` of the corpus: the ratio holds on a loaded machine."""
+    every = ocr._sources
+
+    def without_fourth(grey: np.ndarray, apart: np.ndarray) -> Iterator[ocr._Source]:
+        return (source for source in every(grey, apart) if not source.read_near)
+
+    on: list[float] = []
+    off: list[float] = []
+    for image in corpus(seed=2024, count=(images + 1) // 2)[:images]:
+        for sources, times in ((every, on), (without_fourth, off)):
+            ocr._sources = sources
+            t0 = time.perf_counter()
+            ocr.find_text(image.pixels)
+            times.append(time.perf_counter() - t0)
+    ocr._sources = every
+    print(
+        f"OCR time with the fourth source against without, {images} images: median {np.median(on) * 1000:.0f} "
+        f"against {np.median(off) * 1000:.0f} ms, total ratio {sum(on) / sum(off):.2f}"
+    )
+
+
+def main(pairs: int = 200, hard: int = 100, multiframe: int = 0, ingest_files: int = 0, ratio: int = 0) -> None:
     if not ocr.available():
         sys.exit(f"OCR is not available: {ocr.unavailable_reason()}")
     if pairs:
@@ -188,8 +215,10 @@ def main(pairs: int = 200, hard: int = 100, multiframe: int = 0, ingest_files: i
         cine()
     if ingest_files:
         throughput(ingest_files)
+    if ratio:
+        source_cost(ratio)
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:5]]
+    args = [int(a) for a in sys.argv[1:6]]
     main(*args)

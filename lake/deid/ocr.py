@@ -1,15 +1,17 @@
-"""Finding burned-in text in pixels: candidate text lines from three sources, confirmed by Tesseract.
+"""Finding burned-in text in pixels: candidate text lines from four sources, confirmed by Tesseract.
 
 Tesseract alone reads a whole medical image poorly (speckle and anatomy become hundreds of
 low-confidence "words", small text on texture is missed), so detection has three steps, on the
 frame windowed to its own display range (8 bits), once across and once turned a quarter:
 
-1. *candidates* from three sources: a top-hat of each polarity (bright text, dark text) at two
+1. *candidates* from four sources: a top-hat of each polarity (bright text, dark text) at two
    contrasts (:data:`CONTRASTS`) keeps strokes thinner than the structuring element; regions
    of one colour (burned-in text is drawn in one, texture and speckle are not) standing out from
    the median around them; and the pixels of a colour drawn in a tile (:data:`INK_TILE`), which
    the tile's histogram shows as a peak over the values beside it: text on speckle, whose thin
-   antialiased strokes break into pieces too small for the second source. A horizontal closing
+   antialiased strokes break into pieces too small for the second source; and the same in tiles
+   one small line tall at a lower count (:func:`_line_ink_source`: 8-16 px text on speckle, read
+   as nearness to its colour, with eight letters or digits). A horizontal closing
    joins the strokes of a line; groups shaped like a line of text (height 6-64 px, at least twice
    as wide as tall, partly filled) are candidates;
 2. *confirmation*: each candidate, scaled to about 40 px tall, is read by Tesseract as one line
@@ -24,13 +26,13 @@ frame windowed to its own display range (8 bits), once across and once turned a 
    found, between or beside words read): recall does not depend on Tesseract reading every word.
    :func:`pad` pads each line by about a character.
 
-benchmarks/ocr.py (200 synthetic pairs, seed 2024): every visible text pixel masked in 97.0% of
-text images (8-11 px 89%, 12-19 px 97%, 20-30 px 100%; CT, MR, SC, photographs 100%,
-ultrasound speckle 85%; 2026-12-02, with :func:`pad`'s one and a half heights), 2% of clean
-images altered (the same 4 of 200 as before: the edge of an ultrasound fan at the frame's border,
-an MR blob), median 0.41 s per 512x512 frame on a shared core (0.33 s before the third source,
-measured alike); hard cases 80% (speckle 75%, low contrast
-80%, inverse 60%, rotated 95%, 8-9 px 90%). Still missed: 8-11 px text on speckle, and text
+benchmarks/ocr.py (200 synthetic pairs, seed 2024; 2026-12-02): every visible text pixel masked
+in 98.5% of text images (8-11 px 91%, 12-19 px 100%, 20-30 px 100%; CT, MR, SC, photographs
+100%, ultrasound speckle 92.5%; 97.0% without the fourth source, :func:`_line_ink_source`), 2% of
+clean images altered (4 of 200, as without it: the edge of an ultrasound fan at the frame's
+border, an MR blob), median 0.41 s per 512x512 frame on a shared core before the fourth source,
+which costs 1.13 times that (timed in turn on 20 images); hard cases 83% (speckle 85%, low
+contrast 85%, inverse 60%, rotated 95%, 8-9 px 90%). Still missed: 8-9 px text on speckle, and text
 darker than a dark ground (or brighter than a bright one) where it is clipped to its ground.
 
 The text read stays in memory (:class:`TextBox.text`, hidden from ``repr``): the caller may compare
@@ -77,6 +79,12 @@ INK_RATIO = 4.0
 INK_CONFIDENCE = 20.0  # a line of one drawn colour is rare (0.2 per clean ultrasound frame): read
 QUIET_CONTRAST = 12  # grey levels from the median around: a pixel of a character on a quiet ground
 INK_CHARACTERS = 5  # at this confidence with this many letters or digits (edges clipped at white: 4)
+LINE_INK_TILE = (12, 96)  # px: the fourth source's tiles, one small line tall (8-16 px text on speckle)
+LINE_INK_LEAST = 16  # px of the drawn colour in such a tile (8-11 px text has 6-51 in its whole box)
+LINE_INK_ASPECT = 5.0  # its candidates are this many heights wide (a line of about 8 characters)
+LINE_INK_CHARACTERS = 8  # read with this many letters or digits (speckle read so: 6 at most in 40 frames)
+LINE_INK_CONFIDENCE = 30.0  # at this confidence: the count of characters is what tells text from speckle
+NEAR_GAIN = 4  # the fourth source reads how near each pixel is to the ink, 4 levels of 255 per level
 
 _TESSDATA_DIRS = (
     "/usr/share/tesseract-ocr/5/tessdata",
@@ -175,12 +183,14 @@ class _Source:
     read_grey: bool = True  # also read the grey crop (the strokes of a flat source are already clean)
     min_confidence: float = MIN_CONFIDENCE
     min_characters: int = MIN_CHARACTERS
+    min_aspect: float = 2.0  # a candidate is this many times as wide as tall (2: three characters)
+    read_near: bool = False  # read the crop as nearness to the line's ink (:func:`_near_ink`)
 
     def candidates(self) -> list[Box]:
         out = []
         for x0, y0, x1, y1 in self.groups:
             w, h = x1 - x0, y1 - y0
-            if not MIN_HEIGHT <= h <= MAX_HEIGHT or w < 2 * h:  # a line of 3 or more characters
+            if not MIN_HEIGHT <= h <= MAX_HEIGHT or w < self.min_aspect * h:
                 continue
             ink = int(np.count_nonzero(self.strokes[y0:y1, x0:x1]))
             if 0.08 * w * h <= ink <= 0.9 * w * h:
@@ -275,9 +285,8 @@ def _flat_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
 
 
 @lru_cache(maxsize=8)  # a few frame shapes (and each turned a quarter); 4 grids of int64 per shape
-def _tiles(rows: int, cols: int) -> tuple[tuple[np.ndarray, int], ...]:
-    """Per pixel the index of its tile (of :data:`INK_TILE`) in four grids offset by half a tile."""
-    th, tw = INK_TILE
+def _tiles(rows: int, cols: int, th: int, tw: int) -> tuple[tuple[np.ndarray, int], ...]:
+    """Per pixel the index of its tile (``th`` x ``tw`` px) in four grids offset by half a tile."""
     yy, xx = np.mgrid[:rows, :cols]
     out = []
     for oy in (0, th // 2):
@@ -288,7 +297,9 @@ def _tiles(rows: int, cols: int) -> tuple[tuple[np.ndarray, int], ...]:
     return tuple(out)
 
 
-def _ink_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
+def _ink_source(
+    grey: np.ndarray, apart: np.ndarray, tile_shape: tuple[int, int] = INK_TILE, least: int = INK_LEAST
+) -> _Source:
     """Pixels of a colour drawn in a tile: text on speckle or texture is found by its colour, which
     one tile's histogram shows as a peak (:data:`INK_LEAST` pixels of one value +-1 standing out
     from their ground, :data:`INK_RATIO` times the values beside it) where the ground has every
@@ -297,7 +308,7 @@ def _ink_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
     stand = apart >= FLAT_CONTRAST
     g = grey.astype(np.int64)
     binary = np.zeros(grey.shape, dtype=bool)
-    for tile, count in _tiles(*grey.shape):
+    for tile, count in _tiles(*grey.shape, *tile_shape):
         hist = np.bincount((tile * 256 + g)[stand], minlength=count * 256).reshape(count, 256)
         total = np.pad(np.cumsum(hist, axis=1), ((0, 0), (1, 0)))
 
@@ -311,17 +322,40 @@ def _ink_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
         beside = (below + above) * 3.0 / np.maximum(n_below + n_above, 1)
         score = peak - INK_RATIO * beside
         colour = score.argmax(axis=1)
-        drawn = score[np.arange(count), colour] >= INK_LEAST
+        drawn = score[np.arange(count), colour] >= least
         binary |= drawn[tile] & (np.abs(g - colour[tile]) <= FLAT_TOLERANCE) & stand
     strokes = binary.astype(np.uint8) * 255
     lines = _groups(strokes, FLAT_REACH)
     return _Source(grey, strokes, lines, read_grey=False, min_confidence=INK_CONFIDENCE, min_characters=INK_CHARACTERS)
 
 
+def _line_ink_source(grey: np.ndarray, apart: np.ndarray) -> _Source:
+    """The colour drawn in tiles one small line tall (:data:`LINE_INK_TILE`), at a lower count
+    (:data:`LINE_INK_LEAST`): 8-16 px text on speckle, most of whose pixels are antialiased edge,
+    so only a few dozen are the drawn colour. Speckle makes such peaks too (about 7 candidates in a
+    clean ultrasound frame), so only long lines are read (:data:`LINE_INK_ASPECT`), as nearness to
+    their colour (:func:`_near_ink`), and count with :data:`LINE_INK_CHARACTERS` letters or digits."""
+    source = _ink_source(grey, apart, LINE_INK_TILE, LINE_INK_LEAST)
+    source.min_confidence, source.min_characters = LINE_INK_CONFIDENCE, LINE_INK_CHARACTERS
+    source.min_aspect, source.read_near = LINE_INK_ASPECT, True
+    return source
+
+
 def _sources(grey: np.ndarray, apart: np.ndarray) -> Iterator[_Source]:
     yield from _tophat_sources(grey)
     yield _flat_source(grey, apart)
     yield _ink_source(grey, apart)
+    yield _line_ink_source(grey, apart)
+
+
+def _near_ink(crop: np.ndarray, ink: int) -> np.ndarray:
+    """How near each pixel of ``crop`` is to ``ink`` (255 at the ink, :data:`NEAR_GAIN` less per
+    grey level away), scaled 3 times and median-filtered (5x5): an antialiased stroke on speckle
+    keeps its shape while the speckle around it, of every value, turns to scattered specks."""
+    import cv2
+
+    near = np.clip(255 - np.abs(crop.astype(np.int16) - ink) * NEAR_GAIN, 0, 255).astype(np.uint8)
+    return cv2.medianBlur(cv2.resize(near, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC), 5)
 
 
 def _read(crop: np.ndarray, binary: bool) -> tuple[str, float]:
@@ -477,7 +511,9 @@ def _find_lines(grey: np.ndarray) -> list[TextBox]:
             if any(_inside(box, f.box) for f in found):
                 continue  # a part of a line already read
             x0, y0, x1, y1 = box
-            if source.read_grey:
+            if source.read_near and ink is not None:  # a row or two more: the line's antialiased edges
+                crops = [(_near_ink(grey[max(0, y0 - 2) : y1 + 2, x0:x1], ink), False)]
+            elif source.read_grey:
                 crops = [(source.strokes[y0:y1, x0:x1], True), (source.image[y0:y1, x0:x1], False)]
             elif ink is not None:  # every pixel of the line's own colour: the strokes a flat source missed too
                 colour = _colour_mask(grey[y0:y1, x0:x1], ink)

@@ -263,3 +263,41 @@ def test_multiframe_decision_masks_an_overlay_everywhere_and_speckle_once() -> N
     speckle = d.frames[:, 300:320, 200:300]
     assert sum(bool((f == 0).all()) for f in speckle) == 1  # the speckle box: its own frame only
     assert d.phi.masked_fraction < 0.2
+
+
+def _covers(source: ocr._Source, ink: np.ndarray) -> bool:
+    """Whether one of ``source``'s candidates holds the centre of the text's ink."""
+    ys, xs = np.nonzero(ink)
+    return any(x0 <= xs.mean() < x1 and y0 <= ys.mean() < y1 for x0, y0, x1, y1 in source.candidates())
+
+
+def test_small_text_on_speckle_is_found_by_its_colour_in_a_line_tall_tile() -> None:
+    """11 and 15 px text on ultrasound speckle that none of the first three sources gives a
+    candidate for (most of its pixels are antialiased edge: 44 and 64 of the drawn colour): the
+    tiles one small line tall find its colour, nearness to it is read, and the line is masked whole;
+    in the clean frames nothing is found."""
+    images = text_corpus.corpus(seed=2024, count=183)
+    for n in (265, 365):
+        image = images[n]
+        assert image.kind == "US" and image.ink is not None
+        apart = ocr._apart(image.pixels)
+        earlier = [*ocr._tophat_sources(image.pixels), ocr._flat_source(image.pixels, apart)]
+        assert not any(_covers(source, image.ink) for source in [*earlier, ocr._ink_source(image.pixels, apart)])
+        assert _covers(ocr._line_ink_source(image.pixels, apart), image.ink)
+        assert _masked(image, ocr.find_text(image.pixels))[image.ink].all()
+        clean = images[n - 1]
+        assert clean.ink is None and ocr.find_text(clean.pixels) == []
+
+
+def test_near_ink_keeps_an_antialiased_stroke_and_drops_speckle() -> None:
+    """Nearness to the ink: a stroke whose centre is the ink and whose edges are half way to the
+    ground stays a bright bar (scaled 3 times); single pixels of the ink's value on a ground of
+    other values fade to under half by the median."""
+    crop = np.full((15, 40), 60, dtype=np.uint8)
+    crop[7, 3:27] = 200  # the stroke, drawn in the ink
+    crop[6, 3:27] = crop[8, 3:27] = 198  # its antialiased edges, near the ink
+    crop[12, 33] = crop[2, 35] = 200  # specks of the ink's value
+    near = ocr._near_ink(crop, 200)
+    assert near.shape == (45, 120)
+    assert near[19:26, 15:75].min() >= 240  # the stroke (its outer rows are the edge of the scaled bar)
+    assert near[33:40, 96:104].max() < 128 and near[3:10, 102:110].max() < 128  # the specks
