@@ -118,7 +118,7 @@ def build(paths: LakePaths, on_rows: Callable[[int], None] | None = None) -> int
     if not instances:
         return 0
     schema = load_table_schema(NAME).arrow_schema
-    with ordered.sorting_connection("lake-header-index-") as con:
+    with ordered.sorting_connection("header-index") as con:
         query = (
             f"SELECT SOPInstanceUID, header_json FROM {ordered.parquet_source(instances)} "
             "WHERE SOPInstanceUID IS NOT NULL ORDER BY SOPInstanceUID"

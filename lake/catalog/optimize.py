@@ -108,7 +108,7 @@ def compact_table(
     if not files or (not force and _is_compact(path)):
         return TableCompaction(name, len(files), len(files), 0, before, before, skipped=True)
     target = arrow_schema_of(path, schema)
-    with ordered.sorting_connection("lake-optimize-") as con:
+    with ordered.sorting_connection("optimize") as con:
         source = ordered.parquet_source(files)
         rows = int(con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0])
         present = set(target.names)

@@ -10,8 +10,6 @@ here with pyarrow, one after the other in stream order, and committed as Delta a
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -27,24 +25,18 @@ from deltalake import CommitProperties
 from deltalake import Schema as DeltaSchema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
+from lake import memory
 from lake.catalog.tables import open_table
 from lake.crashpoints import crash_point
 
 
 @contextmanager
-def sorting_connection(prefix: str) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB connection whose large sorts spill to a private temporary folder (never into the
-    user's folder or the lake), removed afterwards."""
-    spill = tempfile.mkdtemp(prefix=prefix)
-    con = duckdb.connect(
-        ":memory:",
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "temp_directory": spill},
-    )
-    try:
+def sorting_connection(purpose: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection within the memory budget (:mod:`lake.memory`) whose large sorts spill
+    to a private temporary folder (never into the user's folder or the lake), removed afterwards.
+    Results are ordered by ``ORDER BY`` alone (``preserve_insertion_order`` is off)."""
+    with memory.connect(purpose, ordered=False) as con:
         yield con
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
 
 
 def parquet_source(files: list[str]) -> str:

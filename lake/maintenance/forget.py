@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 
+from lake import memory
 from lake.catalog import header_index
 from lake.catalog.tables import delete_where, open_table, snapshot_files
 from lake.config import LakePaths, vault_dir
@@ -92,8 +92,7 @@ def _instances(paths: LakePaths) -> list[dict[str, Any]]:
     files = snapshot_files(paths.table("instances"))
     if not files:
         return []
-    con = duckdb.connect(":memory:")
-    try:
+    with memory.connect("forget", ordered=False) as con:
         src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "], union_by_name=true)"
         cur = con.execute(
             f"SELECT SOPInstanceUID, PatientID, StudyInstanceUID, SeriesInstanceUID, pixel_array, "
@@ -101,8 +100,6 @@ def _instances(paths: LakePaths) -> list[dict[str, Any]]:
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def _compact(lk: Lake, key: str, keep: list[dict[str, Any]], run_id: str) -> str:

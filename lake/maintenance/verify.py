@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from lake import memory
 from lake.catalog.tables import snapshot_files
 from lake.config import LakePaths, read_config
 from lake.fixity import verify_table_fixity
@@ -78,15 +79,12 @@ def _instance_pixels(paths: LakePaths) -> list[tuple[str, int, int, str | None]]
     files = snapshot_files(paths.table("instances"))
     if not files:
         return []
-    con = duckdb.connect(":memory:")
-    try:
+    with memory.connect("verify", ordered=False) as con:
         rows = con.execute(
             f"SELECT pixel_array, pixel_frame_start, frame_count, pixel_sha256 FROM "
             f"read_parquet({_quote_list(files)}, union_by_name = true) "
             "WHERE pixel_array IS NOT NULL ORDER BY pixel_array, pixel_frame_start"
         ).fetchall()
-    finally:
-        con.close()
     return [(str(a), int(s), int(n), h) for a, s, n, h in rows]
 
 
