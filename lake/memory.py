@@ -42,15 +42,19 @@ UNBOUNDED = "none"
 #: The default never exceeds this, however large the machine (a lake command is not a database server).
 DEFAULT_CAP = 4 * 1024**3
 DEFAULT_FRACTION = 0.25
-#: Below this DuckDB cannot hold even one sort run of a wide table.
-MINIMUM = 32 * 1024**2
+#: Below this DuckDB cannot read the lake's wide rows (a few KB of ``header_json`` each): at a
+#: 100 MB budget (60 MB for DuckDB) it failed to allocate its Parquet reader's buffers.
+MINIMUM = 128 * 1000**2
 #: DuckDB's share of the budget; the rest is for Arrow batches in flight, the Parquet writer's
 #: row group and Python itself.
 DUCKDB_SHARE = 0.6
 #: Memory per DuckDB thread to sort and aggregate without thrashing its spill files.
 BYTES_PER_THREAD = 256 * 1024**2
-#: The share of the budget one Arrow batch (or a buffered row group) may take.
-BATCH_SHARE = 0.05
+#: The share of the budget one Arrow batch from DuckDB may take.
+BATCH_SHARE = 0.02
+#: The share of the budget a row group buffered for the Parquet writer may take (pyarrow writes a
+#: row group from one table in memory).
+ROW_GROUP_SHARE = 0.2
 
 _UNITS = {
     "b": 1,
@@ -73,14 +77,14 @@ class MemoryLimitError(ConfigError):
 def parse_size(text: str, origin: str = "--memory-limit") -> int:
     """Bytes of a size such as ``4GB``, ``512MB``, ``1.5GiB`` (KB/MB/GB/TB are powers of 1000, as
     DuckDB reads them; KiB/MiB/GiB/TiB powers of 1024). Raises :class:`MemoryLimitError` naming
-    ``origin`` for anything else, or a size below 32 MB."""
+    ``origin`` for anything else, or a size below 128 MB."""
     hint = f"{origin} takes a size with a unit, e.g. 4GB, 512MB or 1.5GiB"
     match = _SIZE.fullmatch(text)
     if match is None or match.group(2).lower() not in _UNITS:
         raise MemoryLimitError(f"{text!r} is not a size: {hint} (units: B, KB, MB, GB, TB, KiB ... TiB)")
     value = float(match.group(1)) * _UNITS[match.group(2).lower()]
     if not math.isfinite(value) or value < MINIMUM:
-        raise MemoryLimitError(f"{text!r} is too small: {origin} must be at least 32MB")
+        raise MemoryLimitError(f"{text!r} is too small: {origin} must be at least 128MB")
     return int(value)
 
 
@@ -119,12 +123,13 @@ class MemoryBudget:
     def duckdb_bytes(self) -> int | None:
         return None if self.limit is None else int(self.limit * DUCKDB_SHARE)
 
-    def batch_rows(self, row_bytes: int, most: int) -> int:
-        """Rows per Arrow batch for rows of about ``row_bytes`` each: at most ``most`` (the natural
-        size, e.g. a row group), fewer when the budget is small; at least 1,024."""
+    def batch_rows(self, row_bytes: int, most: int, share: float = BATCH_SHARE) -> int:
+        """Rows per Arrow batch (or buffered row group) for rows of about ``row_bytes`` bytes each
+        in memory: at most ``most`` (the natural size), fewer when ``share`` of the budget holds
+        fewer; at least 1,024."""
         if self.limit is None:
             return most
-        fits = int(self.limit * BATCH_SHARE) // max(row_bytes, 1)
+        fits = int(self.limit * share) // max(row_bytes, 1)
         return max(1024, min(most, fits))
 
     def describe(self) -> str:
