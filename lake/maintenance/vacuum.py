@@ -17,7 +17,7 @@ from deltalake import DeltaTable
 
 from lake.config import LakePaths, read_config
 from lake.fixity import record_table_fixity, table_dirs
-from lake.ingest.state import LakeState
+from lake.ingest.state import committed_arrays
 from lake.lock import write_lock
 from lake.maintenance import DEFAULT_RETENTION_HOURS
 from lake.maintenance.orphans import remove_orphans
@@ -72,8 +72,7 @@ def vacuum(root: str | os.PathLike[str], retention_hours: int = DEFAULT_RETENTIO
     started = utc_now()
     summary = VacuumSummary(new_run_id("M"))
     with write_lock(paths.lock):
-        state = LakeState.load(paths)
-        summary.orphan_arrays = len(remove_orphans(paths, state.next_frame))
+        summary.orphan_arrays = len(remove_orphans(paths, committed_arrays(paths)))
         for table_dir in table_dirs(paths):
             summary.table_files[table_dir.name] = vacuum_table(table_dir, retention_hours)
         record_table_fixity(paths, summary.run_id)
