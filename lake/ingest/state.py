@@ -95,16 +95,3 @@ class LakeState:
                 state.reject_sources = KeySet.load(con, src, "source_ref", "hex")
                 state.reject_reasons = RejectReasons.load(con, src)
         return state
-
-
-def committed_arrays(paths: LakePaths) -> set[str]:
-    """The pixel arrays committed rows use (one DISTINCT in DuckDB, not the whole :class:`LakeState`)."""
-    inst = snapshot_files(paths.table("instances"))
-    if not inst:
-        return set()
-    with memory.connect("arrays", ordered=False) as con:
-        rows = con.execute(
-            f"SELECT DISTINCT pixel_array FROM read_parquet({_files_sql(inst)}, union_by_name = true) "
-            "WHERE pixel_array IS NOT NULL"
-        ).fetchall()
-    return {str(r[0]) for r in rows}

@@ -8,6 +8,8 @@ import shutil
 from collections.abc import Container
 from pathlib import Path
 
+from lake import memory
+from lake.catalog.tables import snapshot_files
 from lake.config import LakePaths
 
 logger = logging.getLogger(__name__)
@@ -52,3 +54,17 @@ def remove_orphans(paths: LakePaths, committed: Container[str]) -> list[str]:
         if series.is_dir() and not any(series.iterdir()):
             series.rmdir()
     return removed
+
+
+def committed_arrays(paths: LakePaths) -> set[str]:
+    """The pixel arrays committed rows use (one DISTINCT in DuckDB, not the ingest state)."""
+    inst = snapshot_files(paths.table("instances"))
+    if not inst:
+        return set()
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in inst)
+    with memory.connect("arrays", ordered=False) as con:
+        rows = con.execute(
+            f"SELECT DISTINCT pixel_array FROM read_parquet([{listed}], union_by_name = true) "
+            "WHERE pixel_array IS NOT NULL"
+        ).fetchall()
+    return {str(r[0]) for r in rows}

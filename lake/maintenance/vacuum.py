@@ -17,10 +17,9 @@ from deltalake import DeltaTable
 
 from lake.config import LakePaths, read_config
 from lake.fixity import record_table_fixity, table_dirs
-from lake.ingest.state import committed_arrays
 from lake.lock import write_lock
 from lake.maintenance import DEFAULT_RETENTION_HOURS
-from lake.maintenance.orphans import remove_orphans
+from lake.maintenance.orphans import committed_arrays, remove_orphans
 from lake.runs import append_run, new_run_id, utc_now
 
 
