@@ -130,3 +130,32 @@ def test_the_cli_refuses_a_bad_limit_before_anything_runs(
     assert "LAKE_MEMORY_LIMIT" in capsys.readouterr().err
     monkeypatch.delenv(memory.ENV)
     assert main(["verify", "--lake", str(lk), "--no-progress", "--memory-limit", "256MB"]) == 0
+
+
+def test_key_sets_beyond_their_share_of_the_budget_go_to_disk_and_answer_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    from lake.ingest import keyset
+    from lake.ingest.keyset import KeySet
+
+    rng = np.random.default_rng(5)
+    uids = [f"2.25.{int(v)}" for v in rng.integers(1, 2**62, 30_000)]
+    values = [*uids, *uids[:500], "1.2.840.10008.1", None]  # repeats, another shape, a NULL
+    con = duckdb.connect()
+    con.register("t", pa.table({"v": pa.array(values, pa.string())}))
+    in_memory = KeySet.load(con, "t", "v", "uid")
+    monkeypatch.setattr(keyset, "FETCH_KEYS", 4096)  # many chunks: repeats across their edges
+    with memory.use(MemoryBudget(memory.MINIMUM)):
+        monkeypatch.setattr(keyset, "MEMORY_SHARE", 0.0)
+        on_disk = KeySet.load(con, "t", "v", "uid")
+    assert isinstance(on_disk._sorted, np.memmap) and not isinstance(in_memory._sorted, np.memmap)
+    assert len(on_disk) == len(in_memory) == len(set(uids)) + 1
+    probes = [*uids[::7], "1.2.840.10008.1", "2.25.5", "2.25.0", "1.2.3"]
+    assert [p in on_disk for p in probes] == [p in in_memory for p in probes]
+    assert all(u in on_disk for u in uids) and "2.25.5" not in on_disk
+    on_disk.add("2.25.5")
+    assert "2.25.5" in on_disk

@@ -10,6 +10,11 @@ After ``instances`` it rebuilds the tables derived from it: ``header_index`` (lo
 :mod:`lake.catalog.header_index`) and ``series_summary`` (the ``series`` view materialised,
 :mod:`lake.catalog.series_summary`), each only when it does not cover the current files already.
 
+It works within the memory budget (:mod:`lake.memory`): DuckDB sorts within its share and
+spills, a sort of wide rows that would not fit is cut into ranges of the first sort column
+(:func:`lake.catalog.ordered.sorted_batches`), and the row groups buffered for the writer are sized
+from the budget (128 Ki rows at the default budget; fewer only under a small one).
+
 Ctrl-C or SIGTERM (in the main thread) stops it between two Delta commits: the tables rewritten so far
 stay rewritten, the others are unchanged, the run is recorded with outcome ``interrupted`` and
 :class:`lake.interrupts.Interrupted` is raised; the same command again completes the job.
