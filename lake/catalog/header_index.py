@@ -118,17 +118,25 @@ def build(paths: LakePaths, on_rows: Callable[[int], None] | None = None) -> int
     if not instances:
         return 0
     schema = load_table_schema(NAME).arrow_schema
-    with ordered.sorting_connection("lake-header-index-") as con:
-        query = (
-            f"SELECT SOPInstanceUID, header_json FROM {ordered.parquet_source(instances)} "
-            "WHERE SOPInstanceUID IS NOT NULL ORDER BY SOPInstanceUID"
+    with ordered.sorting_connection("header-index") as con:
+        source = ordered.parquet_source(instances)
+        rows = int(con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0])
+        sizes = ordered.batching(instances, ROW_GROUP_ROWS, ["SOPInstanceUID", "header_json"])
+        batches = ordered.sorted_batches(
+            con,
+            source,
+            "SOPInstanceUID, header_json",
+            ["SOPInstanceUID"],
+            rows,
+            sizes.row_bytes,
+            sizes.batch_rows,
+            where="SOPInstanceUID IS NOT NULL",
         )
-        reader = con.sql(query).to_arrow_reader(ROW_GROUP_ROWS)
         written = ordered.write_files(
             table,
             schema,
-            (b.cast(schema) for b in reader),
-            row_group_rows=ROW_GROUP_ROWS,
+            (b.cast(schema) for b in batches),
+            row_group_rows=sizes.row_group_rows,
             file_bytes=FILE_BYTES,
             stats_columns=("SOPInstanceUID",),
             on_rows=on_rows,

@@ -10,6 +10,11 @@ After ``instances`` it rebuilds the tables derived from it: ``header_index`` (lo
 :mod:`lake.catalog.header_index`) and ``series_summary`` (the ``series`` view materialised,
 :mod:`lake.catalog.series_summary`), each only when it does not cover the current files already.
 
+It works within the memory budget (:mod:`lake.memory`): DuckDB sorts within its share and
+spills, a sort of wide rows that would not fit is cut into ranges of the first sort column
+(:func:`lake.catalog.ordered.sorted_batches`), and the row groups buffered for the writer are sized
+from the budget (128 Ki rows at the default budget; fewer only under a small one).
+
 Ctrl-C or SIGTERM (in the main thread) stops it between two Delta commits: the tables rewritten so far
 stay rewritten, the others are unchanged, the run is recorded with outcome ``interrupted`` and
 :class:`lake.interrupts.Interrupted` is raised; the same command again completes the job.
@@ -63,7 +68,9 @@ class OptimizeSummary:
         return {t.table: {k: v for k, v in vars(t).items() if k != "table"} for t in self.tables}
 
 
-def parquet_options(schema: TableSchema, columns: list[str], rows: int) -> dict[str, Any]:
+def parquet_options(
+    schema: TableSchema, columns: list[str], rows: int, row_group_rows: int = OPTIMIZED_ROW_GROUP_ROWS
+) -> dict[str, Any]:
     """zstd, page-level statistics (column index), dictionaries, and a bloom filter on each key.
 
     Each row group has its own bloom filter, so it is sized for one row group's keys. Keys are
@@ -76,9 +83,7 @@ def parquet_options(schema: TableSchema, columns: list[str], rows: int) -> dict[
         "write_statistics": True,
         "write_page_index": True,
         "use_dictionary": [c for c in columns if c not in keys],
-        "bloom_filter_options": {
-            c: {"ndv": max(min(rows, OPTIMIZED_ROW_GROUP_ROWS), 1), "fpp": BLOOM_FPP} for c in keys
-        },
+        "bloom_filter_options": {c: {"ndv": max(min(rows, row_group_rows), 1), "fpp": BLOOM_FPP} for c in keys},
     }
 
 
@@ -108,24 +113,25 @@ def compact_table(
     if not files or (not force and _is_compact(path)):
         return TableCompaction(name, len(files), len(files), 0, before, before, skipped=True)
     target = arrow_schema_of(path, schema)
-    with ordered.sorting_connection("lake-optimize-") as con:
+    with ordered.sorting_connection("optimize") as con:
         source = ordered.parquet_source(files)
         rows = int(con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0])
         present = set(target.names)
-        order = ", ".join(f'"{c}" NULLS LAST' for c in schema.sort_by if c in present)
         select = ", ".join(f'"{f.name}"' for f in target)
-        query = f"SELECT {select} FROM {source}" + (f" ORDER BY {order}" if order else "")
-        reader = con.sql(query).to_arrow_reader(OPTIMIZED_ROW_GROUP_ROWS)
+        sizes = ordered.batching(files, OPTIMIZED_ROW_GROUP_ROWS)  # smaller under a small memory budget
+        batches = ordered.sorted_batches(
+            con, source, select, [c for c in schema.sort_by if c in present], rows, sizes.row_bytes, sizes.batch_rows
+        )
         # DuckDB's Arrow types can differ in width (e.g. string views); the Delta schema is the contract
         written = ordered.write_files(
             path,
             target,
-            (b.cast(target) for b in reader),
-            row_group_rows=OPTIMIZED_ROW_GROUP_ROWS,
+            (b.cast(target) for b in batches),
+            row_group_rows=sizes.row_group_rows,
             file_bytes=TARGET_FILE_SIZE,
             stats_columns=tuple(dict.fromkeys(c for c in (*schema.key, *schema.sort_by) if c in present)),
             on_rows=on_rows,
-            **parquet_options(schema, target.names, rows),
+            **parquet_options(schema, target.names, rows, sizes.row_group_rows),
         )
         ordered.commit(path, target, written, OPTIMIZE_COMMIT)
     after_dt = open_table(path)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from lake import memory
 from lake.catalog import series_summary
 from lake.catalog.macros import install as install_macros
 from lake.catalog.tables import snapshot, table_version
@@ -151,17 +152,12 @@ def open_views(
     directly. The ``dicom_*`` macros (:mod:`lake.catalog.macros`) reach any attribute in ``header_json``.
     ``use_materialised=False`` makes the ``series`` view ignore ``series_summary`` (optimize rebuilds it so).
     """
-    con = duckdb.connect(
-        ":memory:",
-        config={
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            # DuckDB spills large sorts to ./.tmp by default: never into the user's folder or a lake.
-            "temp_directory": SPILL_DIR,
-        },
-    )
+    # within the memory budget (lake.memory); DuckDB spills large sorts to ./.tmp by default:
+    # never into the user's folder or a lake (it removes its spill files when the query ends)
+    config = memory.duckdb_config(SPILL_DIR)
     if threads:
-        con.execute(f"SET threads = {int(threads)}")
+        config["threads"] = int(threads)
+    con = duckdb.connect(":memory:", config=config)
     # footers (statistics, bloom filter offsets) are parsed once per connection, not per query
     con.execute("SET parquet_metadata_cache = true")
     install_macros(con)

@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lake import memory
 from lake.catalog.tables import snapshot_files, table_version
 from lake.config import LakePaths
 from lake.crashpoints import crash_point
@@ -39,6 +40,8 @@ FORMAT = 1
 #: One series per row, a few hundred bytes each: one row group holds a large lake's series.
 ROW_GROUP_ROWS = 128 * 1024
 FILE_BYTES = 256 * 1024 * 1024
+#: About the bytes of one row in Arrow (a series' aggregates and slice positions).
+SERIES_ROW_BYTES = 1024
 MATERIALISED = "_series_materialised"
 LIVE_INSTANCES = "_series_live_instances"
 
@@ -122,7 +125,9 @@ def build(paths: LakePaths, on_rows: Callable[[int], None] | None = None) -> int
     con = open_views(paths, use_materialised=False)[0]  # large sorts spill to query.SPILL_DIR
     try:
         order = ", ".join(f'"{c}" NULLS LAST' for c in load_table_schema(NAME).sort_by)
-        reader = con.sql(f"SELECT * FROM series ORDER BY {order}").to_arrow_reader(ROW_GROUP_ROWS)
+        # a series row is a few hundred bytes: a small budget only shrinks the batches
+        batch = memory.current().batch_rows(SERIES_ROW_BYTES, ROW_GROUP_ROWS)
+        reader = con.sql(f"SELECT * FROM series ORDER BY {order}").to_arrow_reader(batch)
         written = ordered.write_files(
             table,
             schema,

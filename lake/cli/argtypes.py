@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lake.memory import MemoryBudget
 
 
 def _number(text: str, kind: type[int] | type[float]) -> float:
@@ -53,3 +57,15 @@ def readable_file(text: str) -> str:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
     return text
+
+
+def memory_limit(text: str) -> MemoryBudget:
+    """A memory budget: a size with a unit (``4GB``, ``512MB``, ``1.5GiB``) or ``none``."""
+    from lake.memory import UNBOUNDED, MemoryBudget, MemoryLimitError, parse_size
+
+    if text.strip().lower() == UNBOUNDED:
+        return MemoryBudget(None)
+    try:
+        return MemoryBudget(parse_size(text))
+    except MemoryLimitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

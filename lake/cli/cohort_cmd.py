@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lake.cli.common import DEFAULT_MAX_ROWS, add_key_option, add_lake_option, print_frame
+from lake.cli.common import DEFAULT_MAX_ROWS, add_key_option, add_lake_option, add_memory_option, print_frame
 from lake.cli.sql_cmd import check_out_path
 
 
@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "content hash of the result.",
     )
     add_lake_option(save)
+    add_memory_option(save)
     save.add_argument("--sql", required=True, metavar="SQL", help="one query with a PatientID column (quote it)")
     save.add_argument(
         "--out", required=True, metavar="MANIFEST", type=Path, help="the manifest file to write (outside every lake)"
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     show.add_argument("manifest", metavar="MANIFEST", type=Path, help="a manifest written by `lake cohort save`")
     add_lake_option(show, required=False)
+    add_memory_option(show)
     show.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="how rows are printed (default: table)"
     )

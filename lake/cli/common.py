@@ -16,6 +16,19 @@ def add_lake_option(parser: argparse.ArgumentParser, required: bool = True) -> N
     parser.add_argument("--lake", required=required, metavar="LAKE", help="the lake folder")
 
 
+def add_memory_option(parser: argparse.ArgumentParser) -> None:
+    from lake.cli.argtypes import memory_limit
+
+    parser.add_argument(
+        "--memory-limit",
+        type=memory_limit,
+        default=None,
+        metavar="SIZE",
+        help="memory budget of the command, e.g. 4GB or 512MB (DuckDB spills to disk beyond it; none: unbounded); "
+        "default $LAKE_MEMORY_LIMIT, else min(25%% of RAM, 4GB)",
+    )
+
+
 def add_key_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key-file",

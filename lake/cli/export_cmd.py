@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lake.cli.common import add_key_option, add_lake_option
+from lake.cli.common import add_key_option, add_lake_option, add_memory_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "that hides diagnoses until clicked) and manifest.json. Quarantined instances are left out and counted.",
     )
     add_lake_option(t)
+    add_memory_option(t)
     chosen = t.add_mutually_exclusive_group(required=True)
     chosen.add_argument(
         "--sql",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lake.cli.common import add_key_option, add_lake_option
+from lake.cli.common import add_key_option, add_lake_option, add_memory_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("forget", help="remove a patient's rows and pixels and vacuum every old file that held them")
     add_lake_option(p)
+    add_memory_option(p)
     add_key_option(p)
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--patient", metavar="PSEUDONYM", help="the patient's pseudonym (PatientID in the lake)")

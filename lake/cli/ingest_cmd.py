@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lake.cli.argtypes import non_negative_float, non_negative_int, port_number, positive_int, readable_file
-from lake.cli.common import FileProgress, add_key_option, add_lake_option
+from lake.cli.common import FileProgress, add_key_option, add_lake_option, add_memory_option
 
 if TYPE_CHECKING:
     from lake.ingest import IngestSummary
@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or a PACS: dicomweb://HOST:PORT/PATH, dicomweb+https://HOST:PORT/PATH, dimse://AET@HOST:PORT",
     )
     add_lake_option(p)
+    add_memory_option(p)
     add_key_option(p)
     p.add_argument(
         "--workers",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lake.cli.common import add_key_option, add_lake_option
+from lake.cli.common import add_key_option, add_lake_option, add_memory_option
 
 IRREGULAR_CHOICES = ("split", "refuse", "resample")
 
@@ -25,6 +25,7 @@ def add_nifti_parser(export_subparsers: argparse._SubParsersAction) -> argparse.
         "as a regular grid.",
     )
     add_lake_option(p)
+    add_memory_option(p)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--sql", metavar="SQL", help="one query with a SeriesInstanceUID column (quote it)")
     source.add_argument("--cohort", metavar="MANIFEST", type=Path, help="a manifest written by `lake cohort save`")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lake.cli.common import RowProgress, add_lake_option
+from lake.cli.common import RowProgress, add_lake_option, add_memory_option
 from lake.config import LakePaths
 from lake.errors import LakeNotFoundError
 from lake.interrupts import Interrupted
@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and rebuild the header index",
     )
     add_lake_option(p)
+    add_memory_option(p)
     p.add_argument("--force", action="store_true", help="rewrite even tables unchanged since their last optimize")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

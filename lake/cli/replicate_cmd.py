@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lake.cli.common import FileProgress, add_lake_option
+from lake.cli.common import FileProgress, add_lake_option, add_memory_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replicate", help="copy a consistent snapshot of the lake to a folder (incremental)")
     add_lake_option(p)
+    add_memory_option(p)
     p.add_argument("--to", required=True, metavar="DEST", help="the replica folder (created if missing)")
     p.add_argument("--checksum", action="store_true", help="compare files by SHA-256, not size and time")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -19,6 +19,7 @@ from lake.cli.common import (
     DEFAULT_MAX_ROWS,
     TABLE_COLUMNS,
     add_lake_option,
+    add_memory_option,
     csv_frame,
     json_text,
     print_frame,
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "settings (SET, PRAGMA, INSTALL, LOAD) or read other files are refused; --out FILE exports a result.",
     )
     add_lake_option(p)
+    add_memory_option(p)
     p.add_argument("query", metavar="SQL", help="one DuckDB query over the tables and views (quote it)")
     p.add_argument(
         "--format",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lake.cli.common import add_lake_option
+from lake.cli.common import add_lake_option, add_memory_option
 from lake.maintenance import DEFAULT_RETENTION_HOURS
 
 
@@ -13,6 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from lake.cli.argtypes import non_negative_int
 
     add_lake_option(p)
+    add_memory_option(p)
     p.add_argument(
         "--retention-hours",
         type=non_negative_int,

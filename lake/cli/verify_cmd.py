@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lake.cli.common import FileProgress, add_lake_option
+from lake.cli.common import FileProgress, add_lake_option, add_memory_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="recompute the checksums of every table file and pixel shard and check rows against arrays",
     )
     add_lake_option(p)
+    add_memory_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

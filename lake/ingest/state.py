@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
+from lake import memory
 from lake.catalog.tables import snapshot_files
 from lake.config import LakePaths
 from lake.ingest.keyset import KeySet
@@ -76,22 +77,21 @@ class LakeState:
     @classmethod
     def load(cls, paths: LakePaths) -> LakeState:
         state = cls()
-        con = duckdb.connect(":memory:")
-        inst = snapshot_files(paths.table("instances"))
-        if inst:
-            src = f"read_parquet({_files_sql(inst)}, union_by_name = true)"
-            state.sop_uids = KeySet.load(con, src, "SOPInstanceUID", "uid")
-            state.instance_sources = KeySet.load(con, src, "source_ref", "hex")
-            state.next_frame = dict(
-                con.execute(
-                    f"SELECT pixel_array, max(pixel_frame_start + frame_count) FROM {src} "
-                    "WHERE pixel_array IS NOT NULL GROUP BY pixel_array"
-                ).fetchall()
-            )
-        rej = snapshot_files(paths.table("rejects"))
-        if rej:
-            src = f"read_parquet({_files_sql(rej)})"
-            state.reject_sources = KeySet.load(con, src, "source_ref", "hex")
-            state.reject_reasons = RejectReasons.load(con, src)
-        con.close()
+        with memory.connect("ingest-state", ordered=False) as con:
+            inst = snapshot_files(paths.table("instances"))
+            if inst:
+                src = f"read_parquet({_files_sql(inst)}, union_by_name = true)"
+                state.sop_uids = KeySet.load(con, src, "SOPInstanceUID", "uid")
+                state.instance_sources = KeySet.load(con, src, "source_ref", "hex")
+                state.next_frame = dict(
+                    con.execute(
+                        f"SELECT pixel_array, max(pixel_frame_start + frame_count) FROM {src} "
+                        "WHERE pixel_array IS NOT NULL GROUP BY pixel_array"
+                    ).fetchall()
+                )
+            rej = snapshot_files(paths.table("rejects"))
+            if rej:
+                src = f"read_parquet({_files_sql(rej)})"
+                state.reject_sources = KeySet.load(con, src, "source_ref", "hex")
+                state.reject_reasons = RejectReasons.load(con, src)
         return state

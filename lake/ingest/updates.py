@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow.parquet as pq
 
+from lake import memory
 from lake.catalog import header_index
 from lake.catalog.tables import append, delete_where, snapshot_files, to_arrow
 from lake.config import LakePaths, OnUpdate, vault_dir
@@ -82,14 +82,11 @@ class Corrections:
         files = snapshot_files(paths.table(NAME))
         if not files:
             return out
-        con = duckdb.connect(":memory:")
-        try:
+        with memory.connect("ingest", ordered=False) as con:
             cur = con.execute(f"SELECT source_ref, SOPInstanceUID, action, reason FROM {_files_sql(files)}")
             rows = [
                 dict(zip(("source_ref", "SOPInstanceUID", "action", "reason"), r, strict=True)) for r in cur.fetchall()
             ]
-        finally:
-            con.close()
         done = {r["source_ref"] for r in rows if r["action"] == APPLIED}
         for r in rows:
             ref = r["source_ref"]
@@ -153,16 +150,13 @@ def _committed(paths: LakePaths, sops: set[str]) -> dict[str, dict[str, Any]]:
     files = snapshot_files(paths.table("instances"))
     if not files or not sops:
         return {}
-    con = duckdb.connect(":memory:")
-    try:
+    with memory.connect("ingest", ordered=False) as con:
         cur = con.execute(
             f"SELECT SOPInstanceUID, source_ref, header_json, pixel_sha256, pixel_status FROM {_files_sql(files)} "
             f"WHERE SOPInstanceUID IN {_sql_list(sops)}"
         )
         names = [d[0] for d in cur.description]
         return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
-    finally:
-        con.close()
 
 
 #: Attributes of how the pixels are encoded (transfer syntax, colour space, bit depth, lossy
@@ -287,16 +281,13 @@ def _instances(paths: LakePaths, where: str) -> list[dict[str, Any]]:
     files = snapshot_files(paths.table("instances"))
     if not files:
         return []
-    con = duckdb.connect(":memory:")
-    try:
+    with memory.connect("ingest", ordered=False) as con:
         cur = con.execute(
             "SELECT SOPInstanceUID, SeriesInstanceUID, source_ref, pixel_array, pixel_frame_start, frame_count "
             f"FROM {_files_sql(files)} WHERE {where}"
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def remove(run: _Run, refs: set[str], sops: set[str]) -> set[Path]:

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 
+from lake import memory
 from lake.catalog import header_index
 from lake.catalog.tables import delete_where, open_table, snapshot_files
 from lake.config import LakePaths, vault_dir
@@ -88,21 +88,26 @@ def _drop_from_crosswalk(lk: Lake, pseudonym: str) -> None:
     os.replace(tmp, path)
 
 
-def _instances(paths: LakePaths) -> list[dict[str, Any]]:
+_COLUMNS = "SOPInstanceUID, PatientID, StudyInstanceUID, SeriesInstanceUID, pixel_array, pixel_frame_start, frame_count"
+
+
+def _instances(paths: LakePaths, where: str = "", columns: str = _COLUMNS) -> list[dict[str, Any]]:
+    """Rows of the instances snapshot matching ``where`` (DuckDB filters them: a lake of 10^7
+    instances is never held in memory, only the patient's rows and those sharing their arrays)."""
     files = snapshot_files(paths.table("instances"))
     if not files:
         return []
-    con = duckdb.connect(":memory:")
-    try:
+    with memory.connect("forget", ordered=False) as con:
         src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "], union_by_name=true)"
-        cur = con.execute(
-            f"SELECT SOPInstanceUID, PatientID, StudyInstanceUID, SeriesInstanceUID, pixel_array, "
-            f"pixel_frame_start, frame_count FROM {src}"
-        )
+        cur = con.execute(f"SELECT {columns} FROM {src}" + (f" WHERE {where}" if where else ""))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        con.close()
+
+
+def _arrays(paths: LakePaths, where: str = "") -> set[str]:
+    """The distinct pixel arrays of the rows matching ``where``."""
+    condition = "pixel_array IS NOT NULL" + (f" AND ({where})" if where else "")
+    return {str(r["pixel_array"]) for r in _instances(paths, condition, "DISTINCT pixel_array")}
 
 
 def _compact(lk: Lake, key: str, keep: list[dict[str, Any]], run_id: str) -> str:
@@ -167,12 +172,13 @@ def forget(
     started = utc_now()
     summary = ForgetSummary(new_run_id("F"))
     with write_lock(lk.paths.lock):
-        rows = _instances(lk.paths)
-        gone = [r for r in rows if r["PatientID"] in pseudonyms]
+        theirs = f"PatientID IN {_sql_list(pseudonyms)}" if pseudonyms else "false"
+        others = f"PatientID IS NULL OR NOT ({theirs})"
+        gone = _instances(lk.paths, theirs)
         if not gone:
             # Nothing to delete, but a forget cut short after its commits left old files: finish it.
             summary.held_deleted = delete_patients(lk.key_path, pseudonyms)
-            _clean_up(lk, summary, {r["pixel_array"] for r in rows if r["pixel_array"]})
+            _clean_up(lk, summary, _arrays(lk.paths))
             append_run(lk.paths, summary.run_id, "forget", started, _params(patient), summary.to_dict(), "not_found")
             raise NotInLakeError("no instances of that patient in this lake (old files were vacuumed anyway)")
         summary.instances = len(gone)
@@ -186,9 +192,12 @@ def forget(
                 summary.rows_deleted += _delete_rows(table_dir, pseudonyms, uids)
         header_index.discard_ranges(lk.paths)  # it may name their UIDs; the next optimize rebuilds it
         arrays = {r["pixel_array"] for r in gone if r["pixel_array"]}
+        # the other patients' rows in those arrays, read before the rows are deleted below
+        shared = _instances(lk.paths, f"pixel_array IN {_sql_list(sorted(arrays))} AND ({others})") if arrays else []
+        kept = _arrays(lk.paths, others)
         compacted: dict[str, str] = {}
         for key in sorted(arrays):
-            keep = [r for r in rows if r["pixel_array"] == key and r["PatientID"] not in pseudonyms]
+            keep = [r for r in shared if r["pixel_array"] == key]
             if keep:
                 compacted[key] = _compact(lk, key, keep, summary.run_id)
                 summary.arrays_compacted += 1
@@ -200,7 +209,6 @@ def forget(
                 series.rmdir()
         for pseudonym in pseudonyms:
             _drop_from_crosswalk(lk, pseudonym)
-        kept = {r["pixel_array"] for r in rows if r["pixel_array"] and r["PatientID"] not in pseudonyms}
         kept = {compacted.get(k, k) for k in kept}
         _clean_up(lk, summary, kept)
         append_run(lk.paths, summary.run_id, "forget", started, _params(patient), summary.to_dict(), "ok")

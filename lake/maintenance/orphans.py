@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Container
 from pathlib import Path
 
+from lake import memory
 from lake.catalog.tables import delete_where, distinct_values, snapshot_files
 from lake.config import LakePaths
 from lake.fixity import record_table_fixity
@@ -64,13 +65,43 @@ def remove_orphans(paths: LakePaths, committed: Container[str]) -> list[str]:
     return removed
 
 
-def orphan_bulk_instances(paths: LakePaths, committed: Container[str]) -> list[str]:
-    """SOPInstanceUIDs of ``bulk`` rows whose instance is not in ``committed`` (the instances snapshot)."""
+def committed_arrays(paths: LakePaths) -> set[str]:
+    """The pixel arrays committed rows use (one DISTINCT in DuckDB, not the ingest state)."""
+    inst = snapshot_files(paths.table("instances"))
+    if not inst:
+        return set()
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in inst)
+    with memory.connect("arrays", ordered=False) as con:
+        rows = con.execute(
+            f"SELECT DISTINCT pixel_array FROM read_parquet([{listed}], union_by_name = true) "
+            "WHERE pixel_array IS NOT NULL"
+        ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def orphan_bulk_instances(paths: LakePaths, committed: Container[str] | None = None) -> list[str]:
+    """SOPInstanceUIDs of ``bulk`` rows whose instance is not in ``committed`` (default: the instances
+    snapshot, by an anti-join in DuckDB within the memory budget)."""
     files = snapshot_files(paths.table("bulk"))
-    return sorted(uid for uid in distinct_values(files, "SOPInstanceUID") if uid not in committed)
+    if not files:
+        return []
+    if committed is not None:
+        return sorted(uid for uid in distinct_values(files, "SOPInstanceUID") if uid not in committed)
+    inst = snapshot_files(paths.table("instances"))
+
+    def listed(found: list[str]) -> str:
+        return ", ".join("'" + f.replace("'", "''") + "'" for f in found)
+
+    query = f"SELECT DISTINCT SOPInstanceUID FROM read_parquet([{listed(files)}], union_by_name = true)"
+    if inst:
+        query += (
+            f" EXCEPT SELECT SOPInstanceUID FROM read_parquet([{listed(inst)}], union_by_name = true)"
+        )
+    with memory.connect("bulk-orphans", ordered=False) as con:
+        return sorted(str(r[0]) for r in con.execute(query).fetchall())
 
 
-def remove_orphan_bulk(paths: LakePaths, committed: Container[str], run_id: str | None = None) -> int:
+def remove_orphan_bulk(paths: LakePaths, committed: Container[str] | None = None, run_id: str | None = None) -> int:
     """Delete the ``bulk`` rows of instances not in ``committed`` (under the write lock), in one commit
     whose files get their checksums; returns the rows deleted."""
     orphans = orphan_bulk_instances(paths, committed)

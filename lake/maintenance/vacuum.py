@@ -17,10 +17,9 @@ from deltalake import DeltaTable
 
 from lake.config import LakePaths, read_config
 from lake.fixity import record_table_fixity, table_dirs
-from lake.ingest.state import LakeState
 from lake.lock import write_lock
 from lake.maintenance import DEFAULT_RETENTION_HOURS
-from lake.maintenance.orphans import remove_orphan_bulk, remove_orphans
+from lake.maintenance.orphans import committed_arrays, remove_orphan_bulk, remove_orphans
 from lake.runs import append_run, new_run_id, utc_now
 
 
@@ -73,9 +72,8 @@ def vacuum(root: str | os.PathLike[str], retention_hours: int = DEFAULT_RETENTIO
     started = utc_now()
     summary = VacuumSummary(new_run_id("M"))
     with write_lock(paths.lock):
-        state = LakeState.load(paths)
-        summary.orphan_arrays = len(remove_orphans(paths, state.next_frame))
-        summary.orphan_bulk_rows = remove_orphan_bulk(paths, state.sop_uids, summary.run_id)
+        summary.orphan_arrays = len(remove_orphans(paths, committed_arrays(paths)))
+        summary.orphan_bulk_rows = remove_orphan_bulk(paths, None, summary.run_id)
         for table_dir in table_dirs(paths):
             summary.table_files[table_dir.name] = vacuum_table(table_dir, retention_hours)
         record_table_fixity(paths, summary.run_id)

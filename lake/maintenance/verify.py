@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from lake import memory
 from lake.catalog.tables import snapshot_files
 from lake.config import LakePaths, read_config
 from lake.fixity import verify_table_fixity
@@ -81,44 +82,43 @@ def _quote_list(files: list[str]) -> str:
     return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
 
 
-def _instance_pixels(paths: LakePaths) -> list[tuple[str, int, int, str | None]]:
+#: Rows fetched from DuckDB at a time (a few hundred bytes each): the lake's rows are never all in memory.
+FETCH_ROWS = 50_000
+
+
+def _instance_pixels(paths: LakePaths) -> Iterator[tuple[str, int, int, str | None]]:
+    """(array, first frame, frames, SHA-256) of every instance with pixels, by array and frame."""
     files = snapshot_files(paths.table("instances"))
     if not files:
-        return []
-    con = duckdb.connect(":memory:")
-    try:
-        rows = con.execute(
+        return
+    with memory.connect("verify", ordered=False) as con:
+        cursor = con.execute(
             f"SELECT pixel_array, pixel_frame_start, frame_count, pixel_sha256 FROM "
             f"read_parquet({_quote_list(files)}, union_by_name = true) "
             "WHERE pixel_array IS NOT NULL ORDER BY pixel_array, pixel_frame_start"
-        ).fetchall()
-    finally:
-        con.close()
-    return [(str(a), int(s), int(n), h) for a, s, n, h in rows]
+        )
+        while rows := cursor.fetchmany(FETCH_ROWS):
+            yield from ((str(a), int(s), int(n), h) for a, s, n, h in rows)
 
 
-def check_consistency(
-    paths: LakePaths, store: PixelStore, report: VerifyReport, on_row: Callable[[int], None] | None = None
+def _check_rows(
+    rows: Iterable[tuple[str, int, int, str | None]],
+    store: PixelStore,
+    report: VerifyReport,
+    arrays: set[str],
+    on_row: Callable[[int], None] | None,
 ) -> None:
-    """Rows against arrays and arrays against rows; appends problems to ``report``.
-
-    ``on_row(nbytes)`` is called once per instance row checked, for progress display.
-    """
-    try:
-        rows = _instance_pixels(paths)
-    except duckdb.Error as exc:  # a damaged Parquet file (also reported by its checksum)
-        report.problems.append(Problem(ProblemKind.UNREADABLE_TABLE, "tables/instances", type(exc).__name__))
-        return
-    arrays: dict[str, Any] = {}
+    """Each row's frames against its array (``arrays`` collects the keys seen)."""
+    key_open, arr = "", None  # rows come by array: only the current one is open
     for key, start, count, sha in rows:
         if on_row:
             on_row(0)
         report.counts["instances_with_pixels"] += 1
-        if key not in arrays:
-            arrays[key] = store.open(key) if store.exists(key) else None
-            if arrays[key] is None:
+        if key != key_open:
+            key_open, arr = key, store.open(key) if store.exists(key) else None
+            arrays.add(key)
+            if arr is None:
                 report.problems.append(Problem(ProblemKind.MISSING_ARRAY, f"pixels/{key}"))
-        arr = arrays[key]
         if arr is None:
             continue
         if start + count > arr.shape[0]:
@@ -132,6 +132,21 @@ def check_consistency(
         report.counts["frames_checked"] += count
         if sha and hashlib.sha256(frames.tobytes()).hexdigest() != sha:
             report.problems.append(Problem(ProblemKind.FRAME_MISMATCH, f"pixels/{key}", f"frames {start}+{count}"))
+
+
+def check_consistency(
+    paths: LakePaths, store: PixelStore, report: VerifyReport, on_row: Callable[[int], None] | None = None
+) -> None:
+    """Rows against arrays and arrays against rows; appends problems to ``report``.
+
+    ``on_row(nbytes)`` is called once per instance row checked, for progress display.
+    """
+    arrays: set[str] = set()
+    try:
+        _check_rows(_instance_pixels(paths), store, report, arrays, on_row)
+    except duckdb.Error as exc:  # a damaged Parquet file (also reported by its checksum)
+        report.problems.append(Problem(ProblemKind.UNREADABLE_TABLE, "tables/instances", type(exc).__name__))
+        return
     report.counts["arrays"] = len(arrays)
     for key in orphan_arrays(paths, arrays):
         report.problems.append(Problem(ProblemKind.ORPHAN_ARRAY, f"pixels/{key}"))

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from lake import memory
 from lake.catalog.tables import open_table, snapshot_files
 from lake.config import vault_dir
 from lake.core import Lake
@@ -166,17 +167,13 @@ def _log(lk: Lake, run_id: str, entry: dict[str, Any]) -> None:
 
 def _run_recorded(lk: Lake, run_id: str) -> bool:
     """Whether the ``runs`` table holds a row of ``run_id``."""
-    import duckdb
 
     files = snapshot_files(lk.paths.table("runs"))
     if not files:
         return False
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    con = duckdb.connect(":memory:")
-    try:
+    with memory.connect("review", ordered=False) as con:
         found = con.execute(f"SELECT count(*) FROM read_parquet([{listed}]) WHERE run_id = ?", [run_id]).fetchone()
-    finally:
-        con.close()
     return bool(found and found[0])
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 
+from lake import memory
 from lake.catalog.tables import snapshot_files
 from lake.config import LakePaths
 from lake.errors import NotInLakeError, NotUnderReviewError
@@ -60,13 +60,10 @@ def query(paths: LakePaths, sql: str, params: list[Any] | None = None) -> list[d
     files = snapshot_files(paths.table("instances"))
     if not files:
         return []
-    con = duckdb.connect(":memory:")
-    try:
+    with memory.connect("review", ordered=False) as con:
         cur = con.execute(sql.format(src=_source(files)), params or [])
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def instance_row(paths: LakePaths, sop_uid: str) -> dict[str, Any]:
