@@ -1,4 +1,4 @@
-"""``lake listen --lake LAKE --port P [--ae-title T] [--bind ADDR] [--batch-size N] [--quiet-seconds S]``."""
+"""``lake listen --lake LAKE --port P [--aet T] [--bind ADDR] [--batch-size N] [--quiet-seconds S]``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_lake_option(p)
     add_key_option(p)
     p.add_argument("--port", type=port_number, required=True, metavar="P", help="the DICOM port to listen on")
-    p.add_argument("--ae-title", default="LAKE", metavar="T", help="the AE title senders must call (default LAKE)")
+    p.add_argument(
+        "--aet", "--ae-title", dest="ae_title", default="LAKE", metavar="T",
+        help="the AE title senders must call (default LAKE)",
+    )
     p.add_argument(
         "--bind", default="0.0.0.0", metavar="ADDR", help="the address to listen on (default 0.0.0.0: every interface)"
     )

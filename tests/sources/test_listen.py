@@ -63,7 +63,7 @@ class Running:
 def listening(root: Path, key_file: Path, *options: str, port: int | None = None) -> Iterator[Running]:
     port = port or free_port()
     cmd = [sys.executable, "-m", "lake", "listen", "--lake", str(root), "--key-file", str(key_file)]
-    cmd += ["--port", str(port), "--ae-title", AET, "--bind", "127.0.0.1", "--workers", "1", *options]
+    cmd += ["--port", str(port), "--aet", AET, "--bind", "127.0.0.1", "--workers", "1", *options]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     running = Running(proc, port)
