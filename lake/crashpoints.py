@@ -11,7 +11,10 @@ module was imported (workers forked later inherit the setting):
 - ``LAKE_CRASH_TRACE=path``: every point reached is appended to ``path`` (``name pid`` lines), to
   list the points a run goes through.
 
-Counts are per process; a worker counts from zero (:func:`reset_counts` in its initializer). With
+Counts are per process; a worker counts from zero (:func:`reset_counts` in its initializer). A crash
+point reached in an ingest's worker process (workers write pixel arrays) kills the ingest first,
+then the worker: the moment is the run's, as if ``kill -9`` hit the ingest while that worker was
+there (:func:`worker_of`). With
 nothing set a point costs one global lookup (about 30 ns); the write paths reach one per batch or
 per file, never per row.
 """
@@ -40,6 +43,7 @@ _pause: tuple[str, int] | None = None
 _pause_file = ""
 _trace = ""
 _counts: Counter[str] = Counter()
+_leader: int | None = None  # in a worker process: the ingest's pid (see worker_of)
 
 
 def _parse(spec: str, variable: str) -> tuple[str, int] | None:
@@ -61,6 +65,14 @@ def configure(environ: Mapping[str, str] = os.environ) -> None:
         raise ConfigError(f"{PAUSE_ENV} needs {PAUSE_FILE_ENV}: the file a paused process writes and waits on")
     _trace = environ.get(TRACE_ENV, "")
     _armed = bool(_crash or _pause or _trace)
+    reset_counts()
+
+
+def worker_of(leader: int) -> None:
+    """This process is a worker of process ``leader`` (the ingest): count from zero, and a crash
+    here kills ``leader`` too."""
+    global _leader
+    _leader = leader
     reset_counts()
 
 
@@ -87,6 +99,8 @@ def _reached(name: str) -> None:
         while os.path.exists(_pause_file):
             time.sleep(PAUSE_POLL)  # a signal's handler runs here, as it would at this point of the run
     if _crash == (name, n):
+        if _leader is not None and _leader == os.getppid():
+            os.kill(_leader, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -161,3 +161,13 @@ class StorageNotFoundError(StorageError, FileNotFoundError):
 class LeaseLostError(LakeError, RuntimeError):
     """The lake's write lease on object storage expired or was taken over before the work was committed;
     nothing more may be committed under it (run the command again)."""
+
+
+class PixelWriteError(StorageError):
+    """An ingest worker could not write or verify a pixel array (a problem of the lake's storage, not of
+    an input file); the lake keeps its last committed batch: run the ingest again."""
+
+
+class ClusterError(LakeError, ConnectionError):
+    """The Dask scheduler given to ``lake ingest --scheduler`` could not be reached, or the cluster
+    failed while the ingest ran (the lake keeps its last committed batch: run the ingest again)."""

@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="worker processes, at least 1 (default: the number of cores, at most 8)",
     )
     p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on an existing Dask distributed cluster, tcp://HOST:PORT, instead of local worker processes "
+        "(every Dask worker must see the lake's folder at the same path); default: local workers",
+    )
+    p.add_argument(
         "--strict",
         action="store_true",
         help="exit 1 if any file was rejected or a SOURCE held no files (default: exit 0 even with rejections)",
@@ -205,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             pull=pull,
             on_progress=PullBar(progress),
+            scheduler=args.scheduler,
         )
     except IngestInterrupted as exc:
         progress.close()

@@ -6,6 +6,9 @@ pool takes over the files still in flight. A dead worker does not say which of t
 killed it, so each of those suspects then runs alone, in input order, before the pool fills up again:
 the one that kills its worker alone is the culprit, and a healthy file is never blamed for another.
 
+An input is one file's bytes or a unit of work (a sequence of files' bytes, :mod:`lake.ingest.work`):
+its time limit is the per-file limit times its files, and its bytes count towards what is held.
+
 Memory per worker is capped with ``RLIMIT_AS`` so a decompression bomb raises ``MemoryError`` in
 the worker instead of swapping the machine (the budget is counted on top of what the worker
 inherits from its parent).
@@ -108,7 +111,7 @@ def _limited_init(
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    crashpoints.reset_counts()
+    crashpoints.worker_of(parent)
     if memory_bytes:
         # A forked worker inherits the parent's address space (GBs of reserved, untouched
         # virtual memory with polars, duckdb and deltalake loaded): the budget comes on top.
@@ -118,6 +121,17 @@ def _limited_init(
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     if initializer is not None:
         initializer(*initargs)
+
+
+Payload = bytes | tuple[bytes, ...] | list[bytes]
+
+
+def _files(data: Payload) -> int:
+    return 1 if isinstance(data, bytes | bytearray) else max(1, len(data))
+
+
+def _bytes(data: Payload) -> int:
+    return len(data) if isinstance(data, bytes | bytearray) else sum(len(d) for d in data)
 
 
 def _finished(future: Future[Any] | None) -> bool:
@@ -130,7 +144,7 @@ def _finished(future: Future[Any] | None) -> bool:
 @dataclass
 class _Slot(Generic[T]):
     tag: T
-    data: bytes
+    data: Payload
     future: Future[Any] | None = None
     #: in flight when a worker died: runs alone before anything after it is submitted
     suspect: bool = False
@@ -139,12 +153,13 @@ class _Slot(Generic[T]):
 class TimedPool:
     """``run(items)`` yields ``(tag, result | WorkerFailure)`` in input order.
 
-    ``timeout`` is seconds per file once it is the oldest in flight (``None``: no limit).
+    ``timeout`` is seconds per file once it is the oldest in flight (``None``: no limit); a unit of
+    work of n files gets n times that.
     """
 
     def __init__(
         self,
-        func: Callable[[bytes], R],
+        func: Callable[[Any], R],
         workers: int,
         initializer: Callable[..., None] | None = None,
         initargs: tuple[Any, ...] = (),
@@ -201,7 +216,7 @@ class TimedPool:
             if slot.future is None:
                 slot.future = self._pool.submit(self.func, slot.data)
 
-    def run(self, items: Iterable[tuple[T, bytes]]) -> Generator[tuple[T, R | WorkerFailure], None, None]:
+    def run(self, items: Iterable[tuple[T, Payload]]) -> Generator[tuple[T, R | WorkerFailure], None, None]:
         """Close the iterator (``contextlib.closing``) to stop early: the workers are killed then,
         not waited for (a file may take minutes)."""
         window: deque[_Slot[T]] = deque()
@@ -213,7 +228,7 @@ class TimedPool:
                 # Bounded memory: at most 4 files per worker, and no more than MAX_INFLIGHT_BYTES
                 # of input held in this process (beyond the one file that exceeds it alone).
                 while len(window) > self.workers * 4 or (
-                    len(window) > 1 and sum(len(s.data) for s in window) > MAX_INFLIGHT_BYTES
+                    len(window) > 1 and sum(_bytes(s.data) for s in window) > MAX_INFLIGHT_BYTES
                 ):
                     yield self._next(window)
             while window:
@@ -231,7 +246,8 @@ class TimedPool:
             self._dispatch(window)
             assert head.future is not None
             try:
-                result: R = head.future.result(timeout=self.timeout)
+                limit = None if self.timeout is None else self.timeout * _files(head.data)
+                result: R = head.future.result(timeout=limit)
             except FutureTimeout:
                 window.popleft()
                 logger.warning("a file exceeded the %.0f s time limit; restarting the workers", self.timeout or 0)

@@ -1,8 +1,11 @@
-"""An ingest run: sources -> workers (parse, de-identify, decode) -> batches -> pixels, then rows.
+"""An ingest run: sources -> units of work -> workers (parse, de-identify, decode, write pixels) -> rows.
 
-Order of writes per batch: pixel frames first (verified), then the ``rejects`` commit, then the
-``instances`` commit. A crash anywhere leaves the lake as it was after the last committed batch
-plus invisible frames, which the next run overwrites; re-running the same command completes it.
+Files go to workers in units of work (consecutive files, at most the commit batch,
+:data:`lake.ingest.work.TASK_FILES` and ``TASK_BYTES``); each worker writes the unit's pixel arrays,
+verified and checksummed, and returns rows (:mod:`lake.ingest.work`). This process commits whole
+units: per batch the ``rejects``, ``bulk``, then ``instances`` rows. A crash anywhere leaves the lake
+as it was after the last committed batch plus arrays no row points to, which the next run removes;
+re-running the same command forms the same units from the files not yet committed and completes it.
 :mod:`lake.crashpoints` names the moments between these writes (``ingest.after_pixels``...), where
 the fault tests kill the process.
 
@@ -25,15 +28,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lake.catalog.tables import append, to_arrow
-from lake.config import BulkSettings, DeidSettings, LakePaths, check_lake_folder, read_config, vault_dir
+from lake.config import DeidSettings, LakePaths, check_lake_folder, read_config, vault_dir
 from lake.core import Lake, create_lake
 from lake.crashpoints import crash_point
 from lake.created import CreatedPaths
-from lake.deid import build_deidentifier, ner
-from lake.deid.engine import Deidentifier
+from lake.deid import ner
 from lake.deid.identity import (
     CROSSWALK_NAME,
     IdentityLedger,
@@ -43,11 +43,11 @@ from lake.deid.identity import (
     identity_fingerprint,
     load_crosswalk,
 )
-from lake.deid.passthrough import PassThrough, check_profile_unchanged, refuse_recipe
+from lake.deid.passthrough import check_profile_unchanged, refuse_recipe
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile, ProfileName
 from lake.deid.recipe import Recipe, check_recipe, load_recipe
-from lake.diagnostics import FileWarning, silence_process
-from lake.errors import ConfigError, KeyFileError, RejectedInput
+from lake.diagnostics import FileWarning
+from lake.errors import ConfigError, KeyFileError, PixelWriteError, RejectedInput
 from lake.fixity import record_table_fixity
 from lake.headers.schema import load_table_schema
 from lake.ingest import updates
@@ -55,12 +55,12 @@ from lake.ingest.iocm import RejectionNote
 from lake.ingest.pool import TimedPool, WorkerFailure
 from lake.ingest.sampling import SeriesSampling
 from lake.ingest.state import LakeState
-from lake.ingest.worker import Processed, Rejection, content_digest, process_file
+from lake.ingest.work import TASK_BYTES, TASK_FILES, StoreFailure, WorkerSpec, WorkerState, start_worker, work
+from lake.ingest.worker import Processed, Rejection, content_digest
 from lake.interrupts import Interrupted, deferred, signal_of, signals_raise
 from lake.keys import LakeKey
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphan_bulk, remove_orphans
-from lake.pixels.store import array_key
 from lake.review.held import hold_quarantined
 from lake.runs import append_run, new_run_id, utc_now
 from lake.sources import Source, SourceContext, SourceItem, SourceLimits, check_source, open_source
@@ -136,32 +136,6 @@ class IngestInterrupted(Interrupted):
         self.summary = summary
 
 
-# -- worker processes -----------------------------------------------------------------------------
-_worker_deid: Deidentifier | PassThrough | None = None
-_worker_policy: str = ""
-_worker_bulk: BulkSettings | None = None
-
-
-def _init_worker(
-    secret: bytes,
-    settings: DeidSettings,
-    recipe: Recipe | None = None,
-    identifier: PatientIdentifier | None = None,
-    bulk: BulkSettings | None = None,
-) -> None:
-    global _worker_deid, _worker_policy, _worker_bulk
-    silence_process()  # a worker never prints: what it logs or warns is about the files
-    _worker_deid = build_deidentifier(LakeKey(secret), settings, recipe, identifier)
-    _worker_policy = settings.burned_in_policy
-    _worker_bulk = bulk
-
-
-def _work(data: bytes) -> Outcome:
-    assert _worker_deid is not None
-    crash_point("ingest.worker_file")
-    return process_file(data, _worker_deid, _worker_policy, bulk=_worker_bulk)
-
-
 # -- the run ---------------------------------------------------------------------------------------
 class _Run:
     def __init__(self, lk: Lake, key: LakeKey, run_id: str, batch_size: int, batch_bytes: int) -> None:
@@ -200,6 +174,24 @@ class _Run:
         self.compactions = 0
         self.handled: list[SourceItem] = []  # outcome decided since the last commit (told when durable)
         self.sampling = SeriesSampling(lk.paths)  # issue 14: instances OCR left unread, until the input ends
+        self.written: set[str] = set()  # pixel arrays workers wrote for this run's outcomes
+        self.lost_units = 0  # units whose worker died or timed out (their arrays are unknown)
+        self._state: WorkerState | None = None
+
+    def spec(self) -> WorkerSpec:
+        """What every worker of this run needs but the key (:mod:`lake.ingest.work`)."""
+        config = self.lk.config
+        return WorkerSpec(
+            settings=config.deid, pixels=self.paths.pixels, shard_frames=config.pixels.shard_frames,
+            codec=config.pixels.codec, run_id=self.run_id, recipe=self.recipe, identifier=self.identifier,
+            bulk=config.bulk, withdrawn=frozenset(self.withdrawn),
+        )  # fmt: skip
+
+    def worker_state(self) -> WorkerState:
+        """A worker's state in this process (a run without worker processes, and re-processing)."""
+        if self._state is None:
+            self._state = WorkerState(self.spec(), self.key)
+        return self._state
 
     def close(self) -> None:
         self.log.close()
@@ -317,25 +309,15 @@ class _Run:
         self.ledger.save()
         rows = []
         bulk_rows: list[dict[str, Any]] = []
-        pending: dict[str, list[tuple[int, np.ndarray, dict[str, Any]]]] = {}
         for result, ref, size in self.batch:
             bulk_rows += _bulk_rows(result, self.run_id)
-            row = dict(result.row)
+            row = dict(result.row)  # a worker wrote its pixels (lake.ingest.work) and set pixel_array
             row.update(source_ref=ref, source_bytes=size, ingest_run=self.run_id, ingested_at=utc_now())
-            if result.frames is not None:
-                key = array_key(row["SeriesInstanceUID"] or "no-series", row["SOPInstanceUID"], result.frames)
-                start = self.state.next_frame.get(key, 0)
-                self.state.next_frame[key] = start + result.frames.shape[0]
-                row["pixel_array"] = key
-                row["pixel_frame_start"] = start
-                pending.setdefault(key, []).append((start, result.frames, result.array_attributes))
+            key = row.get("pixel_array")
+            if key:
+                end = int(row["pixel_frame_start"]) + int(row["frame_count"])
+                self.state.next_frame[key] = max(self.state.next_frame.get(key, 0), end)
             rows.append(row)
-        for key, parts in pending.items():
-            parts.sort(key=lambda p: p[0])
-            # Consecutive allocations: one write per array.
-            frames = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-            self.lk.pixel_store.write(key, parts[0][0], frames, parts[0][2], run=self.run_id)
-            crash_point("ingest.after_array")
         crash_point("ingest.after_pixels")
         hold_quarantined(self.lk.key_path, [result for result, _ref, _size in self.batch])  # vault, before the rows
         if self.rejects:
@@ -426,10 +408,21 @@ def load_identity(lk: Lake, key: LakeKey, withdrawn: set[str]) -> tuple[PatientI
     return identifier, ledger
 
 
-def _read_items(
-    items: Iterator[SourceItem], run: _Run, on_file: Callable[[int], None] | None
-) -> Iterator[tuple[SourceItem, str, int, bytes]]:
-    """Read each item; yield those that need processing, account for the rest right here."""
+@dataclass
+class _Entry:
+    """One input item as read: ``todo`` if it needs processing, else accounted for when read (a
+    duplicate, a file rejected before, an unreadable item: ``data`` empty if unreadable)."""
+
+    item: SourceItem
+    ref: str
+    size: int
+    data: bytes
+    todo: bool
+
+
+def _read_items(items: Iterator[SourceItem], run: _Run, on_file: Callable[[int], None] | None) -> Iterator[_Entry]:
+    """Read each item; account for those that need no processing right here, and yield every one
+    (units of work are cut from the whole input, :func:`_units`)."""
     for item in items:
         run.summary.seen += 1
         try:
@@ -439,6 +432,7 @@ def _read_items(
             run.reject(item, ref, exc.stage, exc.reason, item.size, exc.detail)
             if on_file:
                 on_file(0)
+            yield _Entry(item, ref, 0, b"", todo=False)
             continue
         size = len(data)
         run.summary.bytes_read += size
@@ -454,14 +448,17 @@ def _read_items(
             run.record(item, ref, "rejected", why, "rejected before")
         else:
             updates.note_for(run, ref, data)
-            yield item, ref, size, data
+            yield _Entry(item, ref, size, data, todo=True)
             continue
         if on_file:
             on_file(size)
+        yield _Entry(item, ref, size, data, todo=False)
 
 
 def _handle(run: _Run, item: SourceItem, ref: str, size: int, outcome: Outcome) -> None:
     if isinstance(outcome, Processed):
+        if outcome.row.get("pixel_array"):
+            run.written.add(outcome.row["pixel_array"])
         if not run.sampling.hold(item, ref, size, outcome):
             run.accept(item, ref, size, outcome)
     else:
@@ -484,6 +481,7 @@ def ingest(
     patient_identity: str | PatientIdentity | None = None,
     pull: PullOptions | None = None,
     on_progress: Callable[[Any], None] | None = None,
+    scheduler: str | None = None,
 ) -> IngestSummary:
     """Ingest every file under ``sources`` into the lake (created if missing).
 
@@ -498,7 +496,10 @@ def ingest(
 
     ``on_file(nbytes)`` is called once per input file for progress display. With ``file_timeout``
     (seconds) or ``worker_memory_bytes`` files are processed in worker processes that are replaced
-    when one hangs or dies (see :mod:`lake.ingest.pool`). Returns the summary;
+    when one hangs or dies (see :mod:`lake.ingest.pool`). With ``scheduler`` (``tcp://HOST:PORT``)
+    the files are processed on that Dask distributed cluster instead (:mod:`lake.ingest.cluster`;
+    ``workers`` and the limits are then the cluster's own; ``ClusterError`` if it does not answer).
+    Returns the summary;
     raises only for problems with the lake itself (key, lock), never for a bad input file.
 
     Before anything is written it raises ``ConfigError`` for a bad argument or lake setting,
@@ -509,6 +510,10 @@ def ingest(
     names each source that held no file (``summary.empty_sources`` counts them).
     """
     _check_arguments(workers, batch_size, batch_bytes, file_timeout, worker_memory_bytes)
+    if scheduler is not None:
+        from lake.ingest.cluster import check_address
+
+        check_address(scheduler)
     sources = list(sources)
     for source in sources:
         check_source(source)
@@ -546,7 +551,7 @@ def ingest(
     try:
         return _ingest(
             lake_path, sources, key_file, workers, batch_size, batch_bytes, limits, on_file, on_message,
-            site_recipe, file_timeout, worker_memory_bytes, pull, on_progress,
+            site_recipe, file_timeout, worker_memory_bytes, pull, on_progress, scheduler,
         )  # fmt: skip
     except BaseException:
         # A lake this command created and that holds no commit yet goes again, with its new key.
@@ -601,6 +606,7 @@ def _ingest(
     worker_memory_bytes: int | None,
     pull: PullOptions | None = None,
     on_progress: Callable[[Any], None] | None = None,
+    scheduler: str | None = None,
 ) -> IngestSummary:
     paths = LakePaths(lake_path)
     lk = Lake(lake_path, key_file)
@@ -646,20 +652,23 @@ def _ingest(
                 context.key, context.vault, context.lake_id = key, vault_dir(lk.key_path), lk.config.lake_id
                 run = _Run(lk, key, new_run_id("R"), batch_size, batch_bytes)
                 run.recipe = site_recipe
+                lk.pixel_store.discard_unfinished()  # what a dead writer left half-built
                 remove_orphans(paths, run.state.next_frame)  # arrays a crashed run wrote but never committed
                 remove_orphan_bulk(paths, run.state.sop_uids, run.run_id)  # its bulk rows, likewise
                 updates.recover(run)  # corrections a crashed run recorded but did not complete
                 recorded = False
                 try:
-                    todo = _read_items(items, run, on_file)
-                    if workers <= 1 and file_timeout is None and worker_memory_bytes is None:
+                    todo = _units(_read_items(items, run, on_file), min(batch_size, TASK_FILES), TASK_BYTES)
+                    if scheduler is not None:
+                        _on_cluster(run, todo, scheduler, on_file)
+                    elif workers <= 1 and file_timeout is None and worker_memory_bytes is None:
                         _sequential(run, todo, on_file)
                     else:
                         limits_ = (file_timeout, worker_memory_bytes)
-                        deid = lk.config.deid
-                        _parallel(run, todo, workers, key, deid, on_file, site_recipe, limits_, run.identifier)
+                        _parallel(run, todo, workers, lk.config.deid, on_file, limits_)
                     _release_sampled(run)
                     run.flush()
+                    _discard_uncommitted(run)
                     with deferred():
                         for source in opened:
                             run.summary.studies.update(source.report())
@@ -682,31 +691,85 @@ def _ingest(
     return run.summary
 
 
-def _sequential(
-    run: _Run, todo: Iterator[tuple[SourceItem, str, int, bytes]], on_file: Callable[[int], None] | None
+Unit = list[_Entry]
+
+
+def _units(entries: Iterator[_Entry], files: int, nbytes: int) -> Iterator[Unit]:
+    """Units of work: consecutive input items, at most ``files`` of them and ``nbytes`` bytes (or one
+    item), cut from the whole input, so the same input gives the same units whatever was committed
+    before. A unit holding a file to process goes to a worker with every readable file of it: the
+    files already in the lake too, so its pixel arrays come out the same as in an uninterrupted run
+    (a rerun after a crash finds the arrays of a unit committed in part under the same names, and
+    points the rest of its rows to them). A unit with nothing to process is not sent."""
+    unit: Unit = []
+    held = 0
+    for entry in entries:
+        if unit and (len(unit) >= files or held + entry.size > nbytes):
+            if any(e.todo for e in unit):
+                yield [e for e in unit if e.todo or e.data]
+            unit, held = [], 0
+        unit.append(entry)
+        held += entry.size
+    if any(e.todo for e in unit):
+        yield [e for e in unit if e.todo or e.data]
+
+
+def _handle_unit(
+    run: _Run, unit: Unit, outcomes: list[Outcome] | StoreFailure, on_file: Callable[[int], None] | None
 ) -> None:
-    deid = build_deidentifier(run.key, run.lk.config.deid, run.recipe, run.identifier)
-    for item, ref, size, data in todo:
-        outcome = process_file(data, deid, run.lk.config.deid.burned_in_policy, bulk=run.lk.config.bulk)
-        _handle(run, item, ref, size, outcome)
+    """The outcomes of the unit's files to process (the others were accounted for when read)."""
+    if isinstance(outcomes, StoreFailure):
+        raise PixelWriteError(f"{outcomes.message}; the lake keeps its last committed batch, run the ingest again")
+    for entry, outcome in zip(unit, outcomes, strict=True):
+        if not entry.todo:
+            continue
+        _handle(run, entry.item, entry.ref, entry.size, outcome)
         if on_file:
-            on_file(size)
+            on_file(entry.size)
+
+
+def _sequential(run: _Run, units: Iterator[Unit], on_file: Callable[[int], None] | None) -> None:
+    state = run.worker_state()
+    for unit in units:
+        _handle_unit(run, unit, state.run([e.data for e in unit]), on_file)
 
 
 def _release_sampled(run: _Run) -> None:
-    """The instances OCR left out of a series' sample, once the input has ended (lake.ingest.sampling)."""
-    deid: Deidentifier | PassThrough | None = None
+    """The instances OCR left out of a series' sample, once the input has ended (lake.ingest.sampling):
+    read again through a worker's state where their series had text; their pixels written then."""
 
     def again(data: bytes, ref: str, every_instance: bool) -> Outcome:
-        nonlocal deid
         if run.key.source_ref(content_digest(data)) != ref:
             return Rejection("read", "changed_during_run")
-        deid = deid or build_deidentifier(run.key, run.lk.config.deid, run.recipe, run.identifier)
-        policy = run.lk.config.deid.burned_in_policy
-        return process_file(data, deid, policy, bulk=run.lk.config.bulk, every_instance=every_instance)
+        outcomes = run.worker_state().run([data], every=every_instance)
+        if isinstance(outcomes, StoreFailure):
+            raise PixelWriteError(f"{outcomes.message}; the lake keeps its last committed batch, run the ingest again")
+        return outcomes[0]
 
-    for item, ref, size, outcome in run.sampling.release(again):
-        _handle(run, item, ref, size, outcome)
+    def write(released: list[tuple[SourceItem, str, int, Outcome]]) -> None:
+        run.worker_state().write_pixels([(o, ref) for _item, ref, _size, o in released if isinstance(o, Processed)])
+        for item, ref, size, outcome in released:
+            _handle(run, item, ref, size, outcome)
+
+    chunk: list[tuple[SourceItem, str, int, Outcome]] = []
+    for released in run.sampling.release(again):
+        chunk.append(released)
+        if len(chunk) >= min(run.max_batch, TASK_FILES):
+            write(chunk)
+            chunk = []
+    if chunk:
+        write(chunk)
+
+
+def _discard_uncommitted(run: _Run) -> None:
+    """Arrays workers wrote for files this run did not store (duplicates in the input, versions kept
+    out, withdrawn patients...), and what dead workers left: nothing the lake does not use stays."""
+    store = run.lk.pixel_store
+    for key in sorted(run.written - set(run.state.next_frame)):
+        store.discard(key)
+    store.discard_unfinished()
+    if run.lost_units:  # a dead worker's arrays are not known by name
+        remove_orphans(run.paths, run.state.next_frame)
 
 
 def _record_interrupted(lk: Lake, run: _Run, started: datetime, t0: float) -> None:
@@ -725,27 +788,58 @@ def _record_interrupted(lk: Lake, run: _Run, started: datetime, t0: float) -> No
 
 def _parallel(
     run: _Run,
-    todo: Iterator[tuple[SourceItem, str, int, bytes]],
+    units: Iterator[Unit],
     workers: int,
-    key: LakeKey,
     settings: DeidSettings,
     on_file: Callable[[int], None] | None,
-    recipe: Recipe | None = None,
     limits: tuple[float | None, int | None] = (None, None),
-    identifier: PatientIdentifier | None = None,
 ) -> None:
-    """Process in worker processes; results are handled in input order, so runs are deterministic."""
-    initargs = (key.secret, settings, recipe, identifier, run.lk.config.bulk)
+    """Units of work in worker processes (their state from :meth:`_Run.spec`, the key apart), handled
+    in input order, so runs are deterministic. A unit whose worker died or timed out runs again one
+    file at a time, so that only the file that killed its worker (or hung) is rejected."""
+    initargs = (run.spec(), run.key.secret)
     ner.warm(settings.options)  # issue 12: the name lists load once here; the forked workers share them
-    pool = TimedPool(_work, workers, _init_worker, initargs, limits[0], limits[1])
-    tagged = (((item, ref, size), data) for item, ref, size, data in todo)
+    pool = TimedPool(work, workers, start_worker, initargs, limits[0], limits[1])
+    tagged = ((unit, tuple(e.data for e in unit)) for unit in units)
     # closed at once when an interrupt ends the loop: the workers are killed, not waited for
     with closing(pool.run(tagged)) as results:
-        for (item, ref, size), result in results:
-            outcome = Rejection("process", result.reason) if isinstance(result, WorkerFailure) else result
-            _handle(run, item, ref, size, outcome)
-            if on_file:
-                on_file(size)
+        for unit, result in results:
+            if isinstance(result, WorkerFailure):
+                run.lost_units += 1
+                _handle_unit(run, unit, _one_by_one(unit, result, initargs, limits), on_file)
+            else:
+                _handle_unit(run, unit, result, on_file)
+
+
+def _on_cluster(run: _Run, units: Iterator[Unit], scheduler: str, on_file: Callable[[int], None] | None) -> None:
+    """Units of work on a Dask cluster (:mod:`lake.ingest.cluster`), handled in input order."""
+    from lake.ingest import cluster
+
+    def handle(unit: Unit, result: list[Outcome] | StoreFailure) -> None:
+        _handle_unit(run, unit, result, on_file)
+
+    tagged = ((unit, tuple(e.data for e in unit)) for unit in units)
+    with closing(cluster.connect(scheduler)) as client:
+        cluster.run_on_cluster(client, run.spec(), run.key, tagged, handle)
+
+
+def _one_by_one(
+    unit: Unit, failure: WorkerFailure, initargs: tuple[Any, ...], limits: tuple[float | None, int | None]
+) -> list[Outcome] | StoreFailure:
+    """The files of a failed unit, each alone in a fresh worker (the culprit is rejected)."""
+    if len(unit) == 1:
+        return [Rejection("process", failure.reason)]
+    pool = TimedPool(work, 1, start_worker, initargs, limits[0], limits[1])
+    outcomes: list[Outcome] = []
+    with closing(pool.run((n, (e.data,)) for n, e in enumerate(unit))) as results:
+        for _n, result in results:
+            if isinstance(result, WorkerFailure):
+                outcomes.append(Rejection("process", result.reason))
+            elif isinstance(result, StoreFailure):
+                return result
+            else:
+                outcomes += result
+    return outcomes
 
 
 def _finish(lk: Lake, run: _Run, started: datetime, interrupted_with: int | None = None) -> None:

@@ -61,10 +61,8 @@ class RejectReasons:
 
 @dataclass
 class LakeState:
-    """Committed SOP instances, source references and the next free frame of each pixel array.
-
-    Frame allocation starts from the *committed* rows, never from an array's shape: frames a
-    crashed run wrote without committing are simply overwritten. The key sets hold 16 bytes per
+    """Committed SOP instances, source references and the pixel arrays committed rows use (with the
+    end of their last committed frame): an array not in ``next_frame`` is an orphan. The key sets hold 16 bytes per
     key (:mod:`lake.ingest.keyset`), so an ingest into a lake of 10^7 instances starts in seconds.
     """
 

@@ -1,5 +1,9 @@
 """What a crashed run leaves behind: pixel arrays and ``bulk`` rows no committed instance row points to.
 
+Ingest workers build each pixel array under ``pixels/.writing/`` and rename it into place when it is
+verified (:meth:`lake.pixels.store.PixelStore.write_new`); a dead writer's folder there is listed
+here like any array no row points to, and removed.
+
 An ingest batch commits its pixels, then its ``bulk`` rows, then its ``instances`` rows (the
 commit that makes the batch visible). A kill between the last two leaves bulk rows of instances
 that are not in the lake: readers never see them (the ``bulk`` view keeps the rows of committed

@@ -45,7 +45,7 @@ from lake.errors import ConfigError, NotUnderReviewError
 from lake.fixity import record_table_fixity
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphans
-from lake.pixels.store import array_key
+from lake.pixels.store import frames_array_key
 from lake.review import held as vault
 from lake.review.queue import QUARANTINED, REVIEW_METHOD, instance_row, query, under_review
 from lake.runs import append_run, new_run_id, utc_now
@@ -134,20 +134,19 @@ def _masked_fraction(frames: np.ndarray, boxes: list[Box]) -> float:
 def _store_frames(
     lk: Lake, row: dict[str, Any], frames: np.ndarray, attributes: dict[str, Any], run_id: str
 ) -> dict[str, Any]:
-    """Write ``frames`` as an ingest writes an instance's frames; the row's pixel columns."""
-    key = array_key(row["SeriesInstanceUID"] or "no-series", row["SOPInstanceUID"], frames)
-    committed = query(
-        lk.paths, "SELECT max(pixel_frame_start + frame_count) AS n FROM {src} WHERE pixel_array = ?", [key]
-    )
-    start = int(committed[0]["n"] or 0) if committed else 0
-    lk.pixel_store.write(key, start, frames, attributes, run=run_id)
+    """Write ``frames`` as an ingest's worker writes an instance's frames (an array written once, named
+    by its content, :func:`lake.pixels.store.frames_array_key`); the row's pixel columns."""
+    sha = hashlib.sha256(frames.tobytes()).hexdigest()
+    named_by = [f"{sha} {row.get('source_ref') or ''}", json.dumps(attributes, sort_keys=True, default=str)]
+    key = frames_array_key(row["SeriesInstanceUID"] or "no-series", frames, named_by)
+    lk.pixel_store.write_new(key, frames, attributes, run=run_id)  # False: a rerun of this action wrote it
     return {
         "pixel_array": key,
-        "pixel_frame_start": start,
+        "pixel_frame_start": 0,
         "frame_count": int(frames.shape[0]),
         "pixel_dtype": frames.dtype.name,
         "pixel_bytes": int(frames.nbytes),
-        "pixel_sha256": hashlib.sha256(frames.tobytes()).hexdigest(),
+        "pixel_sha256": sha,
     }
 
 
