@@ -5,9 +5,10 @@
 
 Prints files/s and MB/s of each and the ratios, with CPU seconds per file of this process and of
 its worker processes (a shared machine distorts wall time, not CPU time); the 2 / 1 worker ratio is
-the scaling goal of issue 17 (>= 1.7x on 2 cores). ``--lake-only`` skips the floor and the peer. ``lake`` does much more per file than either
-(de-identification of every element at every depth, typed rows, DICOM JSON, lossless pixel
-store with read-back verification, Delta commits), so the floor ratio says what that costs.
+the scaling goal of issue 17 (>= 1.7x on 2 cores). ``--lake-only`` skips the floor and the peer.
+``lake`` does much more per file than either (de-identification of every element at every depth,
+typed rows, DICOM JSON, lossless pixel store with read-back verification, Delta commits), so the
+floor ratio says what that costs.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ pool takes over the files still in flight. A dead worker does not say which of t
 killed it, so each of those suspects then runs alone, in input order, before the pool fills up again:
 the one that kills its worker alone is the culprit, and a healthy file is never blamed for another.
 
-An input is one file's bytes or a unit of work (a sequence of files' bytes, :mod:`lake.ingest.work`):
-its time limit is the per-file limit times its files, and its bytes count towards what is held.
+An input is one file's bytes or a unit of work (a sequence of files' bytes, :mod:`lake.ingest.work`)
+with the same time limit: the ingest runs a unit that exceeds it (or whose worker died) again one
+file at a time, so a file is only rejected for what it does alone.
 
 Memory per worker is capped with ``RLIMIT_AS`` so a decompression bomb raises ``MemoryError`` in
 the worker instead of swapping the machine (the budget is counted on top of what the worker
@@ -126,10 +127,6 @@ def _limited_init(
 Payload = bytes | tuple[bytes, ...] | list[bytes]
 
 
-def _files(data: Payload) -> int:
-    return 1 if isinstance(data, bytes | bytearray) else max(1, len(data))
-
-
 def _bytes(data: Payload) -> int:
     return len(data) if isinstance(data, bytes | bytearray) else sum(len(d) for d in data)
 
@@ -153,8 +150,7 @@ class _Slot(Generic[T]):
 class TimedPool:
     """``run(items)`` yields ``(tag, result | WorkerFailure)`` in input order.
 
-    ``timeout`` is seconds per file once it is the oldest in flight (``None``: no limit); a unit of
-    work of n files gets n times that.
+    ``timeout`` is seconds per input once it is the oldest in flight (``None``: no limit).
     """
 
     def __init__(
@@ -246,8 +242,7 @@ class TimedPool:
             self._dispatch(window)
             assert head.future is not None
             try:
-                limit = None if self.timeout is None else self.timeout * _files(head.data)
-                result: R = head.future.result(timeout=limit)
+                result: R = head.future.result(timeout=self.timeout)
             except FutureTimeout:
                 window.popleft()
                 logger.warning("a file exceeded the %.0f s time limit; restarting the workers", self.timeout or 0)

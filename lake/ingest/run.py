@@ -806,7 +806,7 @@ def _parallel(
         for unit, result in results:
             if isinstance(result, WorkerFailure):
                 run.lost_units += 1
-                _handle_unit(run, unit, _one_by_one(unit, result, initargs, limits), on_file)
+                _handle_unit(run, unit, _one_by_one(unit, result, workers, initargs, limits), on_file)
             else:
                 _handle_unit(run, unit, result, on_file)
 
@@ -824,12 +824,17 @@ def _on_cluster(run: _Run, units: Iterator[Unit], scheduler: str, on_file: Calla
 
 
 def _one_by_one(
-    unit: Unit, failure: WorkerFailure, initargs: tuple[Any, ...], limits: tuple[float | None, int | None]
+    unit: Unit,
+    failure: WorkerFailure,
+    workers: int,
+    initargs: tuple[Any, ...],
+    limits: tuple[float | None, int | None],
 ) -> list[Outcome] | StoreFailure:
-    """The files of a failed unit, each alone in a fresh worker (the culprit is rejected)."""
+    """The files of a unit that timed out or killed its worker, one file per task in fresh workers
+    (the pool isolates a file that kills its worker: the culprit alone is rejected)."""
     if len(unit) == 1:
         return [Rejection("process", failure.reason)]
-    pool = TimedPool(work, 1, start_worker, initargs, limits[0], limits[1])
+    pool = TimedPool(work, workers, start_worker, initargs, limits[0], limits[1])
     outcomes: list[Outcome] = []
     with closing(pool.run((n, (e.data,)) for n, e in enumerate(unit))) as results:
         for _n, result in results:

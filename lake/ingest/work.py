@@ -46,6 +46,8 @@ Outcome = Processed | Rejection
 #: ``TASK_BYTES`` of input): one shard of 64 frames holds a unit's slices of a series.
 TASK_FILES = 64
 TASK_BYTES = 128 * 1024**2
+#: Decoded frames a worker holds before it writes them (a unit of large radiographs is cut there).
+WRITE_BYTES = 512 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -88,15 +90,20 @@ class WorkerState:
         """One unit of work: each file's outcome, in order, with the pixels written (``every``: OCR
         reads each file even where its series is sampled, :func:`lake.deid.pixels.decide`)."""
         outcomes: list[Outcome] = []
-        written: list[tuple[Processed, str]] = []
-        for data in files:
-            crash_point("ingest.worker_file")
-            outcome = process_file(data, self.deidentifier, self.policy, bulk=self.spec.bulk, every_instance=every)
-            outcomes.append(outcome)
-            if isinstance(outcome, Processed) and not _held_back(outcome):
-                written.append((outcome, self.key.source_ref(content_digest(data))))
+        pending: list[tuple[Processed, str]] = []
+        held = 0
         try:
-            self.write_pixels(written)
+            for data in files:
+                crash_point("ingest.worker_file")
+                outcome = process_file(data, self.deidentifier, self.policy, bulk=self.spec.bulk, every_instance=every)
+                outcomes.append(outcome)
+                if isinstance(outcome, Processed) and not _held_back(outcome):
+                    pending.append((outcome, self.key.source_ref(content_digest(data))))
+                    held += outcome.frames.nbytes if outcome.frames is not None else 0
+                if held > WRITE_BYTES:  # large frames: the unit's arrays are cut here (the same cut each run)
+                    self.write_pixels(pending)
+                    pending, held = [], 0
+            self.write_pixels(pending)
         except (OSError, LakeError) as exc:
             return StoreFailure(f"writing a pixel array failed: {type(exc).__name__}")
         return outcomes
