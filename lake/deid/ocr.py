@@ -532,7 +532,23 @@ def _find_lines(grey: np.ndarray) -> list[TextBox]:
     if found:
         alike = [_complete(grey, apart, line, ink) for line, ink in unread if _same_kind(line, found)]
         found += [TextBox(box, 0.0) for box in alike]
+    found += _unreadable_lines(grey, apart, found)
     return [TextBox(_extend(apart, line.box), line.confidence, line.text) for line in found]
+
+
+def _unreadable_lines(grey: np.ndarray, apart: np.ndarray, found: list[TextBox]) -> list[TextBox]:
+    """Lines shaped like small text that no source read (:mod:`lake.deid.text_like`): masked as a
+    decision, read or not (what Tesseract reads of them is kept to rank the risk)."""
+    from lake.deid.text_like import text_like_lines
+
+    out = []
+    for box in text_like_lines(grey, apart):
+        if any(_inside(box, f.box) for f in found):
+            continue
+        x0, y0, x1, y1 = box
+        text, confidence = _read(grey[y0:y1, x0:x1], False)
+        out.append(TextBox(box, confidence if _is_text(text, confidence) else 0.0, text))
+    return out
 
 
 def _same_kind(box: Box, lines: list[TextBox]) -> bool:
