@@ -6,6 +6,9 @@ import re
 from datetime import date, timedelta
 
 _DT = re.compile(r"^(\d{8})(\d{0,6}(?:\.\d{1,6})?)?([+-]\d{4})?$")
+#: A calendar date of 1900-2099 written ``YYYYMMDD`` anywhere in a text (``search``, not ``match``):
+#: a vendor's protocol line holding one is never kept (:mod:`lake.deid.csa`, :mod:`lake.deid.ge_protocol`).
+COMPACT_DATE = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 
 
 def shift_da(value: str, days: int) -> str | None:

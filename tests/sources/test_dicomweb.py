@@ -7,9 +7,7 @@ with remote access off and is stopped by PID (:mod:`lake.testing.orthanc`).
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 from datetime import date
 from pathlib import Path
@@ -26,7 +24,15 @@ from lake.sources.dicomweb import DicomWebSource, _Series
 from lake.sources.filters import PullOptions
 from lake.testing.orthanc import Orthanc, dcmsend
 from lake.testing.synthetic import PatientSpec, write_study
-from tests.sources.helpers import FAST, REPO, Corpus, assert_same_lake, lake_bytes, orthanc_or_skip, rows
+from tests.sources.helpers import (
+    FAST,
+    Corpus,
+    assert_same_lake,
+    kill_mid_pull_and_rerun,
+    lake_bytes,
+    orthanc_or_skip,
+    rows,
+)
 
 pytest.importorskip("dicomweb_client", reason="dicomweb-client is a dependency: pip install -e '.[test]'")
 
@@ -89,23 +95,7 @@ def test_a_second_pull_after_adding_one_study_pulls_only_that_study(corpus: Corp
 def test_a_pull_killed_mid_way_and_run_again_gives_the_same_lake(
     corpus: Corpus, loaded: Orthanc, tmp_path: Path
 ) -> None:
-    root = tmp_path / "lake"
-    cmd = [sys.executable, "-m", "lake", "ingest", loaded.dicomweb, "--lake", str(root)]
-    cmd += ["--key-file", str(corpus.key_file), "--batch-size", "4", "--workers", "1", "--no-progress"]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path]),
-        "LAKE_CRASH_AT": "ingest.after_instances:2",
-    }
-    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    committed = len(rows(root, corpus.key_file))
-    assert committed == 8  # two batches of four
-    del env["LAKE_CRASH_AT"]
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "skipped 2" in rerun.stdout  # the two studies committed whole before the kill (3 + 3 instances)
-    assert_same_lake(root, corpus)
+    kill_mid_pull_and_rerun(loaded.dicomweb, tmp_path / "lake", corpus)
 
 
 # -- completeness -----------------------------------------------------------------------------------
