@@ -13,6 +13,7 @@ are dropped (see :class:`_NoUids`).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from collections.abc import Callable, Iterator
@@ -197,11 +198,13 @@ def _series_parts(client: Any, study_uid: str, series_uid: str) -> Iterator[byte
 
 
 def _sop_instance_uid(data: bytes) -> str:
-    """The SOP Instance UID of a received instance ("" when it has none: the ingest rejects it)."""
+    """The SOP Instance UID of a received instance, or for one without (the ingest rejects it, and
+    says why) a digest of its bytes: distinct such parts stay distinct, a retried one is known."""
     from pydicom import dcmread
 
     try:
         ds = dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=[SOP_INSTANCE_UID])
+        uid = str(ds.get("SOPInstanceUID", "") or "")
     except Exception:
-        return ""  # the ingest parses it again and records why it is not DICOM
-    return str(ds.get("SOPInstanceUID", "") or "")
+        uid = ""
+    return uid or "content:" + hashlib.sha256(data).hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import urllib.request
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import lake
 from lake.cli import main
 from lake.errors import ConfigError, SourceError
 from lake.ingest import ingest
-from lake.sources.dicomweb import DicomWebSource, _Series
+from lake.sources.dicomweb import DicomWebSource, _Series, _series_parts, _sop_instance_uid
 from lake.sources.filters import PullOptions
 from lake.testing.orthanc import Orthanc, dcmsend
 from lake.testing.synthetic import PatientSpec, write_study
@@ -96,6 +97,25 @@ def test_a_pull_killed_mid_way_and_run_again_gives_the_same_lake(
     corpus: Corpus, loaded: Orthanc, tmp_path: Path
 ) -> None:
     kill_mid_pull_and_rerun(loaded.dicomweb, tmp_path / "lake", corpus)
+
+
+def test_a_retrieve_hands_over_the_bytes_the_pacs_stores_without_parsing_and_writing_them_again(
+    loaded: Orthanc,
+) -> None:
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(loaded.url + "/dicom-web")
+    series = loaded.get("/series")[0]
+    study = loaded.get(f"/series/{series}/study")["MainDicomTags"]["StudyInstanceUID"]
+    uid = loaded.get(f"/series/{series}")["MainDicomTags"]["SeriesInstanceUID"]
+    stored = {}
+    for instance in loaded.get(f"/series/{series}/instances"):
+        with urllib.request.urlopen(f"{loaded.url}/instances/{instance['ID']}/file", timeout=30) as response:
+            stored[instance["MainDicomTags"]["SOPInstanceUID"]] = response.read()
+    parts = list(_series_parts(client, study, uid))
+    assert sorted(parts) == sorted(stored.values())  # byte for byte: no dcmread + dcmwrite on the way
+    assert {_sop_instance_uid(p) for p in parts} == set(stored)
+    assert _sop_instance_uid(b"not DICOM") == _sop_instance_uid(b"not DICOM") != _sop_instance_uid(b"nor this")
 
 
 # -- completeness -----------------------------------------------------------------------------------
