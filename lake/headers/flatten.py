@@ -13,7 +13,6 @@ from pydicom.dataelem import DataElement
 from pydicom.tag import BaseTag
 
 from lake.config import BulkSettings
-from lake.errors import SchemaError
 from lake.headers.bulk import BULK_DATA_THRESHOLD, PIXEL_TAGS, Plan, large_binary, plan
 from lake.headers.geometry import frame_geometry
 from lake.headers.schema import Column, TableSchema
@@ -53,9 +52,8 @@ def _tag_paths(sources: tuple[str, ...]) -> tuple[tuple[BaseTag, ...], ...]:
     paths = []
     for path in sources:
         tags = [tag_for_keyword(keyword) for keyword in path.split(".")]
-        if any(tag is None for tag in tags):
-            raise SchemaError(f"column source {path!r} is not a path of DICOM keywords")
-        paths.append(tuple(BaseTag(tag) for tag in tags if tag is not None))
+        # a name that is no DICOM keyword never resolves (as in :func:`resolve`): the empty path, a null
+        paths.append(() if None in tags else tuple(BaseTag(tag) for tag in tags if tag is not None))
     return tuple(paths)
 
 

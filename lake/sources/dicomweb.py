@@ -35,8 +35,9 @@ STUDY_UID, SERIES_UID = "0020000D", "0020000E"
 SOP_INSTANCE_UID = 0x00080018
 #: QIDO-RS attributes left out of a study's fingerprint: they say where, not what.
 _NOT_CONTENT = {"00081190", "00080056", "00080005"}
-#: Any transfer syntax: the PACS sends what it stores (Orthanc 1.10 cannot transcode JPEG 2000).
-ANY_TRANSFER_SYNTAX = (("application/dicom", "*"),)
+#: The WADO-RS Accept header for any transfer syntax: the PACS sends what it stores (Orthanc 1.10
+#: cannot transcode JPEG 2000).
+ACCEPT_STORED_SYNTAX = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +189,7 @@ def _series_parts(client: Any, study_uid: str, series_uid: str) -> Iterator[byte
     from dicomweb_client.web import _Transaction
 
     url = client._get_series_url(_Transaction.RETRIEVE, study_uid, series_uid)
-    accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-    response = client._http_get(url, headers={"Accept": accept}, stream=True)
+    response = client._http_get(url, headers={"Accept": ACCEPT_STORED_SYNTAX}, stream=True)
     if response.headers.get("Content-Type", "").startswith("application/dicom"):  # a lone part, not encapsulated
         yield response.content
         return
