@@ -1,0 +1,112 @@
+"""Writes to a lake in object storage: stage the lake in a local folder, run the folder command there,
+publish what changed.
+
+    with staged_lake("s3://bucket/lakes/one") as folder:   # the write lease held throughout
+        ingest(folder, sources)                           # the ordinary folder code, flock and all
+
+1. The lake's write lease is taken (:mod:`lake.storage.lease`): one writer at a time, on any store.
+2. The lake is copied into a new private temporary folder (:mod:`lake.maintenance.replicate_objects`;
+   none yet: an empty folder, so an ingest creates the lake).
+3. The block runs the folder command on it.
+4. Only when the block ends without an exception, what changed is published: new and changed data
+   files first (Parquet, pixel shards), then the metadata that makes them visible (``zarr.json`` and
+   fixity sidecars, the Delta logs with ``instances`` last, ``lake.json`` last of all). A new Delta
+   commit file is written with put-if-absent (as delta-rs's conditional put does), so a commit that
+   another writer made meanwhile is never overwritten; the publish then stops with
+   :class:`~lake.errors.StorageConflictError`. Files the command removed (``lake forget`` vacuums
+   and purges log history) are deleted from the store last.
+5. The lease is released and the folder removed, whatever happened.
+
+A publish cut short (a killed process) leaves what a folder ingest killed between its pixel and its
+row commits leaves: data no committed row points to, which the next write removes. The cost is a copy
+of the whole lake per command (measured in ``benchmarks/storage.py``); a lake too large to stage
+should be written in a folder and replicated (``lake replicate --to s3://...``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lake.errors import StorageConflictError
+from lake.storage.base import ObjectInfo, Storage
+from lake.storage.lease import LEASE_PATH, hold_lease
+
+STAGING_PREFIX = "lake-staging-"
+
+
+def _order(rel: str) -> tuple[int, str]:
+    """Publish order: data, array and fixity metadata, table logs, instances' log, lake.json."""
+    from lake.config import CONFIG_NAME
+    from lake.maintenance.replicate import _is_metadata
+
+    if rel == CONFIG_NAME:
+        return 4, rel
+    if rel.startswith("tables/instances/_delta_log/"):
+        return 3, rel
+    if "/_delta_log/" in f"/{rel}":
+        return 2, rel
+    return (1 if _is_metadata(rel) or rel.endswith("_lake_fixity.json") else 0), rel
+
+
+def _stamp(info: ObjectInfo) -> int:
+    return int(info.modified.timestamp() * 1e9)
+
+
+def publish(storage: Storage, folder: Path, before: dict[str, ObjectInfo]) -> dict[str, int]:
+    """Upload what changed in ``folder`` since it was staged from ``before`` (see the module); counts."""
+    from lake.maintenance.replicate import _files
+
+    counts = {"published": 0, "unchanged": 0, "deleted": 0, "bytes_published": 0}
+    now = _files(folder)
+    for rel in sorted(now, key=_order):
+        path = now[rel]
+        st = path.stat()
+        seen = before.get(rel)
+        if seen is not None and seen.size == st.st_size and _stamp(seen) == st.st_mtime_ns:
+            counts["unchanged"] += 1
+            continue
+        data = path.read_bytes()
+        is_commit = "/_delta_log/" in rel and rel.endswith(".json") and rel.rsplit("/", 1)[-1][:1].isdigit()
+        if is_commit and seen is None:
+            if storage.create(rel, data) is None and storage.read(rel) != data:
+                raise StorageConflictError(
+                    f"another writer committed {rel} to the lake at {storage.url} meanwhile; nothing after it "
+                    "was published: run the command again"
+                )
+        else:
+            storage.write(rel, data)
+        counts["published"] += 1
+        counts["bytes_published"] += st.st_size
+    for rel in sorted(set(before) - set(now), key=_order, reverse=True):
+        storage.delete(rel)
+        counts["deleted"] += 1
+    return counts
+
+
+@contextmanager
+def staged_lake(location: str, lease_timeout: float | None = None) -> Iterator[Path]:
+    """A local folder holding the lake at ``location`` (object storage) for a write (see the module)."""
+    from lake.config import CONFIG_NAME, LakePaths
+    from lake.maintenance.replicate_objects import NOT_COPIED, pull
+
+    paths = LakePaths(location)
+    storage = paths.storage
+    with hold_lease(storage, timeout=lease_timeout) as lease:
+        folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
+        os.chmod(folder, 0o700)
+        try:
+            before = {i.path: i for i in storage.list() if i.path.rsplit("/", 1)[-1] not in NOT_COPIED}
+            if before:
+                pull(paths, folder, objects=before)
+            yield folder
+            lease.check()
+            publish(storage, folder, before)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    if not before and not storage.exists(CONFIG_NAME):  # nothing was made: leave no lease behind either
+        storage.delete(LEASE_PATH)
