@@ -73,7 +73,14 @@ def _quote(path: str) -> str:
 
 
 def snapshot_versions(paths: LakePaths) -> dict[str, int | None]:
-    return {name: lake_table_version(paths, name) for name in table_names()}
+    names = table_names()
+    if paths.is_local:
+        return {name: lake_table_version(paths, name) for name in names}
+    # one listing per table in object storage: sent at once, they cost about one round trip
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return dict(zip(names, pool.map(lambda name: lake_table_version(paths, name), names), strict=True))
 
 
 def _select_list(schema: TableSchema, stored: list[str] | None = None) -> str:

@@ -31,6 +31,7 @@ class ObjectPixelStore(PixelStore):
         self.shard_frames = shard_frames
         self.codec = codec
         self._metadata: dict[str, dict[str, Any]] = {}
+        self._arrays: dict[str, zarr.Array] = {}
 
     def _key(self, key: str, name: str = "") -> str:
         return "/".join(part for part in (PIXELS, key, name) if part)
@@ -45,12 +46,17 @@ class ObjectPixelStore(PixelStore):
                 self._metadata[key] = json.loads(self.storage.read(self._key(key, "zarr.json")))
             except StorageNotFoundError:
                 raise NotInLakeError(f"no pixel array {key!r} in this lake") from None
+            self._arrays.pop(key, None)
         return self._metadata[key]
 
     def open(self, key: str) -> zarr.Array:
+        """The array (opened once per store and metadata version: a random frame then costs its chunk's reads)."""
         self.metadata(key)  # NotInLakeError when absent
-        arr = zarr.open_array(store=self.storage.zarr_store(self._key(key)), mode="r")
-        assert isinstance(arr, zarr.Array)
+        arr = self._arrays.get(key)
+        if arr is None:
+            opened = zarr.open_array(store=self.storage.zarr_store(self._key(key)), mode="r")
+            assert isinstance(opened, zarr.Array)
+            arr = self._arrays[key] = opened
         return arr
 
     def read_frames(self, key: str, frames: Sequence[int]) -> np.ndarray:

@@ -121,11 +121,26 @@ def test_the_sandbox_holds_on_s3(lakes: Lakes) -> None:
     assert remote.sql("SELECT count(*) FROM instances").item() > 0  # the views are intact
 
 
+def test_duckdb_loads_no_extension_for_an_s3_lake(lakes: Lakes) -> None:
+    from lake.catalog.query import connect
+    from lake.config import LakePaths
+
+    loaded = "SELECT extension_name FROM duckdb_extensions() WHERE loaded ORDER BY 1"
+    folder, remote = connect(LakePaths(lakes.folder)), connect(LakePaths(lakes.url))
+    remote.execute("SELECT * FROM studies").fetchall()
+    assert remote.execute(loaded).fetchall() == folder.execute(loaded).fetchall()  # the built-in ones only
+    assert ("httpfs",) not in remote.execute(loaded).fetchall()
+    assert remote.execute("SELECT current_setting('autoinstall_known_extensions')").fetchone() == (False,)
+
+
 def test_cli_sql_info_and_cohort_on_s3(lakes: Lakes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outputs = {}
     for name, where in (("folder", str(lakes.folder)), ("s3", lakes.url)):
         assert main(["sql", "--lake", where, "--format", "csv", QUERIES[3]]) == 0
         sql_out = capsys.readouterr().out
+        out_file = tmp_path / f"{name}.parquet"
+        assert main(["sql", "--lake", where, "--out", str(out_file), QUERIES[3]]) == 0
+        capsys.readouterr()
         assert main(["info", "--lake", where]) == 0
         info_out = [line for line in capsys.readouterr().out.splitlines() if "bytes" not in line]
         manifest = tmp_path / f"{name}.json"
@@ -140,6 +155,7 @@ def test_cli_sql_info_and_cohort_on_s3(lakes: Lakes, tmp_path: Path, capsys: pyt
         assert saved["lake"] == where
     assert outputs["s3"] == outputs["folder"]
     assert outputs["s3"][2].count("\n") > 1
+    assert (tmp_path / "s3.parquet").read_bytes() == (tmp_path / "folder.parquet").read_bytes()
 
 
 def test_pixels_and_nifti_from_s3_equal_the_folder(lakes: Lakes, tmp_path: Path) -> None:
