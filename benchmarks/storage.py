@@ -8,7 +8,8 @@ and times the same work on both, in the same run:
 
 - ``open + count``: ``lake.open`` and a first query (the Delta logs read, the views made: "cold");
 - warm queries on one open lake: ``count(*)``, ``studies``, ``timeline``, ``priors``, a header by UID;
-- pixels: a whole series through ``series_array`` and one random frame through ``lk.pixels``;
+- pixels: a whole series through ``series_array``, one frame through ``lk.pixels`` and through a
+  snapshot's ``pixels`` (pinned versions: no listing of the tables per call);
 - ``verify``: every checksum re-hashed;
 - ``ingest`` of 3 patients' archive into a new lake (S3: staged in a folder and published).
 
@@ -66,6 +67,9 @@ def _measure(where: str, repeat: int, ingest_src: Path, scratch: Path) -> dict[s
     ).item()
     out["series_array (whole series)"] = _median(lambda: lake.open(where).series_array(series).compute(), repeat)
     out["one frame (lk.pixels)"] = _median(lambda: lk.pixels(sop, frame=0), repeat)
+    with lk.snapshot() as snap:
+        snap.pixels(sop, frame=0)  # its frame locations cached, as lk.pixels' are by now
+        out["one frame (snapshot.pixels)"] = _median(lambda: snap.pixels(sop, frame=0), repeat)
     out["verify"] = _median(lambda: verify(where, record=False), max(1, repeat // 2))
 
     runs = iter(range(1000))

@@ -10,15 +10,16 @@ publish what changed.
 3. The block runs the folder command on it.
 4. Only when the block ends without an exception, what changed is published: new and changed data
    files first (Parquet, pixel shards), then the metadata that makes them visible (``zarr.json`` and
-   fixity sidecars, the Delta logs with ``instances`` last, ``lake.json`` last of all). A new Delta
-   commit file is written with put-if-absent (as delta-rs's conditional put does), so a commit that
-   another writer made meanwhile is never overwritten; the publish then stops with
-   :class:`~lake.errors.StorageConflictError`. Files the command removed (``lake forget`` vacuums
-   and purges log history) are deleted from the store last.
+   fixity sidecars, the Delta logs with ``instances`` last, ``lake.json`` last of all). Every new Delta
+   commit file is looked up first (one found: :class:`~lake.errors.StorageConflictError`, nothing
+   published) and then written with put-if-absent (as delta-rs's conditional put does), so a commit
+   that another writer made meanwhile is never overwritten. Files the command removed (``lake
+   forget`` vacuums and purges log history) are deleted from the store last.
 5. The lease is released and the folder removed, whatever happened.
 
 A publish cut short (a killed process) leaves what a folder ingest killed between its pixel and its
-row commits leaves: data no committed row points to, which the next write removes. The cost is a copy
+row commits leaves: data no committed row points to, which the next write removes (reasoned from the
+publish order; no kill test covers it yet). The cost is a copy
 of the whole lake per command (measured in ``benchmarks/storage.py``); a lake too large to stage
 should be written in a folder and replicated (``lake replicate --to s3://...``).
 """
@@ -57,12 +58,28 @@ def _stamp(info: ObjectInfo) -> int:
     return int(info.modified.timestamp() * 1e9)
 
 
+def _is_commit(rel: str) -> bool:
+    """A Delta commit file (``tables/<name>/_delta_log/<version>.json``)."""
+    name = rel.rsplit("/", 1)[-1]
+    return "/_delta_log/" in f"/{rel}" and name.endswith(".json") and name.split(".")[0].isdigit()
+
+
+def _conflict(storage: Storage, rel: str, done: str) -> StorageConflictError:
+    return StorageConflictError(
+        f"another writer committed {rel} to the lake at {storage.url} meanwhile ({done}); run the command again"
+    )
+
+
 def publish(storage: Storage, folder: Path, before: dict[str, ObjectInfo]) -> dict[str, int]:
     """Upload what changed in ``folder`` since it was staged from ``before`` (see the module); counts."""
     from lake.maintenance.replicate import _files
 
     counts = {"published": 0, "unchanged": 0, "deleted": 0, "bytes_published": 0}
     now = _files(folder)
+    commits = [rel for rel in now if rel not in before and _is_commit(rel)]
+    for rel in commits:  # checked before anything is published (put-if-absent below closes the race)
+        if storage.exists(rel):
+            raise _conflict(storage, rel, "nothing was published")
     for rel in sorted(now, key=_order):
         path = now[rel]
         st = path.stat()
@@ -71,13 +88,9 @@ def publish(storage: Storage, folder: Path, before: dict[str, ObjectInfo]) -> di
             counts["unchanged"] += 1
             continue
         data = path.read_bytes()
-        is_commit = "/_delta_log/" in rel and rel.endswith(".json") and rel.rsplit("/", 1)[-1][:1].isdigit()
-        if is_commit and seen is None:
+        if rel in commits:
             if storage.create(rel, data) is None and storage.read(rel) != data:
-                raise StorageConflictError(
-                    f"another writer committed {rel} to the lake at {storage.url} meanwhile; nothing after it "
-                    "was published: run the command again"
-                )
+                raise _conflict(storage, rel, "the data files before it were published, unreferenced")
         else:
             storage.write(rel, data)
         counts["published"] += 1

@@ -172,6 +172,9 @@ def test_pixels_and_nifti_from_s3_equal_the_folder(lakes: Lakes, tmp_path: Path)
     sop = folder.sql("SELECT SOPInstanceUID FROM instances WHERE pixel_array IS NOT NULL LIMIT 1").item()
     assert np.array_equal(remote.pixels(sop), folder.pixels(sop))
     assert np.array_equal(remote.pixels(sop, frame=0), folder.pixels(sop, frame=0))
+    with remote.snapshot() as snap:
+        assert np.array_equal(snap.pixels(sop, frame=0), folder.pixels(sop, frame=0))
+        assert np.array_equal(snap.series_array(uid).compute(), folder.series_array(uid).compute())
     assert remote.thumbnail(uid) == folder.thumbnail(uid)
 
     query = "SELECT DISTINCT SeriesInstanceUID FROM instances WHERE pixel_array IS NOT NULL"
@@ -306,3 +309,30 @@ def test_ingest_into_s3_equals_the_folder_and_forget_removes_the_patient(
     assert report.ok, [str(p) for p in report.problems]
     storage = open_storage(url)
     assert all(patient.encode() not in storage.read(info.path) for info in storage.list())
+
+
+def test_a_staged_write_waits_for_the_lease_and_never_overwrites_a_commit(lakes: Lakes) -> None:
+    from lake.errors import LockTimeoutError, StorageConflictError
+    from lake.ingest import ingest as ingest_files
+    from lake.storage import hold_lease, open_storage
+    from lake.storage.staging import staged_lake
+
+    url = f"s3://{BUCKET}/lakes/contended"
+    replicate(lakes.folder, url)
+    storage = open_storage(url)
+    before = {i.path: i.version for i in storage.list()}
+    held = hold_lease(storage, renew_every=0)  # another writer holds the lease
+    with held, pytest.raises(LockTimeoutError), staged_lake(url, lease_timeout=0):
+        pytest.fail("the block ran without the lease")
+    log = "tables/runs/_delta_log"  # the ingest below commits its runs row there
+    newest = max(i.path for i in storage.list(log) if i.path.endswith(".json"))
+    theirs = f"{log}/{int(newest.rsplit('/', 1)[-1].split('.')[0]) + 1:020d}.json"
+    with pytest.raises(StorageConflictError), staged_lake(url) as folder:
+        summary = ingest_files(folder, [lakes.folder.parent / "src"], key_file=lakes.key_file, workers=1)
+        assert summary.duplicates == 36
+        storage.create(theirs, b'{"commitInfo":{}}\n')  # a writer that ignored the lease committed first
+    assert storage.read(theirs) == b'{"commitInfo":{}}\n'  # theirs is kept, and nothing of ours was published
+    lease = "_lake_lease.json"
+    assert {i.path: i.version for i in storage.list() if i.path not in (theirs, lease)} == {
+        p: v for p, v in before.items() if p != lease
+    }
