@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # polars and tqdm load when a command prints a frame or a bar, not for --help
@@ -39,7 +41,32 @@ def run_command(args: argparse.Namespace) -> int:
 
     with staged_lake(str(location)) as folder:
         args.lake = str(folder)
-        return int(args.func(args) or 0)
+        # what the command prints names the lake, not the temporary folder it runs on
+        with _naming(str(folder), str(location)):
+            return int(args.func(args) or 0)
+
+
+class _Renamed:
+    """A text stream that writes ``old`` as ``new`` (the rest of the stream's API passes through)."""
+
+    def __init__(self, stream: Any, old: str, new: str) -> None:
+        self._stream, self._old, self._new = stream, old, new
+
+    def write(self, text: str) -> int:
+        return int(self._stream.write(text.replace(self._old, self._new)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _naming(old: str, new: str) -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Renamed(sys.stdout, old, new), _Renamed(sys.stderr, old, new)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def check_lake_location(args: argparse.Namespace) -> None:
