@@ -39,7 +39,8 @@ def run_command(args: argparse.Namespace) -> int:
         return int(args.func(args) or 0)
     from lake.storage.staging import staged_lake
 
-    with staged_lake(str(location)) as folder:
+    quiet = bool(getattr(args, "quiet", False))
+    with staged_lake(str(location), on_message=None if quiet else lambda m: print(m, file=sys.stderr)) as folder:
         args.lake = str(folder)
         # what the command prints names the lake, not the temporary folder it runs on
         with _naming(str(folder), str(location)):

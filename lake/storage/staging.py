@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -102,8 +102,12 @@ def publish(storage: Storage, folder: Path, before: dict[str, ObjectInfo]) -> di
 
 
 @contextmanager
-def staged_lake(location: str, lease_timeout: float | None = None) -> Iterator[Path]:
-    """A local folder holding the lake at ``location`` (object storage) for a write (see the module)."""
+def staged_lake(
+    location: str, lease_timeout: float | None = None, on_message: Callable[[str], None] | None = None
+) -> Iterator[Path]:
+    """A local folder holding the lake at ``location`` (object storage) for a write (see the module);
+    ``on_message`` hears what was staged and what was published (counts and sizes only)."""
+    say = on_message or (lambda _message: None)
     from lake.config import CONFIG_NAME, LakePaths
     from lake.maintenance.replicate_objects import NOT_COPIED, pull
 
@@ -116,9 +120,15 @@ def staged_lake(location: str, lease_timeout: float | None = None) -> Iterator[P
             before = {i.path: i for i in storage.list() if i.path.rsplit("/", 1)[-1] not in NOT_COPIED}
             if before:
                 pull(paths, folder, objects=before)
+                size = sum(i.size for i in before.values()) / 1e6
+                say(f"staged the lake from {storage.url} in a temporary folder: {len(before)} files, {size:.1f} MB")
             yield folder
             lease.check()
-            publish(storage, folder, before)
+            counts = publish(storage, folder, before)
+            say(
+                f"published to {storage.url}: {counts['published']} files ({counts['bytes_published'] / 1e6:.1f} MB), "
+                f"{counts['deleted']} deleted, {counts['unchanged']} unchanged"
+            )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     if not before and not storage.exists(CONFIG_NAME):  # nothing was made: leave no lease behind either
