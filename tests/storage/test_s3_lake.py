@@ -204,6 +204,7 @@ def test_pixels_and_nifti_from_s3_equal_the_folder(lakes: Lakes, tmp_path: Path)
         ["restore", "--lake", "URL", "--from", "SRC"],
         ["export", "teaching", "--lake", "URL", "--sql", "SELECT 1", "--out", "SRC"],
         ["init", "URL"],
+        ["listen", "--lake", "URL", "--port", "1"],
     ],
 )
 def test_commands_that_need_a_folder_refuse_an_s3_lake(
