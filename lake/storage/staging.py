@@ -18,8 +18,9 @@ publish what changed.
 5. The lease is released and the folder removed, whatever happened.
 
 A publish cut short (a killed process) leaves what a folder ingest killed between its pixel and its
-row commits leaves: data no committed row points to, which the next write removes (reasoned from the
-publish order; no kill test covers it yet). The cost is a copy
+row commits leaves: data no committed row points to, which the next write removes
+(``tests/storage/test_s3_lake.py`` kills an ingest at ``staging.before_metadata``; the killed writer's
+lease holds the lake until it expires, and its temporary folder stays in ``TMPDIR``). The cost is a copy
 of the whole lake per command (measured in ``benchmarks/storage.py``); a lake too large to stage
 should be written in a folder and replicated (``lake replicate --to s3://...``).
 """
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lake.crashpoints import crash_point
 from lake.errors import StorageConflictError
 from lake.storage.base import ObjectInfo, Storage
 from lake.storage.lease import LEASE_PATH, hold_lease
@@ -80,7 +82,11 @@ def publish(storage: Storage, folder: Path, before: dict[str, ObjectInfo]) -> di
     for rel in commits:  # checked before anything is published (put-if-absent below closes the race)
         if storage.exists(rel):
             raise _conflict(storage, rel, "nothing was published")
+    data_done = False
     for rel in sorted(now, key=_order):
+        if not data_done and _order(rel)[0] > 0:
+            crash_point("staging.before_metadata")  # every data file is up, nothing points to them yet
+            data_done = True
         path = now[rel]
         st = path.stat()
         seen = before.get(rel)
@@ -95,6 +101,7 @@ def publish(storage: Storage, folder: Path, before: dict[str, ObjectInfo]) -> di
             storage.write(rel, data)
         counts["published"] += 1
         counts["bytes_published"] += st.st_size
+    crash_point("staging.before_deletions")
     for rel in sorted(set(before) - set(now), key=_order, reverse=True):
         storage.delete(rel)
         counts["deleted"] += 1

@@ -340,3 +340,36 @@ def test_a_staged_write_waits_for_the_lease_and_never_overwrites_a_commit(lakes:
     assert {i.path: i.version for i in storage.list() if i.path not in (theirs, lease)} == {
         p: v for p, v in before.items() if p != lease
     }
+
+
+def test_an_ingest_killed_while_publishing_to_s3_is_completed_by_the_same_command(lakes: Lakes, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from lake.maintenance.verify import verify
+    from lake.storage import open_storage
+    from lake.storage.lease import LEASE_PATH
+
+    key_file = tmp_path / "keys" / "lake.key"
+    key_file.parent.mkdir()
+    shutil.copy2(lakes.key_file, key_file)
+    url = f"s3://{BUCKET}/lakes/killed"
+    src = lakes.folder.parent / "src"
+    args = [sys.executable, "-m", "lake", "ingest", str(src), "--lake", url, "--key-file", str(key_file)]
+    args += ["--workers", "1", "--no-progress", "--batch-size", "10"]
+    env = {**os.environ, **lakes.server.env, "PYTHONWARNINGS": "ignore"}
+    killed = subprocess.run(args, env={**env, "LAKE_CRASH_AT": "staging.before_metadata"}, capture_output=True)
+    assert killed.returncode == -9
+    storage = open_storage(url)
+    assert not storage.exists("lake.json") and any(i.path.endswith(".parquet") for i in storage.list())
+    storage.write(LEASE_PATH, b'{"expires": 0}')  # the dead writer's lease has expired (it stopped renewing)
+    for folder in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}*"):  # what the killed process left
+        shutil.rmtree(folder, ignore_errors=True)
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "ingested 36" in done.stdout
+    report = verify(url)
+    assert report.ok, [str(p) for p in report.problems]
+    pixels = "SELECT SOPInstanceUID, pixel_sha256, frame_count FROM instances ORDER BY ALL"
+    assert lake.open(url).sql(pixels).equals(lake.open(lakes.folder).sql(pixels))
+    assert lake.open(url).sql(QUERIES[3]).equals(lake.open(lakes.folder).sql(QUERIES[3]))
