@@ -233,11 +233,16 @@ def verify(
 ) -> VerifyReport:
     """Check the lake at ``root`` under its write lock; ``record`` adds the ``runs`` audit row.
 
+    A lake in object storage (``s3://...``) is checked by :mod:`lake.maintenance.verify_objects`.
     Never raises for what it finds: the problems are in the report. Raises
     :class:`lake.errors.LakeNotFoundError` when ``root`` is not a lake.
     """
     paths = LakePaths(root)
-    read_config(paths)  # not a lake: fail before creating a lock file in it
+    config = read_config(paths)  # not a lake: fail before creating a lock file in it
+    if not paths.is_local:  # read-only checks through the storage (no lock, no runs row)
+        from lake.maintenance.verify_objects import verify_objects
+
+        return verify_objects(paths, new_run_id("V"), config.pixels.shard_frames, on_row)
     started = utc_now()
     run_id = new_run_id("V")
     with write_lock(paths.lock):
