@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -194,6 +194,17 @@ def check_bulk(paths: LakePaths, report: VerifyReport) -> None:
     except duckdb.Error as exc:  # a damaged Parquet file (also reported by its checksum)
         report.problems.append(Problem(ProblemKind.UNREADABLE_TABLE, "tables/bulk", type(exc).__name__))
         return
+    check_bulk_rows(report, rows, references, committed)
+
+
+def check_bulk_rows(
+    report: VerifyReport,
+    rows: Iterable[tuple[Any, ...]],
+    references: Iterable[tuple[Any, ...]],
+    committed: Container[str],
+) -> None:
+    """Re-hash each stored bulk value (``SOPInstanceUID, tag_path, sha256, length, value``), check
+    each ``bulk:`` reference of ``header_json`` resolves, and report rows of uncommitted instances."""
     stored: set[tuple[str, str]] = set()
     orphans: set[str] = set()
     for sop, tag_path, sha, length, value in rows:

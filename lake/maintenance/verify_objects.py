@@ -24,7 +24,7 @@ from lake.catalog.query import open_views
 from lake.config import LakePaths
 from lake.fixity import SIDECAR as TABLE_SIDECAR
 from lake.headers.bulk_uri import BULK_SCHEME, STORED_BULK_VIEW
-from lake.maintenance.verify import FETCH_ROWS, Problem, ProblemKind, VerifyReport, _bulk_where, _check_rows
+from lake.maintenance.verify import FETCH_ROWS, Problem, ProblemKind, VerifyReport, _check_rows, check_bulk_rows
 from lake.pixels.fixity import SIDECAR as PIXEL_SIDECAR
 from lake.pixels.objects import ObjectPixelStore
 from lake.storage import Storage
@@ -136,24 +136,7 @@ def _check_bulk(con: duckdb.DuckDBPyConnection, report: VerifyReport) -> None:
     except (duckdb.Error, OSError, ValueError) as exc:
         report.problems.append(Problem(ProblemKind.UNREADABLE_TABLE, "tables/bulk", type(exc).__name__))
         return
-    stored: set[tuple[str, str]] = set()
-    orphans: set[str] = set()
-    for sop, tag_path, sha, length, value in rows:
-        report.counts["bulk_values"] += 1
-        data = bytes(value) if value is not None else b""
-        if hashlib.sha256(data).hexdigest() != sha or len(data) != length:
-            report.problems.append(Problem(ProblemKind.BULK_MISMATCH, _bulk_where(sop, tag_path)))
-        stored.add((str(sop), str(sha)))
-        if sop not in committed:
-            orphans.add(str(sop))
-    for sop, digest in references:
-        report.counts["bulk_references"] += 1
-        if (str(sop), str(digest)) not in stored:
-            report.problems.append(
-                Problem(ProblemKind.MISSING_BULK, f"tables/instances/{sop}", BULK_SCHEME + "<sha256>")
-            )
-    for sop in sorted(orphans):
-        report.problems.append(Problem(ProblemKind.ORPHAN_BULK, f"tables/bulk/{sop}"))
+    check_bulk_rows(report, rows, references, committed)
 
 
 def verify_objects(
