@@ -1,6 +1,6 @@
 """Peak memory and wall time of the heavy commands, within the default budget against unbounded.
 
-    .venv/bin/python benchmarks/memory.py [--rows 1000000] [--dir /tmp/mem-bench] [--keep]
+    .venv/bin/python benchmarks/memory.py [--rows 1000000] [--dir /tmp/mem-bench] [--keep] [--only optimize]
 
 Builds a lake of ``--rows`` synthetic instances the way ``benchmarks/headers.py`` does (ingest-
 sized appends of ``lake.testing.rows``), then runs each command as its own ``lake`` process under
@@ -8,7 +8,8 @@ sized appends of ``lake.testing.rows``), then runs each command as its own ``lak
 with), twice in turn: with ``LAKE_MEMORY_LIMIT=none`` (no budget: DuckDB's defaults, every core and
 80% of RAM, as before the budget existed) and with the default budget (min(25% of RAM, 4 GB)). The
 ingest de-duplication state (``LakeState.load``) is measured the same way in a child process.
-Prints peak RSS and wall time of each and the ratios bounded / unbounded; nothing is asserted.
+Prints peak RSS, wall and CPU time (user + system) of each and the ratios bounded / unbounded, with
+the load average (the machine may be shared); nothing is asserted.
 
 ``--bounded-only`` skips the unbounded runs (at 10 M rows they need about 23 GB: do not run them on
 a shared machine).
@@ -39,7 +40,9 @@ def measure(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) ->
     if done.returncode not in ok or found is None:
         tail = "\n".join(done.stderr.strip().splitlines()[-25:])
         raise RuntimeError(f"{' '.join(argv[:4])} exited {done.returncode}:\n{tail}")
-    return {"rss_mb": int(found.group(1)) / 1000, "wall_s": wall}
+    # CPU time too: on a shared machine wall time measures the neighbours as much as the command
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([0-9.]+)", done.stderr))
+    return {"rss_mb": int(found.group(1)) / 1000, "wall_s": wall, "cpu_s": cpu}
 
 
 def lake_cmd(*args: str) -> list[str]:
@@ -75,6 +78,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where the lake is built (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the lake afterwards")
     parser.add_argument("--bounded-only", action="store_true", help="skip the unbounded runs")
+    parser.add_argument("--only", default="", help="comma-separated commands to measure (default: all), e.g. optimize")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     from headers import build  # the same lake as benchmarks/headers.py
@@ -93,7 +97,10 @@ def main() -> None:
     patients = [str(r[0]) for r in lake.open(root).sql("SELECT DISTINCT PatientID FROM instances LIMIT 4").rows()]
     modes = {"default": ""} if args.bounded_only else MODES
     results: dict[str, dict[str, dict[str, float]]] = {}
+    wanted = {n for n in args.only.split(",") if n}
     for name, argv in commands(root, base, patients):
+        if wanted and name not in wanted:
+            continue
         for mode, limit in modes.items():
             if name == "forget" and mode != next(iter(modes)):
                 argv = lake_cmd("forget", "--lake", str(root), "--patient", patients.pop())
@@ -107,20 +114,28 @@ def main() -> None:
             # the synthetic rows name pixel arrays that were never written: verify reports them (exit 1)
             results.setdefault(name, {})[mode] = measure(argv, run_env, (0, 1) if name == "verify" else (0,))
             got = results[name][mode]
-            print(f"{name:<13} {mode:<10} peak {got['rss_mb']:8.0f} MB  {got['wall_s']:7.1f} s", flush=True)
+            print(
+                f"{name:<13} {mode:<10} peak {got['rss_mb']:8.0f} MB  {got['wall_s']:7.1f} s  "
+                f"cpu {got['cpu_s']:7.1f} s  load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
     print(
         f"\n{'command':<13} {'unbounded MB':>12} {'default MB':>11} {'RSS ratio':>9} "
-        f"{'unb. s':>7} {'def. s':>7} {'time ratio':>10}"
+        f"{'unb. s':>7} {'def. s':>7} {'time ratio':>10} {'unb. cpu':>8} {'def. cpu':>8} {'cpu ratio':>9}"
     )
     for name, by in results.items():
         d = by["default"]
         u = by.get("unbounded")
         if u is None:
-            print(f"{name:<13} {'-':>12} {d['rss_mb']:11.0f} {'-':>9} {'-':>7} {d['wall_s']:7.1f} {'-':>10}")
+            print(
+                f"{name:<13} {'-':>12} {d['rss_mb']:11.0f} {'-':>9} {'-':>7} {d['wall_s']:7.1f} {'-':>10} "
+                f"{'-':>8} {d['cpu_s']:8.1f} {'-':>9}"
+            )
             continue
         print(
             f"{name:<13} {u['rss_mb']:12.0f} {d['rss_mb']:11.0f} {d['rss_mb'] / u['rss_mb']:9.2f} "
-            f"{u['wall_s']:7.1f} {d['wall_s']:7.1f} {d['wall_s'] / u['wall_s']:10.2f}"
+            f"{u['wall_s']:7.1f} {d['wall_s']:7.1f} {d['wall_s'] / u['wall_s']:10.2f} "
+            f"{u['cpu_s']:8.1f} {d['cpu_s']:8.1f} {d['cpu_s'] / max(u['cpu_s'], 1e-9):9.2f}"
         )
     if not args.keep:
         shutil.rmtree(base if args.dir is None else root, ignore_errors=True)

@@ -23,9 +23,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lake.errors import ConfigError, LakeNotFoundError, LakePathError
+from lake.errors import ConfigError, FolderLakeOnlyError, LakeNotFoundError, LakePathError
+
+if TYPE_CHECKING:
+    from lake.storage import Storage
 
 FORMAT = "lake/1"
 CONFIG_NAME = "lake.json"
@@ -332,14 +335,56 @@ class LakeConfig:
 
 
 class LakePaths:
-    """Paths inside one lake folder."""
+    """Where the parts of one lake are: a folder (``Path`` properties, as always) or an object store URL
+    (``s3://bucket/prefix``: :attr:`storage` and lake-relative keys; the ``Path`` properties raise
+    :class:`~lake.errors.FolderLakeOnlyError`, so code that needs a folder refuses clearly)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        from lake.storage.options import is_object_url
+
+        text = os.fspath(root)
+        self._root: Path | None = None if is_object_url(text) else Path(root)
+        self._storage: Storage | None = None
+        if self._root is None:
+            from lake.storage import open_storage
+
+            self._storage = open_storage(text)
+        #: the lake's location as the user may read it: the folder, or ``s3://bucket/prefix``
+        self.location = str(self._root) if self._root is not None else self.storage.url
+
+    @property
+    def is_local(self) -> bool:
+        return self._root is not None
+
+    @property
+    def storage(self) -> Storage:
+        """The lake's files behind :class:`lake.storage.Storage` (a folder's :class:`LocalStorage` too)."""
+        if self._storage is None:
+            from lake.storage import LocalStorage
+
+            self._storage = LocalStorage(self.root)
+        return self._storage
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            raise FolderLakeOnlyError("this operation", self.location)
+        return self._root
+
+    def require_folder(self, what: str) -> Path:
+        """The folder of the lake; :class:`FolderLakeOnlyError` naming ``what`` for an object store lake."""
+        if self._root is None:
+            raise FolderLakeOnlyError(what, self.location)
+        return self._root
 
     @property
     def config(self) -> Path:
         return self.root / CONFIG_NAME
+
+    @property
+    def config_location(self) -> str:
+        """Where ``lake.json`` is, for messages."""
+        return str(self.config) if self.is_local else f"{self.location}/{CONFIG_NAME}"
 
     @property
     def tables(self) -> Path:
@@ -347,6 +392,18 @@ class LakePaths:
 
     def table(self, name: str) -> Path:
         return self.tables / name
+
+    def table_key(self, name: str) -> str:
+        """The table's folder as a lake-relative storage path."""
+        return f"tables/{name}"
+
+    def table_uri(self, name: str) -> str:
+        """The table as deltalake and polars address it (with :meth:`storage_options`)."""
+        return str(self.table(name)) if self.is_local else self.storage.uri(self.table_key(name))
+
+    def storage_options(self) -> dict[str, str] | None:
+        """deltalake's ``storage_options`` for the tables (None for a folder)."""
+        return None if self.is_local else self.storage.storage_options()
 
     @property
     def pixels(self) -> Path:
@@ -361,6 +418,8 @@ class LakePaths:
         return self.root / ".lock"
 
     def exists(self) -> bool:
+        if self._root is None:
+            return self.storage.exists(CONFIG_NAME)
         return self.config.is_file()
 
 
@@ -381,14 +440,16 @@ def read_config(paths: LakePaths, validate: bool = False) -> LakeConfig:
     """Read and check ``lake.json`` (ranges and types; with ``validate`` also the option, policy and
     codec names, which imports the profile). Raises :class:`ConfigError` naming the field and the fix."""
     if not paths.exists():
-        check_lake_folder(paths.root)
-        raise LakeNotFoundError(paths.root)
+        if paths.is_local:
+            check_lake_folder(paths.root)
+        raise LakeNotFoundError(paths.location)
+    where = paths.config_location
     try:
-        data = json.loads(paths.config.read_text())
+        data = json.loads(paths.config.read_text() if paths.is_local else paths.storage.read(CONFIG_NAME))
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{paths.config} is not valid JSON: {exc}") from exc
+        raise ConfigError(f"{where} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{paths.config} is malformed: it must hold a JSON object")
+        raise ConfigError(f"{where} is malformed: it must hold a JSON object")
     if data.get("format") != FORMAT:
         return LakeConfig.from_dict(data)  # its message names the format
     try:
@@ -397,14 +458,17 @@ def read_config(paths: LakePaths, validate: bool = False) -> LakeConfig:
             config.validate()
     except ConfigError as exc:
         raise ConfigError(
-            f"{paths.config} is invalid: {exc}. Restore the value the lake was created with "
-            f"(every ingest's report {paths.reports}/deid-RUN.json records the settings)"
+            f"{where} is invalid: {exc}. Restore the value the lake was created with "
+            f"(every ingest's report {paths.location}/reports/deid-RUN.json records the settings)"
         ) from exc
     return config
 
 
 def write_config(paths: LakePaths, config: LakeConfig) -> None:
     """Atomically (re)write ``lake.json``."""
+    if not paths.is_local:
+        paths.storage.write(CONFIG_NAME, config.to_json().encode())
+        return
     tmp = paths.config.with_suffix(".json.tmp")
     tmp.write_text(config.to_json())
     os.replace(tmp, paths.config)

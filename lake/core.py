@@ -103,6 +103,7 @@ def create_lake(
     from lake.deid.identity import identity_settings
 
     paths = LakePaths(path)
+    paths.require_folder("creating a lake (lake init, lake ingest, lake demo)")
     check_lake_folder(paths.root)
     if paths.exists():
         raise LakeExistsError(f"{paths.root} is already a lake; open it with lake.open({str(paths.root)!r})")
@@ -150,12 +151,16 @@ def create_lake(
 
 
 def open(path: str | os.PathLike[str], key_file: str | os.PathLike[str] | None = None) -> Lake:
-    """Open an existing lake for reading (the key is only needed to write)."""
+    """Open an existing lake for reading (the key is only needed to write).
+
+    ``path`` is a folder or ``s3://bucket/prefix`` (endpoint and credentials from the environment:
+    ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``..., see :mod:`lake.storage.options`)."""
     return Lake(path, key_file=key_file)
 
 
 class Lake:
-    """A lake on local disk. Queries see the tables' current snapshots; ``refresh`` is automatic."""
+    """A lake in a folder or in object storage. Queries see the tables' current snapshots; ``refresh``
+    is automatic. What only works on a folder raises :class:`~lake.errors.FolderLakeOnlyError`."""
 
     def __init__(self, path: str | os.PathLike[str], key_file: str | os.PathLike[str] | None = None) -> None:
         self.paths = LakePaths(path)
@@ -167,14 +172,29 @@ class Lake:
     def pixel_store(self) -> PixelStore:
         from lake.pixels.store import PixelStore
 
+        if not self.paths.is_local:
+            from lake.pixels.objects import ObjectPixelStore
+
+            return ObjectPixelStore(self.paths.storage, self.config.pixels.shard_frames, self.config.pixels.codec)
         return PixelStore(self.paths.pixels, self.config.pixels.shard_frames, self.config.pixels.codec)
 
     def __repr__(self) -> str:
-        return f"Lake({str(self.paths.root)!r})"
+        return f"Lake({self.location!r})"
 
     @property
     def root(self) -> Path:
+        """The lake's folder (:class:`~lake.errors.FolderLakeOnlyError` for a lake in object storage)."""
         return self.paths.root
+
+    @property
+    def location(self) -> str:
+        """Where the lake is: its folder or ``s3://bucket/prefix``."""
+        return self.paths.location
+
+    @property
+    def local_root(self) -> Path | None:
+        """The lake's folder, or None for a lake in object storage."""
+        return self.paths.root if self.paths.is_local else None
 
     # -- keys ------------------------------------------------------------------------------------
     @property
@@ -264,7 +284,7 @@ class Lake:
         """Compact and sort the tables (see :mod:`lake.catalog.optimize`); per-table file counts."""
         from lake.catalog.optimize import optimize
 
-        return optimize(self.paths.root, force=force).to_dict()
+        return optimize(self.paths.require_folder("lake optimize"), force=force).to_dict()
 
     # -- pixels ----------------------------------------------------------------------------------
     def _pixel_location(self, sop_instance_uid: str) -> tuple[str, int, int, str]:
@@ -329,8 +349,7 @@ class Lake:
             "count(*) FILTER (WHERE pixel_status = 'stored'), coalesce(sum(frame_count), 0) FROM instances",
         )[0]
         rejected = fetch_rows(con, "SELECT count(*) FROM rejects")[0]
-        size = {"tables": _du(self.paths.tables), "pixels": _du(self.paths.pixels), "other": 0}
-        size["other"] = _du(self.paths.root) - size["tables"] - size["pixels"]
+        size = _sizes(self.paths)
         return {
             "patients": counts[0],
             "studies": counts[1],
@@ -345,6 +364,19 @@ class Lake:
             "key_fingerprint": self.config.key_fingerprint,
             "deid_options": list(self.config.deid.options),
         }
+
+
+def _sizes(paths: LakePaths) -> dict[str, int]:
+    """Bytes of the lake's tables, pixels and other files (one listing in object storage)."""
+    if paths.is_local:
+        size = {"tables": _du(paths.tables), "pixels": _du(paths.pixels), "other": 0}
+        size["other"] = _du(paths.root) - size["tables"] - size["pixels"]
+        return size
+    size = {"tables": 0, "pixels": 0, "other": 0}
+    for info in paths.storage.list():
+        part = info.path.split("/", 1)[0]
+        size[part if part in ("tables", "pixels") else "other"] += info.size
+    return size
 
 
 def _du(path: Path) -> int:

@@ -16,6 +16,12 @@ class LakeNotFoundError(LakeError, FileNotFoundError):
     """The folder is not a lake (no ``lake.json``)."""
 
     def __init__(self, path: object) -> None:
+        if "://" in str(path):  # object storage: lake init works on folders only
+            super().__init__(
+                f"no lake at {path!s}: create one with `lake ingest ... --lake {path!s}`, or copy a folder lake "
+                f"there with `lake replicate --lake DIR --to {path!s}`"
+            )
+            return
         super().__init__(
             f"no lake at {path!s}: create one with `lake init {path!s}` or `lake ingest ... --lake {path!s}`"
         )
@@ -171,3 +177,17 @@ class PixelWriteError(StorageError):
 class ClusterError(LakeError, ConnectionError):
     """The Dask scheduler given to ``lake ingest --scheduler`` could not be reached, or the cluster
     failed while the ingest ran (the lake keeps its last committed batch: run the ingest again)."""
+
+
+class FolderLakeOnlyError(LakeError, NotImplementedError):
+    """A command or operation that works on a lake in a folder only was given an object store lake."""
+
+    def __init__(self, what: str, location: str) -> None:
+        super().__init__(
+            f"{what} needs a lake in a folder; {location} is in object storage: `lake replicate --lake "
+            f"{location} --to DIR` makes a folder copy to run it on (see README, Scale and storage)"
+        )
+
+
+class StorageConflictError(StorageError):
+    """Another writer changed the lake in object storage while a staged write was being published."""

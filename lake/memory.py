@@ -17,7 +17,10 @@ work on the client side reads in record batches sized by :meth:`MemoryBudget.bat
 
 The spill folder is made under the system's temporary folder (``TMPDIR``), mode 0700, never in
 the lake: ``lake sql`` may read a lake it cannot write, ``replicate`` and ``audit-phi`` walk the
-lake's files, and a spill file holds rows of the lake.
+lake's files, and a spill file holds rows of the lake. Its name carries the pid of the process
+that made it (``lake-optimize-pid4242-k3j2h1x0``): a process killed with ``kill -9`` or by the OOM
+killer cannot remove its folder (an optimize at 10 M instances leaves several GB), so every new
+spill folder first removes the folders of this user whose process is gone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lake.errors import ConfigError
@@ -183,9 +187,59 @@ def duckdb_config(
     return config
 
 
-def spill_folder(prefix: str = "lake-spill-") -> str:
-    """A new private folder (mode 0700) for DuckDB's spill files; the caller removes it."""
-    return tempfile.mkdtemp(prefix=prefix)
+#: ``lake-{purpose}-pid{pid}-{mkdtemp's random suffix}``: the folders :func:`spill_folder` makes.
+_SPILL_NAME = re.compile(r"lake-[A-Za-z0-9_.-]+-pid([0-9]+)-[a-z0-9_]+")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_spill_folders(parent: str | None = None) -> list[str]:
+    """Remove the spill folders under ``parent`` (default ``TMPDIR``) that this user's processes made
+    and that outlived them (killed before they could clean up); returns the folders removed."""
+    parent = parent or tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    uid = os.getuid()
+    for entry in entries:
+        match = _SPILL_NAME.fullmatch(entry.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != uid:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
+
+def spill_folder(purpose: str = "spill") -> str:
+    """A new private folder (mode 0700) for spill files, named after ``purpose`` and this process's
+    pid; the caller removes it. Stale folders of dead processes are removed first."""
+    remove_stale_spill_folders()
+    return tempfile.mkdtemp(prefix=f"lake-{purpose}-pid{os.getpid()}-")
+
+
+@contextmanager
+def private_folder(purpose: str) -> Iterator[Path]:
+    """A :func:`spill_folder` removed when the block ends (or by the next command after a kill)."""
+    folder = spill_folder(purpose)
+    try:
+        yield Path(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
@@ -198,12 +252,9 @@ def connect(purpose: str = "lake", ordered: bool = True) -> Iterator[duckdb.Duck
     """
     import duckdb
 
-    spill = spill_folder(f"lake-{purpose}-")
-    try:
-        con = duckdb.connect(":memory:", config=duckdb_config(spill, ordered))
+    with private_folder(purpose) as spill:
+        con = duckdb.connect(":memory:", config=duckdb_config(str(spill), ordered))
         try:
             yield con
         finally:
             con.close()
-    finally:
-        shutil.rmtree(spill, ignore_errors=True)

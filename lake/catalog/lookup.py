@@ -61,7 +61,9 @@ def header_text(lk: Lake | Snapshot, uid: str) -> str:
 
 
 def _header_text(lk: Lake, uid: str) -> str:
-    ranges = header_index.range_map(lk.paths)
+    # the index's range map is a local file: a lake in object storage scans instances (statistics and
+    # bloom filters still skip most row groups)
+    ranges = header_index.range_map(lk.paths) if lk.paths.is_local else None
     if ranges is None:
         text = _scan(lk.connection(), "instances", uid)
     else:

@@ -14,7 +14,7 @@ import duckdb
 from lake import memory
 from lake.catalog import series_summary
 from lake.catalog.macros import install as install_macros
-from lake.catalog.tables import snapshot, table_version
+from lake.catalog.tables import lake_snapshot, lake_table_version
 from lake.config import LakePaths
 from lake.headers.bulk_uri import STORED_BULK_VIEW
 from lake.headers.schema import TableSchema, load_table_schema, table_names
@@ -73,7 +73,14 @@ def _quote(path: str) -> str:
 
 
 def snapshot_versions(paths: LakePaths) -> dict[str, int | None]:
-    return {name: table_version(paths.table(name)) for name in table_names()}
+    names = table_names()
+    if paths.is_local:
+        return {name: lake_table_version(paths, name) for name in names}
+    # one listing per table in object storage: sent at once, they cost about one round trip
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return dict(zip(names, pool.map(lambda name: lake_table_version(paths, name), names), strict=True))
 
 
 def _select_list(schema: TableSchema, stored: list[str] | None = None) -> str:
@@ -120,19 +127,57 @@ def listing_at(paths: LakePaths, name: str, version: int | None) -> Listing:
         "again; keep versions readable with `lake vacuum --retention-hours H` longer than cohorts must last"
     )
     try:
-        dt = DeltaTable(str(paths.table(name)), version=version)
+        dt = DeltaTable(paths.table_uri(name), version=version, storage_options=paths.storage_options())
     except DeltaError as exc:
         raise VersionsVacuumedError(
             f"version {version} of table {name} is no longer readable (its log history was purged, e.g. by "
             f"`lake forget`, or it never existed); {hint}"
         ) from exc
     files = [uri.removeprefix("file://") for uri in dt.file_uris()]
-    missing = sum(1 for f in files if not os.path.exists(f))
+    missing = len(_missing_files(paths, name, files))
     if missing:
         raise VersionsVacuumedError(
             f"version {version} of table {name} was vacuumed ({missing} of its {len(files)} files are gone); {hint}"
         )
     return files, [f.name for f in dt.schema().fields]
+
+
+def _missing_files(paths: LakePaths, name: str, files: list[str]) -> list[str]:
+    if paths.is_local:
+        return [f for f in files if not os.path.exists(f)]
+    present = {paths.storage.uri(info.path) for info in paths.storage.list(paths.table_key(name))}
+    return [f for f in files if f not in present]
+
+
+def _object_source(
+    con: duckdb.DuckDBPyConnection, paths: LakePaths, name: str, files: list[str], stored: list[str]
+) -> str:
+    """Register the table's files in object storage as an Arrow dataset on ``con``; its name.
+
+    DuckDB reads it through pyarrow's S3 filesystem (filters and projections pushed down), so it
+    needs no extension (httpfs) and opens no file itself: the sandbox allows it no path at all. The
+    dataset's schema is every column the Delta log names, typed as the first file stores it (else
+    as ``schemas/`` declares it), so files written before a column was added read it as NULL, as
+    ``union_by_name`` does for a folder.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    fs, _root = paths.storage.arrow_filesystem()
+    keys = [f.removeprefix("s3://") for f in files]
+    first = pq.read_schema(keys[0], filesystem=fs)
+    declared = load_table_schema(name).arrow_schema
+    fields = []
+    for column in stored:
+        if column in first.names:
+            fields.append(first.field(column))
+        elif column in declared.names:
+            fields.append(declared.field(column))
+    dataset = ds.dataset(keys, schema=pa.schema(fields), format="parquet", filesystem=fs)
+    registered = f"_lake_arrow_{name}"
+    con.register(registered, dataset)
+    return registered
 
 
 def open_views(
@@ -166,20 +211,23 @@ def open_views(
     committed: list[str] = []
     for name in table_names():
         schema = load_table_schema(name)
-        files, stored = listings[name] if listings and name in listings else snapshot(paths.table(name))
+        files, stored = listings[name] if listings and name in listings else lake_snapshot(paths, name)
         if name == "instances":
             instances = files
         if name == series_summary.NAME and listings and name in listings:
             # the coverage map describes the table's latest version only: pinned to another, the
             # series view computes every series live (same rows, only slower)
-            use_materialised = use_materialised and sorted(files) == sorted(snapshot(paths.table(name))[0])
+            use_materialised = use_materialised and sorted(files) == sorted(lake_snapshot(paths, name)[0])
         if files:
-            read += files
-            file_list = ", ".join(_quote(f) for f in files)
-            # Ingest appends files whose columns grow over time (union them by name); a table that
-            # optimize writes whole has one schema, and binding it reads one footer, not all of them.
-            union = "true" if schema.built_by == "ingest" else "false"
-            source = f"read_parquet([{file_list}], union_by_name = {union})"
+            if paths.is_local:
+                read += files
+                file_list = ", ".join(_quote(f) for f in files)
+                # Ingest appends files whose columns grow over time (union them by name); a table that
+                # optimize writes whole has one schema, and binding it reads one footer, not all of them.
+                union = "true" if schema.built_by == "ingest" else "false"
+                source = f"read_parquet([{file_list}], union_by_name = {union})"
+            else:  # an Arrow dataset: DuckDB opens no file itself (see _object_source)
+                source = _object_source(con, paths, name, files, stored)
             select = _select_list(schema, stored)
             if name in COMMITTED_WITH_INSTANCES:
                 con.execute(f"CREATE VIEW {STORED_PREFIX}{name} AS SELECT {select} FROM {source}")
@@ -193,6 +241,9 @@ def open_views(
                 con.execute(f"CREATE VIEW {STORED_PREFIX}{name} AS SELECT * FROM {name}")
     for statement in committed:  # they name the instances view
         con.execute(statement)
+    # the summary's coverage map is a local file: on object storage the series view computes every
+    # series live (the same rows, only slower)
+    use_materialised = use_materialised and paths.is_local
     for statement in series_summary.helper_views(paths, instances, use_materialised):
         con.execute(statement)
     for view in view_definitions():

@@ -7,7 +7,9 @@ Two independent locks, both DuckDB's own (no SQL is parsed here):
    snapshot its views read (``allowed_paths``), nothing else: not ``lake.json``, not the key or the
    vault beside it, not another table version, not ``/etc/passwd``, not a glob of any folder. Then
    ``enable_external_access = false`` and ``lock_configuration = true``: no ``SET``/``RESET`` can
-   undo it (nor move ``temp_directory``), and no extension can be installed or loaded.
+   undo it (nor move ``temp_directory``), and no extension can be installed or loaded. A lake in
+   object storage is read through Arrow datasets registered on the connection, so DuckDB may open
+   no path at all there.
 2. **Statement type** (:func:`check_statement`): DuckDB's parser must find exactly one statement,
    of type ``SELECT`` (which covers ``WITH``, ``VALUES``, ``FROM ...``, ``DESCRIBE``, ``SHOW``,
    ``SUMMARIZE``) or ``EXPLAIN [ANALYZE]`` of such a query. The file lock alone is not enough:
@@ -118,6 +120,9 @@ def confine(con: duckdb.DuckDBPyConnection, files: Iterable[str]) -> None:
     allowed = sorted(set(files))
     if allowed:
         con.execute("SET allowed_paths = ?", [allowed])
+    # a query names the lake's views only, never a Python variable of the process (DuckDB's replacement
+    # scans); the Arrow datasets of a lake in object storage are registered by name (lake.catalog.query)
+    con.execute("SET python_enable_replacements = false")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
 

@@ -27,12 +27,20 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lake import memory
 from lake.catalog.tables import snapshot_files, table_version
 from lake.config import LakePaths
 from lake.crashpoints import crash_point
 from lake.headers.schema import load_table_schema
+
+if TYPE_CHECKING:  # loaded to write, not by every connection that defines the views
+    import duckdb
+    import pyarrow as pa
+
+    from lake.catalog import ordered
 
 NAME = "series_summary"
 COVERS = "_lake_covers.json"
@@ -122,25 +130,15 @@ def build(paths: LakePaths, on_rows: Callable[[int], None] | None = None) -> int
     instances = snapshot_files(paths.table("instances"))
     if not instances:
         return 0
-    con = open_views(paths, use_materialised=False)[0]  # large sorts spill to query.SPILL_DIR
-    try:
-        order = ", ".join(f'"{c}" NULLS LAST' for c in load_table_schema(NAME).sort_by)
-        # a series row is a few hundred bytes: a small budget only shrinks the batches
-        batch = memory.current().batch_rows(SERIES_ROW_BYTES, ROW_GROUP_ROWS)
-        reader = con.sql(f"SELECT * FROM series ORDER BY {order}").to_arrow_reader(batch)
-        written = ordered.write_files(
-            table,
-            schema,
-            (b.cast(schema) for b in reader),
-            row_group_rows=ROW_GROUP_ROWS,
-            file_bytes=FILE_BYTES,
-            stats_columns=("PatientID", "StudyInstanceUID", "SeriesInstanceUID"),
-            on_rows=on_rows,
-            compression="zstd",
-            compression_level=6,
-        )
-    finally:
-        con.close()
+    # not query.SPILL_DIR, shared by every connection and never swept: a folder of this process,
+    # which the next command removes if this one is killed (lake.memory)
+    with memory.private_folder("series-summary") as spill:
+        con = open_views(paths, use_materialised=False)[0]
+        try:
+            con.execute("SET temp_directory = '" + str(spill).replace("'", "''") + "'")
+            written = _write(con, table, schema, on_rows)
+        finally:
+            con.close()
     ordered.commit(table, schema, written, "lake optimize: series summary")
     crash_point("optimize.before_series_covers")
     doc = {
@@ -152,3 +150,26 @@ def build(paths: LakePaths, on_rows: Callable[[int], None] | None = None) -> int
     tmp.write_text(json.dumps(doc), encoding="utf-8")
     os.replace(tmp, table / COVERS)
     return sum(w.rows for w in written)
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection, table: Path, schema: pa.Schema, on_rows: Callable[[int], None] | None
+) -> list[ordered.WrittenFile]:
+    """The ``series`` view's rows, sorted, as Parquet files in ``table`` (not committed)."""
+    from lake.catalog import ordered
+
+    order = ", ".join(f'"{c}" NULLS LAST' for c in load_table_schema(NAME).sort_by)
+    # a series row is a few hundred bytes: a small budget only shrinks the batches
+    batch = memory.current().batch_rows(SERIES_ROW_BYTES, ROW_GROUP_ROWS)
+    reader = con.sql(f"SELECT * FROM series ORDER BY {order}").to_arrow_reader(batch)
+    return ordered.write_files(
+        table,
+        schema,
+        (b.cast(schema) for b in reader),
+        row_group_rows=ROW_GROUP_ROWS,
+        file_bytes=FILE_BYTES,
+        stats_columns=("PatientID", "StudyInstanceUID", "SeriesInstanceUID"),
+        on_rows=on_rows,
+        compression="zstd",
+        compression_level=6,
+    )

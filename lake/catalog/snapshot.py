@@ -65,7 +65,7 @@ class Snapshot:
 
     def __repr__(self) -> str:
         pinned = ", ".join(f"{k}={v}" for k, v in self.versions.items())
-        return f"Snapshot({str(self.lake.root)!r}, {pinned})"
+        return f"Snapshot({self.lake.location!r}, {pinned})"
 
     def __enter__(self) -> Snapshot:
         return self
@@ -115,7 +115,8 @@ class Snapshot:
         if name in table_names():
             files = self.files(name)
             if files:
-                frame = pl.scan_parquet(files, missing_columns="insert")
+                options = None if self.paths.is_local else polars_storage_options(self.paths)
+                frame = pl.scan_parquet(files, missing_columns="insert", storage_options=options)
                 times = load_table_schema(name).time_columns
                 return frame.with_columns([(pl.col(c) * 1000).cast(pl.Time) for c in times]) if times else frame
             return self.sql(f"SELECT * FROM {name}").lazy()
@@ -188,6 +189,18 @@ class Snapshot:
         from lake.pixels import api as pixel_api
 
         return pixel_api.volume(self._as_lake(), series_instance_uid, stack=stack, strict=strict, timepoints=timepoints)
+
+
+def polars_storage_options(paths: LakePaths) -> dict[str, str]:
+    """polars' ``storage_options`` for the lake's object store (the Rust ``object_store`` keys)."""
+    from lake.storage import ObjectStorage
+
+    storage = paths.storage
+    assert isinstance(storage, ObjectStorage)
+    options = storage.settings.object_store_config()
+    if storage.settings.allow_http:
+        options["aws_allow_http"] = "true"
+    return options
 
 
 def _identifiers(sql: str) -> set[str]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from lake.config import LakePaths
 from lake.headers.schema import TableSchema
 
 if TYPE_CHECKING:  # pyarrow loads where tables are written, not for a query
@@ -43,9 +44,9 @@ def to_arrow(rows: Sequence[dict[str, Any]], schema: TableSchema) -> pa.Table:
     return table.sort_by(sort_keys) if sort_keys and len(table) else table
 
 
-def open_table(path: Path) -> DeltaTable | None:
+def open_table(path: Path | str, storage_options: dict[str, str] | None = None) -> DeltaTable | None:
     try:
-        return DeltaTable(str(path))
+        return DeltaTable(str(path), storage_options=storage_options)
     except TableNotFoundError:
         return None
 
@@ -80,6 +81,26 @@ def snapshot(path: Path) -> tuple[list[str], list[str]]:
         return [], []
     files = [uri.removeprefix("file://") for uri in dt.file_uris()]
     return files, [f.name for f in dt.schema().fields]
+
+
+def lake_snapshot(paths: LakePaths, name: str) -> tuple[list[str], list[str]]:
+    """:func:`snapshot` of table ``name`` of a lake in a folder or object storage (``s3://`` file URIs)."""
+    if paths.is_local:
+        return snapshot(paths.table(name))
+    dt = open_table(paths.table_uri(name), paths.storage_options())
+    if dt is None:
+        return [], []
+    return list(dt.file_uris()), [f.name for f in dt.schema().fields]
+
+
+def lake_table_version(paths: LakePaths, name: str) -> int | None:
+    """:func:`table_version` of table ``name`` of a lake in a folder or object storage (one listing)."""
+    if paths.is_local:
+        return table_version(paths.table(name))
+    log = paths.storage.list(f"{paths.table_key(name)}/_delta_log")
+    stems = [info.path.rsplit("/", 1)[-1].split(".")[0] for info in log if info.path.endswith(".json")]
+    versions = [int(stem) for stem in stems if stem.isdigit()]
+    return max(versions) if versions else None
 
 
 def table_version(path: Path) -> int | None:

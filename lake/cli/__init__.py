@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from lake import __version__, memory
+from lake.cli.common import check_lake_location, run_command
 from lake.cli.console import add_global_options, configured_logging, print_stack, report_internal_error
 from lake.errors import LakeError
 
@@ -64,8 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.no_progress = True
     with configured_logging(args.command, args.verbose, args.quiet):
         try:
+            check_lake_location(args)
             with memory.use(getattr(args, "memory_limit", None)):  # --memory-limit, else the environment's
-                code = int(args.func(args) or 0)
+                code = run_command(args)
         except LakeError as exc:  # messages are PHI-free by contract (lake.errors)
             if args.verbose:
                 print_stack(exc)

@@ -70,7 +70,7 @@ def run_save(args: argparse.Namespace) -> int:
     from lake.cohorts.manifest import save_query
 
     lk = lake.open(args.lake)
-    target = check_out_path(args.out, lk.root, args.force)
+    target = check_out_path(args.out, lk.local_root, args.force)
     with lk.snapshot() as snapshot:
         manifest = save_query(snapshot, args.sql, target, force=args.force)
     counts = ", ".join(f"{k} {v}" for k, v in manifest.counts.items())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # polars and tqdm load when a command prints a frame or a bar, not for --help
@@ -13,7 +15,73 @@ if TYPE_CHECKING:  # polars and tqdm load when a command prints a frame or a bar
 
 
 def add_lake_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--lake", required=required, metavar="LAKE", help="the lake folder")
+    parser.add_argument(
+        "--lake", required=required, metavar="LAKE", help="the lake folder, or s3://bucket/prefix (see README)"
+    )
+
+
+#: Commands that work on a lake in object storage (``--lake s3://bucket/prefix``; endpoint and
+#: credentials from the environment). Every other command refuses such a lake before it starts.
+OBJECT_STORE_COMMANDS = frozenset(
+    {"sql", "info", "cohort", "export nifti", "verify", "replicate", "ingest", "forget", "vacuum"}
+)
+#: Of those, the commands that write: run on a local copy and published (:mod:`lake.storage.staging`).
+STAGED_COMMANDS = frozenset({"ingest", "forget", "vacuum"})
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``args.func(args)``; a writing command on a lake in object storage runs on a staged copy that is
+    published when the command returns (its exit code as it is: an interrupted ingest's batches too)."""
+    from lake.storage.options import is_object_url
+
+    location = getattr(args, "lake", None)
+    if args.command not in STAGED_COMMANDS or not location or not is_object_url(str(location)):
+        return int(args.func(args) or 0)
+    from lake.storage.staging import staged_lake
+
+    quiet = bool(getattr(args, "quiet", False))
+    with staged_lake(str(location), on_message=None if quiet else lambda m: print(m, file=sys.stderr)) as folder:
+        args.lake = str(folder)
+        # what the command prints names the lake, not the temporary folder it runs on
+        with _naming(str(folder), str(location)):
+            return int(args.func(args) or 0)
+
+
+class _Renamed:
+    """A text stream that writes ``old`` as ``new`` (the rest of the stream's API passes through)."""
+
+    def __init__(self, stream: Any, old: str, new: str) -> None:
+        self._stream, self._old, self._new = stream, old, new
+
+    def write(self, text: str) -> int:
+        return int(self._stream.write(text.replace(self._old, self._new)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _naming(old: str, new: str) -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Renamed(sys.stdout, old, new), _Renamed(sys.stderr, old, new)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def check_lake_location(args: argparse.Namespace) -> None:
+    """Raise :class:`~lake.errors.FolderLakeOnlyError` when ``--lake`` is an object store URL and the
+    command works on a lake in a folder only (nothing has run yet)."""
+    from lake.errors import FolderLakeOnlyError
+    from lake.storage.options import is_object_url
+
+    location = getattr(args, "lake", None)
+    if not location or not is_object_url(str(location)):
+        return
+    name = args.command if args.command != "export" else f"export {getattr(args, 'kind', '')}".strip()
+    if name not in OBJECT_STORE_COMMANDS:
+        raise FolderLakeOnlyError(f"lake {name}", str(location))
 
 
 def add_memory_option(parser: argparse.ArgumentParser) -> None:

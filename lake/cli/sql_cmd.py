@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     lk = lake.open(args.lake)
     out: Path | None = args.out
     if out is not None:
-        target = check_out_path(out, lk.root, args.force)  # before the query: nothing is run or written
+        target = check_out_path(out, lk.local_root, args.force)  # before the query: nothing is run or written
         fmt = out_format(out, args.format)
     elif args.format == "parquet":
         raise QueryError("--format parquet writes a file: add --out FILE.parquet")
@@ -137,7 +137,7 @@ def out_format(out: Path, given: str | None) -> str:
     return fmt
 
 
-def check_out_path(out: Path, lake_root: Path, force: bool) -> Path:
+def check_out_path(out: Path, lake_root: Path | None, force: bool) -> Path:
     """The resolved ``out`` if a result may be written there; raises :class:`OutputPathError`.
 
     Refused: a path inside any lake (a folder holding ``lake.json``, this lake or another), inside
@@ -146,7 +146,7 @@ def check_out_path(out: Path, lake_root: Path, force: bool) -> Path:
     """
     target = Path(os.path.realpath(out))
     keys = Path(os.path.realpath(lake_home() / "keys"))
-    lake_dir = Path(os.path.realpath(lake_root))
+    lake_dir = Path(os.path.realpath(lake_root)) if lake_root is not None else None  # None: in object storage
     for folder in target.parents:
         if folder == lake_dir or (folder / CONFIG_NAME).is_file():
             raise OutputPathError(f"--out {out} is inside the lake {folder}: write results outside every lake")

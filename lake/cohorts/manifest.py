@@ -113,7 +113,7 @@ def save_query(snapshot: Snapshot, sql: str, path: str | os.PathLike[str], force
     """Run ``sql`` (one read-only query with a ``PatientID`` column) on ``snapshot`` and write its
     manifest to ``path`` atomically. Raises :class:`CohortError` without a PatientID column, or
     when ``path`` exists (unless ``force``) or lies inside the lake."""
-    target = _target(Path(path), snapshot.lake.root, force)
+    target = _target(Path(path), snapshot.lake.local_root, force)
     frame = snapshot.sql(sql)
     if MEMBER_COLUMN not in frame.columns:
         raise CohortError(
@@ -133,7 +133,7 @@ def save_query(snapshot: Snapshot, sql: str, path: str | os.PathLike[str], force
         versions={t: snapshot.versions[t] for t in snapshot.tables_read(sql)},
         lake_id=config.lake_id,
         key_fingerprint=config.key_fingerprint,
-        lake=str(snapshot.lake.root),
+        lake=snapshot.lake.location,
         saved_at=_utc_now().isoformat(),
         counts=counts,
         columns=list(frame.columns),
@@ -160,7 +160,7 @@ def load_cohort(
     lk = lake if isinstance(lake, Lake) else Lake(lake if lake is not None else manifest.lake, key_file=key_file)
     if lk.config.lake_id != manifest.lake_id:
         raise LakeMismatchError(
-            f"the cohort {path} was saved from lake {manifest.lake_id}, but {lk.root} is lake {lk.config.lake_id}: "
+            f"the cohort {path} was saved from lake {manifest.lake_id}, but {lk.location} is lake {lk.config.lake_id}: "
             "load it with the lake it was saved from (lake.load_cohort(PATH, lake=...), `lake cohort show --lake`)"
         )
     if lk.config.key_fingerprint != manifest.key_fingerprint:
@@ -217,10 +217,10 @@ def _utc_now() -> datetime:
     return utc_now()
 
 
-def _target(path: Path, lake_root: Path, force: bool) -> Path:
+def _target(path: Path, lake_root: Path | None, force: bool) -> Path:
     target = Path(os.path.realpath(path))
-    root = Path(os.path.realpath(lake_root))
-    if target == root or root in target.parents:
+    root = Path(os.path.realpath(lake_root)) if lake_root is not None else None  # None: in object storage
+    if root is not None and (target == root or root in target.parents):
         raise CohortError(f"{path} is inside the lake {lake_root}: save cohort manifests outside the lake")
     if target.is_dir():
         raise CohortError(f"{path} is a folder: name a file such as {path / 'cohort.json'}")

@@ -71,22 +71,20 @@ _GENERIC = [
 
 def date_forms(value: str) -> list[str]:
     """Common written forms of a DA value ``YYYYMMDD`` (other spellings: ``lake.deid.text_dates``)."""
+    return list(_date_forms(value))
+
+
+@lru_cache(maxsize=4096)
+def _date_forms(value: str) -> tuple[str, ...]:
+    """Remembered: the files of a study share their dates, and ``strftime`` is slow."""
     if len(value) != 8 or not value.isdigit():
-        return []
+        return ()
     try:
         d = date(int(value[:4]), int(value[4:6]), int(value[6:8]))
     except ValueError:
-        return []
-    return [
-        value,
-        d.strftime("%Y-%m-%d"),
-        d.strftime("%d.%m.%Y"),
-        d.strftime("%d/%m/%Y"),
-        d.strftime("%m/%d/%Y"),
-        d.strftime("%d %b %Y"),
-        d.strftime("%d %B %Y"),
-        d.strftime("%B %d, %Y"),
-    ]
+        return ()
+    formats = ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%d %b %Y", "%d %B %Y", "%B %d, %Y")
+    return (value, *(d.strftime(f) for f in formats))
 
 
 class TextCleaner:

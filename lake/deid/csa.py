@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from lake.deid.dates import COMPACT_DATE
 from lake.errors import LakeError
 
 SIGNATURE = b"SV10"
@@ -36,7 +37,6 @@ _ASC_END = "### ASCCONV END ###"
 _ASC_LINE = re.compile(r"([A-Za-z_][\w.\[\]]*)\s*=\s*(.*?)\s*")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|0x[0-9A-Fa-f]+")
 _QUOTED = re.compile(r'""([^"]*)""|"([^"]*)"')
-_YYYYMMDD = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 
 
 class CsaError(LakeError, ValueError):
@@ -233,7 +233,7 @@ def _protocol(
 
 def _keep_line(key: str, value: str, rules: Mapping[str, ProtocolRule], vouch: Vouchers) -> bool:
     if _NUMBER.fullmatch(value):
-        return not _YYYYMMDD.search(value) and vouch.number(value)
+        return not COMPACT_DATE.search(value) and vouch.number(value)
     rule = rules.get(re.sub(r"\[\d+\]", "[]", key))
     quoted = _QUOTED.fullmatch(value)
     if rule is None or quoted is None:

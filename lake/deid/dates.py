@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from functools import lru_cache
 
 _DT = re.compile(r"^(\d{8})(\d{0,6}(?:\.\d{1,6})?)?([+-]\d{4})?$")
+#: A calendar date of 1900-2099 written ``YYYYMMDD`` anywhere in a text (``search``, not ``match``):
+#: a vendor's protocol line holding one is never kept (:mod:`lake.deid.csa`, :mod:`lake.deid.ge_protocol`).
+COMPACT_DATE = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 
 
+@lru_cache(maxsize=4096)  # pure, and the files of a study share their dates
 def shift_da(value: str, days: int) -> str | None:
     """Shift one DA value (``YYYYMMDD``, legacy ``YYYY.MM.DD``, or a ``A-B`` range).
 
@@ -37,6 +42,7 @@ def shift_da(value: str, days: int) -> str | None:
         return None
 
 
+@lru_cache(maxsize=4096)
 def shift_dt(value: str, days: int) -> str | None:
     """Shift a DT value's date part; time of day, fraction and ``&ZZXX`` offset are kept as they were.
 

@@ -316,12 +316,6 @@ def _known(tag: int) -> bool:
     return True
 
 
-@lru_cache(maxsize=4096)
-def _date_forms(value: str) -> tuple[str, ...]:
-    """:func:`date_forms`, remembered: the files of a study share their dates (strftime is slow)."""
-    return tuple(date_forms(value))
-
-
 @lru_cache(maxsize=8192)
 def _count_name(tag: int) -> str:
     """The name an attribute is counted under: its keyword, ``private``, or ``(gggg,eeee)``."""
@@ -408,7 +402,7 @@ class Deidentifier:
         for tag in _DATE_IDENTIFIERS:
             value = ds.get(tag)
             if value is not None and isinstance(value.value, str):
-                found.extend(_date_forms(value.value))
+                found.extend(date_forms(value.value))
         return [f for f in found if f and f.strip()]
 
     def _collect(self, ds: Dataset, found: list[str], identity_codes: bool) -> None:

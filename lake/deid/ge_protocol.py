@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lake.deid.csa import Vouchers
+from lake.deid.dates import COMPACT_DATE
 from lake.errors import LakeError
 
 LABEL = "GEProtocolDataBlock"
@@ -34,7 +35,6 @@ MAX_TEXT = 1 << 20  # real blocks inflate to about 3 KB; more is not a protocol 
 _LENGTH = struct.Struct("<I")
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _LINE = re.compile(r'([A-Z][A-Z0-9_]{0,31}) "([^"\r\n]*)"')
-_YYYYMMDD = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 
 
@@ -128,5 +128,5 @@ def _keep(key: str, value: str, rules: Mapping[str, GeProtocolRule], vouch: Vouc
     if rule is None or re.fullmatch(rule.pattern, value) is None:
         return False
     if _NUMBER.fullmatch(value):
-        return not _YYYYMMDD.search(value) and vouch.number(value)
-    return not _YYYYMMDD.search(value) and vouch(value)
+        return not COMPACT_DATE.search(value) and vouch.number(value)
+    return not COMPACT_DATE.search(value) and vouch(value)

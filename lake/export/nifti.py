@@ -166,7 +166,7 @@ def export_nifti(
 
     mode = Irregular(irregular)
     root = Path(out)
-    if root.resolve().is_relative_to(Path(lk.root).resolve()):
+    if lk.local_root is not None and root.resolve().is_relative_to(lk.local_root.resolve()):
         raise ExportError(f"{root} lies inside the lake: export to a folder outside it")
     root.mkdir(parents=True, exist_ok=True)
     result = NiftiExport()

@@ -91,13 +91,14 @@ def large_binary(ds: Dataset, tags: str = "", keywords: str = "") -> Iterator[tu
     """
     for tag in list(ds.keys()):
         elem = ds[tag]
-        tag_path = f"{tags}{int(tag):08X}"
-        keyword_path = f"{keywords}{_name(int(tag))}"
-        if elem.VR == VR.SQ:
-            for i, item in enumerate(elem.value or []):
-                yield from large_binary(item, f"{tag_path}[{i}].", f"{keyword_path}[{i}].")
-        elif elem.VR in BINARY_VRS and isinstance(elem.value, bytes) and len(elem.value) > INLINE_MAX_BYTES:
-            yield tag_path, keyword_path, elem
+        vr = elem.VR
+        if vr == VR.SQ:
+            if elem.value:  # the paths are named only where they are used (a keyword lookup is not free)
+                tag_path, keyword_path = f"{tags}{int(tag):08X}", f"{keywords}{_name(int(tag))}"
+                for i, item in enumerate(elem.value):
+                    yield from large_binary(item, f"{tag_path}[{i}].", f"{keyword_path}[{i}].")
+        elif vr in BINARY_VRS and isinstance(elem.value, bytes) and len(elem.value) > INLINE_MAX_BYTES:
+            yield f"{tags}{int(tag):08X}", f"{keywords}{_name(int(tag))}", elem
 
 
 def plan(ds: Dataset, max_value_bytes: int, max_instance_bytes: int) -> Plan:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pydicom import Dataset
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
+from pydicom.tag import BaseTag
 
 from lake.config import BulkSettings
 from lake.headers.bulk import BULK_DATA_THRESHOLD, PIXEL_TAGS, Plan, large_binary, plan
@@ -36,10 +39,52 @@ def resolve(ds: Dataset, path: str) -> Any:
 
 
 def column_value(ds: Dataset, column: Column) -> Any:
-    convert = CONVERTERS[column.type]
-    for path in column.sources:
+    return _first_value(ds, CONVERTERS[column.type], _tag_paths(column.sources))
+
+
+#: A column's source paths as tags, and its converter: what :func:`promoted_row` reads per instance.
+_Compiled = tuple[str, Callable[[Any], Any], tuple[tuple[BaseTag, ...], ...]]
+_COMPILED: dict[int, tuple[TableSchema, list[_Compiled]]] = {}
+
+
+def _tag_paths(sources: tuple[str, ...]) -> tuple[tuple[BaseTag, ...], ...]:
+    """``("A.B.C", ...)`` as tag tuples, looked up once per schema instead of once per element read."""
+    paths = []
+    for path in sources:
+        tags = [tag_for_keyword(keyword) for keyword in path.split(".")]
+        # a name that is no DICOM keyword never resolves (as in :func:`resolve`): the empty path, a null
+        paths.append(() if None in tags else tuple(BaseTag(tag) for tag in tags if tag is not None))
+    return tuple(paths)
+
+
+def _compiled(schema: TableSchema) -> list[_Compiled]:
+    entry = _COMPILED.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        columns = [(c.name, CONVERTERS[c.type], _tag_paths(c.sources)) for c in schema.columns if not c.derived]
+        entry = _COMPILED[id(schema)] = (schema, columns)
+    return entry[1]
+
+
+def _value_at(ds: Dataset, tags: tuple[BaseTag, ...]) -> Any:
+    """:func:`resolve` with the path's tags already looked up."""
+    node: Any = ds
+    last = len(tags) - 1
+    for i, tag in enumerate(tags):
+        if not isinstance(node, Dataset) or tag not in node:
+            return None
+        value = node[tag].value
+        if i == last:
+            return value
+        if not value:
+            return None
+        node = value[0]
+    return None
+
+
+def _first_value(ds: Dataset, convert: Callable[[Any], Any], paths: tuple[tuple[BaseTag, ...], ...]) -> Any:
+    for tags in paths:
         try:
-            value = convert(resolve(ds, path))
+            value = convert(_value_at(ds, tags))
         except Exception:  # a malformed value is a null, never a rejected instance
             value = None
         if value is not None:
@@ -57,7 +102,7 @@ def age_in_years(age: str | None) -> float | None:
 
 def promoted_row(ds: Dataset, schema: TableSchema) -> dict[str, Any]:
     """Values of every non-derived column of ``schema`` taken from ``ds``."""
-    row = {c.name: column_value(ds, c) for c in schema.columns if not c.derived}
+    row = {name: _first_value(ds, convert, paths) for name, convert, paths in _compiled(schema)}
     row["SOPInstanceUID"] = str(ds.get("SOPInstanceUID", "") or "") or None
     row["PatientID"] = str(ds.get("PatientID", "") or "") or None
     names = {c.name for c in schema.columns}

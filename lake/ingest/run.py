@@ -62,6 +62,7 @@ from lake.keys import LakeKey
 from lake.lock import write_lock
 from lake.maintenance.orphans import remove_orphan_bulk, remove_orphans
 from lake.review.held import hold_quarantined
+from lake.review.reread import reread_series_with_text
 from lake.runs import append_run, new_run_id, utc_now
 from lake.sources import Source, SourceContext, SourceItem, SourceLimits, check_source, open_source
 from lake.sources.filters import PullOptions
@@ -676,6 +677,7 @@ def _ingest(
                         run.summary.empty_sources = len(empty)
                         _finish(lk, run, started)
                         recorded = True
+                    reread_series_with_text(lk, on_message)  # issue 14: earlier runs' unread instances
                 except KeyboardInterrupt as exc:
                     if not recorded:  # else the signal came as the complete run was recorded: it is complete
                         _record_interrupted(lk, run, started, t0)

@@ -11,8 +11,8 @@ number of workers, give the same ``pixel_phi_*`` columns.
 The held instances wait in memory (their frames) up to :data:`HELD_BYTES`; beyond it only the
 source item is kept and the file is read and processed again at the end (the same outcome:
 processing is deterministic). A run stopped before its input ended commits none of them; the next
-run processes them again. What this cannot do: an instance stored unread by an earlier run is not
-read again when a later run brings text in its series (that run's instances are all read).
+run processes them again. An instance stored unread by an earlier run is read again, from its
+stored pixels, when a later run brings text in its series (:mod:`lake.review.reread`).
 """
 
 from __future__ import annotations

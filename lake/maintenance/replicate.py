@@ -123,13 +123,17 @@ def replicate(
 ) -> MirrorSummary:
     """Copy the lake at ``root`` to the folder or object storage URL ``dest``, incrementally.
 
-    ``on_file(nbytes)`` is called once per lake file (local replicas) for progress display.
+    ``on_file(nbytes)`` is called once per lake file (local replicas) for progress display. A lake in
+    object storage (``s3://...``) is copied to a folder by :mod:`lake.maintenance.replicate_objects`
+    (nothing is written to it: no lock, no ``runs`` row).
 
     Raises :class:`ReplicaError` when ``dest`` is inside the lake (or the lake inside it) or is
     another lake.
     """
     paths = LakePaths(root)
     config = read_config(paths)
+    if not paths.is_local:
+        return _replicate_from_objects(paths, config.lake_id, dest, checksum, on_file)
     if remote.is_url(dest):
         return _replicate_remote(paths, str(dest))
     target = Path(dest)
@@ -145,6 +149,23 @@ def replicate(
         params = {"checksum": checksum}
         append_run(paths, summary.run_id, "replicate", started, params, summary.to_dict(), "ok")
     return summary
+
+
+def _replicate_from_objects(
+    paths: LakePaths,
+    lake_id: str,
+    dest: str | os.PathLike[str],
+    checksum: bool,
+    on_file: Callable[[int], None] | None,
+) -> MirrorSummary:
+    from lake.maintenance.replicate_objects import pull
+
+    if remote.is_url(dest):
+        raise ReplicaError(f"a lake in object storage ({paths.location}) replicates to a folder; give --to DIR")
+    target = Path(dest)
+    if LakePaths(target).exists() and read_config(LakePaths(target)).lake_id != lake_id:
+        raise ReplicaError(f"{target} holds another lake; replicate to an empty folder or this lake's replica")
+    return pull(paths, target, checksum, on_file)
 
 
 def _replicate_remote(paths: LakePaths, url: str) -> MirrorSummary:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -194,6 +194,17 @@ def check_bulk(paths: LakePaths, report: VerifyReport) -> None:
     except duckdb.Error as exc:  # a damaged Parquet file (also reported by its checksum)
         report.problems.append(Problem(ProblemKind.UNREADABLE_TABLE, "tables/bulk", type(exc).__name__))
         return
+    check_bulk_rows(report, rows, references, committed)
+
+
+def check_bulk_rows(
+    report: VerifyReport,
+    rows: Iterable[tuple[Any, ...]],
+    references: Iterable[tuple[Any, ...]],
+    committed: Container[str],
+) -> None:
+    """Re-hash each stored bulk value (``SOPInstanceUID, tag_path, sha256, length, value``), check
+    each ``bulk:`` reference of ``header_json`` resolves, and report rows of uncommitted instances."""
     stored: set[tuple[str, str]] = set()
     orphans: set[str] = set()
     for sop, tag_path, sha, length, value in rows:
@@ -233,11 +244,16 @@ def verify(
 ) -> VerifyReport:
     """Check the lake at ``root`` under its write lock; ``record`` adds the ``runs`` audit row.
 
+    A lake in object storage (``s3://...``) is checked by :mod:`lake.maintenance.verify_objects`.
     Never raises for what it finds: the problems are in the report. Raises
     :class:`lake.errors.LakeNotFoundError` when ``root`` is not a lake.
     """
     paths = LakePaths(root)
-    read_config(paths)  # not a lake: fail before creating a lock file in it
+    config = read_config(paths)  # not a lake: fail before creating a lock file in it
+    if not paths.is_local:  # read-only checks through the storage (no lock, no runs row)
+        from lake.maintenance.verify_objects import verify_objects
+
+        return verify_objects(paths, new_run_id("V"), config.pixels.shard_frames, on_row)
     started = utc_now()
     run_id = new_run_id("V")
     with write_lock(paths.lock):

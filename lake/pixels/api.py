@@ -35,6 +35,15 @@ _COLOUR = frozenset({"RGB", "PALETTE COLOR", "YBR_FULL", "YBR_FULL_422", "YBR_PA
 _SERIES_CACHED = 256
 
 
+def _versions(lk: Lake) -> dict[str, int | None]:
+    """The table versions ``lk`` reads: a snapshot's pinned ones (no look-up: on object storage a look-up
+    lists every table's log), else the latest."""
+    from lake.catalog.snapshot import Snapshot
+
+    pinned = lk  # a Snapshot reaches here cast as a Lake (lake.catalog.snapshot)
+    return dict(pinned.versions) if isinstance(pinned, Snapshot) else snapshot_versions(lk.paths)
+
+
 class _SeriesFrames:
     """Frame references of recently read series, valid for one set of table versions.
 
@@ -47,7 +56,7 @@ class _SeriesFrames:
         self.by_series: dict[str, list[FrameRef]] = {}
 
     def get(self, lk: Lake, series_uid: str) -> list[FrameRef]:
-        versions = snapshot_versions(lk.paths)
+        versions = _versions(lk)
         if versions != self.versions or len(self.by_series) >= _SERIES_CACHED:
             self.versions, self.by_series = versions, {}
         refs = self.by_series.get(series_uid)
@@ -184,7 +193,7 @@ class _Locations:
         self.series_loaded = 0
 
     def get(self, lk: Lake, sop_instance_uid: str) -> tuple[str, int, int]:
-        versions = snapshot_versions(lk.paths)
+        versions = _versions(lk)
         if versions != self.versions or self.series_loaded >= _SERIES_CACHED:
             self.versions, self.by_sop, self.series_loaded = versions, {}, 0
         found = self.by_sop.get(sop_instance_uid)

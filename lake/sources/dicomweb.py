@@ -13,9 +13,10 @@ are dropped (see :class:`_NoUids`).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,10 +32,12 @@ NUMBER_OF_STUDY_SERIES = "00201206"
 NUMBER_OF_STUDY_INSTANCES = "00201208"
 NUMBER_OF_SERIES_INSTANCES = "00201209"
 STUDY_UID, SERIES_UID = "0020000D", "0020000E"
+SOP_INSTANCE_UID = 0x00080018
 #: QIDO-RS attributes left out of a study's fingerprint: they say where, not what.
 _NOT_CONTENT = {"00081190", "00080056", "00080005"}
-#: Any transfer syntax: the PACS sends what it stores (Orthanc 1.10 cannot transcode JPEG 2000).
-ANY_TRANSFER_SYNTAX = (("application/dicom", "*"),)
+#: The WADO-RS Accept header for any transfer syntax: the PACS sends what it stores (Orthanc 1.10
+#: cannot transcode JPEG 2000).
+ACCEPT_STORED_SYNTAX = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 logger = logging.getLogger(__name__)
 
@@ -170,9 +173,38 @@ class DicomWebSource(PacsPull):
         ]
 
     def _retrieve(self, client: Any, series: _Series, deliver: Callable[[str, bytes | Path], None]) -> None:
-        from pydicom import dcmwrite
+        for data in _series_parts(client, series.study.uid, series.uid):
+            deliver(_sop_instance_uid(data), data)
 
-        for ds in client.iter_series(series.study.uid, series.uid, media_types=ANY_TRANSFER_SYNTAX):
-            buffer = io.BytesIO()
-            dcmwrite(buffer, ds, enforce_file_format=True)
-            deliver(str(ds.get("SOPInstanceUID", "")), buffer.getvalue())
+
+def _series_parts(client: Any, study_uid: str, series_uid: str) -> Iterator[bytes]:
+    """Each instance of a series as the PACS sent it (WADO-RS, any transfer syntax, streamed).
+
+    The bytes, not datasets: ``iter_series`` parses every instance (``dcmread``) and the ingest
+    then needs bytes again, so a retrieve thread parsed and re-wrote each instance, holding the GIL
+    the ingest needs (a pull cost the transfer plus the ingest, not the larger of the two). The
+    multipart decoding is dicomweb-client's own (``_decode_multipart_message``: it has no public
+    call returning the parts' bytes), with its URL, request and Accept header (as ``iter_series``).
+    """
+    from dicomweb_client.web import _Transaction
+
+    url = client._get_series_url(_Transaction.RETRIEVE, study_uid, series_uid)
+    response = client._http_get(url, headers={"Accept": ACCEPT_STORED_SYNTAX}, stream=True)
+    if response.headers.get("Content-Type", "").startswith("application/dicom"):  # a lone part, not encapsulated
+        yield response.content
+        return
+    for part in client._decode_multipart_message(response, stream=True):
+        yield bytes(part)
+
+
+def _sop_instance_uid(data: bytes) -> str:
+    """The SOP Instance UID of a received instance, or for one without (the ingest rejects it, and
+    says why) a digest of its bytes: distinct such parts stay distinct, a retried one is known."""
+    from pydicom import dcmread
+
+    try:
+        ds = dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=[SOP_INSTANCE_UID])
+        uid = str(ds.get("SOPInstanceUID", "") or "")
+    except Exception:
+        uid = ""
+    return uid or "content:" + hashlib.sha256(data).hexdigest()

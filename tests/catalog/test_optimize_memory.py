@@ -21,8 +21,12 @@ ROWS = 60_000
 TINY = MemoryBudget(memory.MINIMUM)
 
 
-@pytest.fixture(scope="module")
-def twin_lakes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+#: Both ways of sorting by ranges: a query per range, and one pass splitting the rows into files.
+RANGE_MODES = {"query-per-range": 10**9, "split-to-files": 1}
+
+
+@pytest.fixture(scope="module", params=list(RANGE_MODES))
+def twin_lakes(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[Path, Path]:
     """The same appended lake twice: optimized within the smallest budget, and unbounded."""
     base = tmp_path_factory.mktemp("optimize-memory")
     tiny = base / "tiny"
@@ -31,7 +35,8 @@ def twin_lakes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         append(lk.paths.table("instances"), chunk)
     unbounded = base / "unbounded"
     shutil.copytree(tiny, unbounded)
-    with memory.use(TINY):
+    with pytest.MonkeyPatch.context() as patch, memory.use(TINY):
+        patch.setattr(ordered, "SPLIT_FROM_PARTS", RANGE_MODES[request.param])
         optimize(tiny)
     with memory.use(MemoryBudget(None)):
         optimize(unbounded)
@@ -89,7 +94,9 @@ def test_lookups_and_views_answer_the_same(twin_lakes: tuple[Path, Path]) -> Non
     )
 
 
-def test_ranges_keep_nulls_last_and_cover_every_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", list(RANGE_MODES))
+def test_ranges_keep_nulls_last_and_cover_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    monkeypatch.setattr(ordered, "SPLIT_FROM_PARTS", RANGE_MODES[mode])
     data = pa.table({"k": ["b", None, "a", "c", "b", None, "d", "a"], "v": list(range(8))})
     path = tmp_path / "t.parquet"
     pq.write_table(data, path)

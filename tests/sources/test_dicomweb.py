@@ -7,10 +7,9 @@ with remote access off and is stopped by PID (:mod:`lake.testing.orthanc`).
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
+import urllib.request
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,19 @@ import lake
 from lake.cli import main
 from lake.errors import ConfigError, SourceError
 from lake.ingest import ingest
-from lake.sources.dicomweb import DicomWebSource, _Series
+from lake.sources.dicomweb import DicomWebSource, _Series, _series_parts, _sop_instance_uid
 from lake.sources.filters import PullOptions
 from lake.testing.orthanc import Orthanc, dcmsend
 from lake.testing.synthetic import PatientSpec, write_study
-from tests.sources.helpers import FAST, REPO, Corpus, assert_same_lake, lake_bytes, orthanc_or_skip, rows
+from tests.sources.helpers import (
+    FAST,
+    Corpus,
+    assert_same_lake,
+    kill_mid_pull_and_rerun,
+    lake_bytes,
+    orthanc_or_skip,
+    rows,
+)
 
 pytest.importorskip("dicomweb_client", reason="dicomweb-client is a dependency: pip install -e '.[test]'")
 
@@ -89,23 +96,26 @@ def test_a_second_pull_after_adding_one_study_pulls_only_that_study(corpus: Corp
 def test_a_pull_killed_mid_way_and_run_again_gives_the_same_lake(
     corpus: Corpus, loaded: Orthanc, tmp_path: Path
 ) -> None:
-    root = tmp_path / "lake"
-    cmd = [sys.executable, "-m", "lake", "ingest", loaded.dicomweb, "--lake", str(root)]
-    cmd += ["--key-file", str(corpus.key_file), "--batch-size", "4", "--workers", "1", "--no-progress"]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path]),
-        "LAKE_CRASH_AT": "ingest.after_instances:2",
-    }
-    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    committed = len(rows(root, corpus.key_file))
-    assert committed == 8  # two batches of four
-    del env["LAKE_CRASH_AT"]
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "skipped 2" in rerun.stdout  # the two studies committed whole before the kill (3 + 3 instances)
-    assert_same_lake(root, corpus)
+    kill_mid_pull_and_rerun(loaded.dicomweb, tmp_path / "lake", corpus)
+
+
+def test_a_retrieve_hands_over_the_bytes_the_pacs_stores_without_parsing_and_writing_them_again(
+    loaded: Orthanc,
+) -> None:
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(loaded.url + "/dicom-web")
+    series = loaded.get("/series")[0]
+    study = loaded.get(f"/series/{series}/study")["MainDicomTags"]["StudyInstanceUID"]
+    uid = loaded.get(f"/series/{series}")["MainDicomTags"]["SeriesInstanceUID"]
+    stored = {}
+    for instance in loaded.get(f"/series/{series}/instances"):
+        with urllib.request.urlopen(f"{loaded.url}/instances/{instance['ID']}/file", timeout=30) as response:
+            stored[instance["MainDicomTags"]["SOPInstanceUID"]] = response.read()
+    parts = list(_series_parts(client, study, uid))
+    assert sorted(parts) == sorted(stored.values())  # byte for byte: no dcmread + dcmwrite on the way
+    assert {_sop_instance_uid(p) for p in parts} == set(stored)
+    assert _sop_instance_uid(b"not DICOM") == _sop_instance_uid(b"not DICOM") != _sop_instance_uid(b"nor this")
 
 
 # -- completeness -----------------------------------------------------------------------------------

@@ -8,9 +8,6 @@ test-chosen port (its ``DicomModalities``), where the lake's own storage SCP lis
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,16 @@ from lake.ingest import ingest
 from lake.sources.dimse import DimseSource, _Failure, _Series
 from lake.sources.filters import PullOptions
 from lake.testing.orthanc import Orthanc, free_port
-from tests.sources.helpers import FAST, LAKE_AET, REPO, Corpus, assert_same_lake, lake_bytes, orthanc_or_skip, rows
+from tests.sources.helpers import (
+    FAST,
+    LAKE_AET,
+    Corpus,
+    assert_same_lake,
+    kill_mid_pull_and_rerun,
+    lake_bytes,
+    orthanc_or_skip,
+    rows,
+)
 
 pytest.importorskip("pynetdicom", reason="pynetdicom is a dependency: pip install -e .")
 
@@ -102,23 +108,10 @@ def test_a_c_move_to_a_destination_the_pacs_does_not_know_fails_clearly_and_leav
 def test_a_dimse_pull_killed_mid_way_and_run_again_gives_the_same_lake(
     corpus: Corpus, loaded: Orthanc, tmp_path: Path
 ) -> None:
-    root = tmp_path / "lake"
-    cmd = [sys.executable, "-m", "lake", "ingest", loaded.dimse, "--lake", str(root)]
-    cmd += ["--key-file", str(corpus.key_file), "--batch-size", "4", "--workers", "1", "--no-progress"]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path]),
-        "LAKE_CRASH_AT": "ingest.after_instances:2",
-    }
-    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    assert len(rows(root, corpus.key_file)) == 8  # two batches of four
-    assert _spool(corpus.key_file)  # the killed pull's spool folder is still there
-    del env["LAKE_CRASH_AT"]
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "skipped 2" in rerun.stdout  # the two studies committed whole before the kill (3 + 3 instances)
-    assert_same_lake(root, corpus)
+    def spool_kept() -> None:
+        assert _spool(corpus.key_file)  # the killed pull's spool folder is still there
+
+    kill_mid_pull_and_rerun(loaded.dimse, tmp_path / "lake", corpus, spool_kept)
     assert [p for p in _spool(corpus.key_file) if p.is_file()] == []  # the next pull removed the stale one
 
 

@@ -1,0 +1,142 @@
+"""A lake in object storage against the same lake in a folder: query, pixel and write times, as ratios.
+
+    .venv/bin/python benchmarks/storage.py [--patients 40] [--repeat 5] [--dir /tmp/lake-bench-storage]
+
+Builds the demo lake (``lake demo``'s synthetic archive of ``--patients`` patients) in a folder,
+copies it to moto's S3 server on 127.0.0.1 (``lake replicate --to s3://...``, :mod:`lake.testing.s3`)
+and times the same work on both, in the same run:
+
+- ``open + count``: ``lake.open`` and a first query (the Delta logs read, the views made: "cold");
+- warm queries on one open lake: ``count(*)``, ``studies``, ``timeline``, ``priors``, a header by UID;
+- pixels: a whole series through ``series_array``, one frame through ``lk.pixels`` and through a
+  snapshot's ``pixels`` (pinned versions: no listing of the tables per call);
+- ``verify``: every checksum re-hashed;
+- ``ingest`` of 3 patients' archive into a new lake (S3: staged in a folder and published).
+
+Prints the median of ``--repeat`` runs and the ratio S3 / folder. Moto is a Python server on the same
+machine: its latency is lower and its per-request cost higher than a real S3's, so the ratios say
+where the requests go, not what a cloud bucket would measure. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+QUERIES = {
+    "count(*)": "SELECT count(*) FROM instances",
+    "studies": "SELECT * FROM studies",
+    "timeline": "SELECT * FROM timeline",
+    "priors": "SELECT * FROM priors",
+}
+
+
+def _median(work: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _measure(where: str, repeat: int, ingest_src: Path, scratch: Path) -> dict[str, float]:
+    import lake
+    from lake.cli import main
+    from lake.maintenance.verify import verify
+
+    out: dict[str, float] = {}
+    out["open + count"] = _median(lambda: lake.open(where).sql(QUERIES["count(*)"]), repeat)
+    lk = lake.open(where)
+    for name, query in QUERIES.items():
+        out[name] = _median(lambda q=query: lk.sql(q), repeat)  # type: ignore[misc]
+    sop = lk.sql("SELECT SOPInstanceUID FROM instances WHERE pixel_array IS NOT NULL ORDER BY 1 LIMIT 1").item()
+    out["header by UID"] = _median(lambda: lk.header(sop), repeat)
+    series = lk.sql(
+        "SELECT SeriesInstanceUID FROM instances WHERE pixel_array IS NOT NULL "
+        "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+    ).item()
+    out["series_array (whole series)"] = _median(lambda: lake.open(where).series_array(series).compute(), repeat)
+    out["one frame (lk.pixels)"] = _median(lambda: lk.pixels(sop, frame=0), repeat)
+    with lk.snapshot() as snap:
+        snap.pixels(sop, frame=0)  # its frame locations cached, as lk.pixels' are by now
+        out["one frame (snapshot.pixels)"] = _median(lambda: snap.pixels(sop, frame=0), repeat)
+    out["verify"] = _median(lambda: verify(where, record=False), max(1, repeat // 2))
+
+    runs = iter(range(1000))
+
+    def ingest_once() -> None:
+        n = next(runs)
+        target = f"{where}-ingest{n}" if "://" in where else str(scratch / f"ingest{n}")
+        key = scratch / f"key{n}-{abs(hash(where))}.key"
+        args = ["ingest", str(ingest_src), "--lake", target, "--key-file", str(key), "--no-progress", "-q"]
+        with contextlib.redirect_stdout(io.StringIO()):  # the ingest's summary
+            code = main(args)
+        if code != 0:
+            raise RuntimeError("the benchmark's ingest failed")
+
+    out["ingest 3 patients"] = _median(ingest_once, max(1, repeat // 2))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=40)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one, removed)")
+    args = parser.parse_args()
+
+    import s3fs
+
+    from lake.demo.archive import ArchiveSpec, write_archive
+    from lake.demo.build import build_demo
+    from lake.maintenance.replicate import replicate
+    from lake.testing.s3 import run_s3_server
+
+    work = args.dir or Path(tempfile.mkdtemp(prefix="lake-bench-storage-"))
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["LAKE_HOME"] = str(work / "home")
+    try:
+        folder = work / "lake"
+        if not (folder / "lake.json").exists():
+            print(f"building the demo lake of {args.patients} patients ...", file=sys.stderr)
+            build_demo(folder, ArchiveSpec(patients=args.patients), key_file=work / "demo.key")
+        small = work / "archive-3"
+        if not small.exists():
+            write_archive(small, ArchiveSpec(patients=3, seed=7))
+        with run_s3_server() as s3, s3.environment():
+            s3.make_bucket("lake-bench")
+            s3fs.S3FileSystem.clear_instance_cache()
+            url = "s3://lake-bench/demo"
+            t0 = time.perf_counter()
+            replicate(folder, url)
+            copy = time.perf_counter() - t0
+            local = _measure(str(folder), args.repeat, small, work)
+            remote = _measure(url, args.repeat, small, work)
+        import lake
+
+        info = lake.open(folder).info()
+        print(
+            f"demo lake: {info['instances']} instances, {info['series']} series, "
+            f"{info['bytes_on_disk'] / 1e6:.1f} MB; copied to S3 in {copy:.1f} s; median of {args.repeat} runs"
+        )
+        print(f"{'work':<30} {'folder':>10} {'S3 (moto)':>10} {'S3/folder':>10}")
+        for name, seconds in local.items():
+            print(f"{name:<30} {seconds * 1000:>8.1f}ms {remote[name] * 1000:>8.1f}ms {remote[name] / seconds:>9.1f}x")
+    finally:
+        if args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

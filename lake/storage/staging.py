@@ -1,0 +1,142 @@
+"""Writes to a lake in object storage: stage the lake in a local folder, run the folder command there,
+publish what changed.
+
+    with staged_lake("s3://bucket/lakes/one") as folder:   # the write lease held throughout
+        ingest(folder, sources)                           # the ordinary folder code, flock and all
+
+1. The lake's write lease is taken (:mod:`lake.storage.lease`): one writer at a time, on any store.
+2. The lake is copied into a new private temporary folder (:mod:`lake.maintenance.replicate_objects`;
+   none yet: an empty folder, so an ingest creates the lake).
+3. The block runs the folder command on it.
+4. Only when the block ends without an exception, what changed is published: new and changed data
+   files first (Parquet, pixel shards), then the metadata that makes them visible (``zarr.json`` and
+   fixity sidecars, the Delta logs with ``instances`` last, ``lake.json`` last of all). Every new Delta
+   commit file is looked up first (one found: :class:`~lake.errors.StorageConflictError`, nothing
+   published) and then written with put-if-absent (as delta-rs's conditional put does), so a commit
+   that another writer made meanwhile is never overwritten. Files the command removed (``lake
+   forget`` vacuums and purges log history) are deleted from the store last.
+5. The lease is released and the folder removed, whatever happened.
+
+A publish cut short (a killed process) leaves what a folder ingest killed between its pixel and its
+row commits leaves: data no committed row points to, which the next write removes
+(``tests/storage/test_s3_lake.py`` kills an ingest at ``staging.before_metadata``; the killed writer's
+lease holds the lake until it expires, and its temporary folder stays in ``TMPDIR``). The cost is a copy
+of the whole lake per command (measured in ``benchmarks/storage.py``); a lake too large to stage
+should be written in a folder and replicated (``lake replicate --to s3://...``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lake.crashpoints import crash_point
+from lake.errors import StorageConflictError
+from lake.storage.base import ObjectInfo, Storage
+from lake.storage.lease import LEASE_PATH, hold_lease
+
+STAGING_PREFIX = "lake-staging-"
+
+
+def _order(rel: str) -> tuple[int, str]:
+    """Publish order: data, array and fixity metadata, table logs, instances' log, lake.json."""
+    from lake.config import CONFIG_NAME
+    from lake.maintenance.replicate import _is_metadata
+
+    if rel == CONFIG_NAME:
+        return 4, rel
+    if rel.startswith("tables/instances/_delta_log/"):
+        return 3, rel
+    if "/_delta_log/" in f"/{rel}":
+        return 2, rel
+    return (1 if _is_metadata(rel) or rel.endswith("_lake_fixity.json") else 0), rel
+
+
+def _stamp(info: ObjectInfo) -> int:
+    return int(info.modified.timestamp() * 1e9)
+
+
+def _is_commit(rel: str) -> bool:
+    """A Delta commit file (``tables/<name>/_delta_log/<version>.json``)."""
+    name = rel.rsplit("/", 1)[-1]
+    return "/_delta_log/" in f"/{rel}" and name.endswith(".json") and name.split(".")[0].isdigit()
+
+
+def _conflict(storage: Storage, rel: str, done: str) -> StorageConflictError:
+    return StorageConflictError(
+        f"another writer committed {rel} to the lake at {storage.url} meanwhile ({done}); run the command again"
+    )
+
+
+def publish(storage: Storage, folder: Path, before: dict[str, ObjectInfo]) -> dict[str, int]:
+    """Upload what changed in ``folder`` since it was staged from ``before`` (see the module); counts."""
+    from lake.maintenance.replicate import _files
+
+    counts = {"published": 0, "unchanged": 0, "deleted": 0, "bytes_published": 0}
+    now = _files(folder)
+    commits = [rel for rel in now if rel not in before and _is_commit(rel)]
+    for rel in commits:  # checked before anything is published (put-if-absent below closes the race)
+        if storage.exists(rel):
+            raise _conflict(storage, rel, "nothing was published")
+    data_done = False
+    for rel in sorted(now, key=_order):
+        if not data_done and _order(rel)[0] > 0:
+            crash_point("staging.before_metadata")  # every data file is up, nothing points to them yet
+            data_done = True
+        path = now[rel]
+        st = path.stat()
+        seen = before.get(rel)
+        if seen is not None and seen.size == st.st_size and _stamp(seen) == st.st_mtime_ns:
+            counts["unchanged"] += 1
+            continue
+        data = path.read_bytes()
+        if rel in commits:
+            if storage.create(rel, data) is None and storage.read(rel) != data:
+                raise _conflict(storage, rel, "the data files before it were published, unreferenced")
+        else:
+            storage.write(rel, data)
+        counts["published"] += 1
+        counts["bytes_published"] += st.st_size
+    crash_point("staging.before_deletions")
+    for rel in sorted(set(before) - set(now), key=_order, reverse=True):
+        storage.delete(rel)
+        counts["deleted"] += 1
+    return counts
+
+
+@contextmanager
+def staged_lake(
+    location: str, lease_timeout: float | None = None, on_message: Callable[[str], None] | None = None
+) -> Iterator[Path]:
+    """A local folder holding the lake at ``location`` (object storage) for a write (see the module);
+    ``on_message`` hears what was staged and what was published (counts and sizes only)."""
+    say = on_message or (lambda _message: None)
+    from lake.config import CONFIG_NAME, LakePaths
+    from lake.maintenance.replicate_objects import NOT_COPIED, pull
+
+    paths = LakePaths(location)
+    storage = paths.storage
+    with hold_lease(storage, timeout=lease_timeout) as lease:
+        folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
+        os.chmod(folder, 0o700)
+        try:
+            before = {i.path: i for i in storage.list() if i.path.rsplit("/", 1)[-1] not in NOT_COPIED}
+            if before:
+                pull(paths, folder, objects=before)
+                size = sum(i.size for i in before.values()) / 1e6
+                say(f"staged the lake from {storage.url} in a temporary folder: {len(before)} files, {size:.1f} MB")
+            yield folder
+            lease.check()
+            counts = publish(storage, folder, before)
+            say(
+                f"published to {storage.url}: {counts['published']} files ({counts['bytes_published'] / 1e6:.1f} MB), "
+                f"{counts['deleted']} deleted, {counts['unchanged']} unchanged"
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    if not before and not storage.exists(CONFIG_NAME):  # nothing was made: leave no lease behind either
+        storage.delete(LEASE_PATH)
