@@ -122,7 +122,7 @@ def test_corrected_patient_id_moves_the_study(tmp_path: Path) -> None:
     arrays = sorted((root / "pixels").glob("*/*/zarr.json"))
     assert len(arrays) == len(old_arrays) == 1  # the old array went; the new versions' holds only them
     assert json.loads(arrays[0].read_text())["shape"][0] == 3
-    assert verify(root).ok
+    assert verify(root).ok and _frames_unused(root) == 0
     # audited: the runs row counts it, the corrections table records the superseded versions
     runs = lk.sql("SELECT counts FROM runs WHERE operation = 'ingest' ORDER BY started_at")["counts"].to_list()
     assert '"replaced": 3' in runs[-1]
@@ -160,7 +160,7 @@ def test_rejection_note_removes_its_instances(tmp_path: Path) -> None:
     assert (s.seen, s.rejection_notes, s.instances_rejected, s.ingested, s.duplicates) == (1, 1, 2, 0, 0)
     lk = lake.open(root)
     assert lk.sql("SELECT count(*) FROM instances").item() == 2  # the note is not stored either
-    assert verify(root).ok
+    assert verify(root).ok and _frames_unused(root) == 0
     # the rejected instances are not stored again; the note is known
     again = ingest(root, [tmp_path / "a", tmp_path / "note"], key_file=key)
     assert (again.rejected_by_note, again.duplicates, again.ingested) == (2, 3, 0)
@@ -220,6 +220,20 @@ def test_update_killed_midway_then_rerun(tmp_path: Path, point: str) -> None:
         ]
         assert len(rows) == len(want) and sorted(map(repr, rows)) == sorted(map(repr, want)), table
     assert verify(root).ok
+    assert _frames_unused(root) == 0  # the removed versions' frames left their arrays
     [(pid_a, pid_b)] = [tuple(sorted(p for p, _ in _patients(root)))]
     assert sorted(_patients(root)) == sorted(_patients(ref_root))
     assert find_identifiers(root, []) == [] and pid_a != pid_b
+
+
+def _frames_unused(root: Path) -> int:
+    """Frames of the lake's arrays that no committed row points to."""
+    lk = lake.open(root)
+    used: dict[str, int] = {}
+    for key, frames in lk.sql(
+        "SELECT pixel_array, sum(frame_count) FROM instances WHERE pixel_array IS NOT NULL GROUP BY ALL"
+    ).rows():
+        used[str(key)] = int(frames)
+    stored = {key: int(lk.pixel_store.open(key).shape[0]) for key in lk.pixel_store.keys()}
+    assert set(stored) == set(used)  # no orphan array, no row without its array
+    return sum(stored[k] - used[k] for k in stored)

@@ -670,6 +670,7 @@ def _ingest(
                     _release_sampled(run)
                     run.flush()
                     _discard_uncommitted(run)
+                    updates.compact_removed(run)  # every row is committed: arrays of removed versions
                     with deferred():
                         for source in opened:
                             run.summary.studies.update(source.report())

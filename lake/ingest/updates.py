@@ -14,11 +14,19 @@ applied by the lake's ``corrections.on_update`` (:class:`lake.config.OnUpdate`):
 A rejection note (:mod:`lake.ingest.iocm`) removes the instances it lists the same way; later
 arrivals of those instances are not stored.
 
-Crash safety: the ``corrections`` table row that records a correction (``superseded``, ``rejected``)
-is committed before anything is removed, and an ``applied`` row after the old files are vacuumed.
-Every ingest first completes the corrections that have no ``applied`` row (removal is idempotent),
-so an ingest killed anywhere in a correction and run again ends in the lake an uninterrupted run
-makes. Counts reach the summary and the ``runs`` row; the table holds keyed references only.
+Pixel arrays are written once per unit of work (:mod:`lake.ingest.work`), so the array of a
+removed version may hold frames of other instances, committed or still in the run's batch (the
+new version itself, often). The rows go at once; the arrays are compacted at the end of the run
+(:func:`compact_removed`), when every row pointing to them is committed: an array no row uses any
+more is deleted, one that other rows use is copied without the removed frames.
+
+Crash safety: the ``corrections`` table row that records a correction (``superseded``, ``rejected``,
+with the ``pixel_array`` that held the removed frames) is committed before anything is removed, and
+an ``applied`` row after the old files are vacuumed. Every ingest first completes the corrections
+that have no ``applied`` row (removal is idempotent) and compacts any array a correction row names
+that is still there, so an ingest killed anywhere in a correction and run again ends in the lake
+an uninterrupted run makes. Counts reach the summary and the ``runs`` row; the table holds keyed
+references only.
 """
 
 from __future__ import annotations
@@ -75,6 +83,7 @@ class Corrections:
     notes: set[str] = field(default_factory=set)  # source refs of rejection notes applied
     rejected_sops: set[str] = field(default_factory=set)
     pending: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # source_ref -> its rows
+    arrays: set[str] = field(default_factory=set)  # pixel arrays that held removed frames
 
     @classmethod
     def load(cls, paths: LakePaths) -> Corrections:
@@ -83,10 +92,10 @@ class Corrections:
         if not files:
             return out
         with memory.connect("ingest", ordered=False) as con:
-            cur = con.execute(f"SELECT source_ref, SOPInstanceUID, action, reason FROM {_files_sql(files)}")
-            rows = [
-                dict(zip(("source_ref", "SOPInstanceUID", "action", "reason"), r, strict=True)) for r in cur.fetchall()
-            ]
+            cur = con.execute(f"SELECT * FROM {_files_sql(files)}")
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        out.arrays = {str(r["pixel_array"]) for r in rows if r.get("pixel_array")}
         done = {r["source_ref"] for r in rows if r["action"] == APPLIED}
         for r in rows:
             ref = r["source_ref"]
@@ -241,6 +250,7 @@ def _row(ref: str, sop: str | None, action: str, reason: str, run_id: str, by: s
         "action": action,
         "reason": reason,
         "replaced_by": by,
+        "pixel_array": None,
         "ingest_run": run_id,
         "corrected_at": utc_now(),
     }
@@ -255,14 +265,19 @@ def begin(run: _Run, intents: list[dict[str, Any]]) -> set[Path]:
     """Record the corrections, then remove what they remove; returns the tables rewritten."""
     if not intents:
         return set()
+    refs = {r["source_ref"] for r in intents if r["action"] == SUPERSEDED}
+    sops = {r["SOPInstanceUID"] for r in intents if r["action"] == REJECTED and r["SOPInstanceUID"]}
+    held = _removed_rows(run.paths, refs, sops)
+    by_ref = {str(r["source_ref"]): r["pixel_array"] for r in held}
+    by_sop = {str(r["SOPInstanceUID"]): r["pixel_array"] for r in held}
+    for r in intents:  # the array that holds the frames removed, compacted at the end of the run
+        r["pixel_array"] = by_ref.get(r["source_ref"]) if r["action"] == SUPERSEDED else by_sop.get(r["SOPInstanceUID"])
     record(run, intents)
     crash_point("corrections.after_intent")
     for r in intents:
         (run.corrections.superseded if r["action"] == SUPERSEDED else run.corrections.rejected_sops).add(
             r["source_ref"] if r["action"] == SUPERSEDED else r["SOPInstanceUID"]
         )
-    refs = {r["source_ref"] for r in intents if r["action"] == SUPERSEDED}
-    sops = {r["SOPInstanceUID"] for r in intents if r["action"] == REJECTED and r["SOPInstanceUID"]}
     return remove(run, refs, sops)
 
 
@@ -290,32 +305,27 @@ def _instances(paths: LakePaths, where: str) -> list[dict[str, Any]]:
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def remove(run: _Run, refs: set[str], sops: set[str]) -> set[Path]:
-    """Remove the committed instances with these source refs or SOP UIDs: rows of every table, pixels.
-
-    Order: compact the shared arrays (the other rows switched to the copy), delete from the other
-    tables, then from ``instances`` (which shows the removal done), then the old arrays.
-    """
-    paths = run.paths
+def _removed_rows(paths: LakePaths, refs: set[str], sops: set[str]) -> list[dict[str, Any]]:
     clauses = [f"source_ref IN {_sql_list(refs)}"] if refs else []
     clauses += [f"SOPInstanceUID IN {_sql_list(sops)}"] if sops else []
-    gone = _instances(paths, " OR ".join(clauses)) if clauses else []
+    return _instances(paths, " OR ".join(clauses)) if clauses else []
+
+
+def remove(run: _Run, refs: set[str], sops: set[str]) -> set[Path]:
+    """Remove the committed instances with these source refs or SOP UIDs from every table; their
+    arrays wait for :func:`compact_removed` (rows of the batch may point to them).
+
+    Order: delete from the other tables, then from ``instances`` (which shows the removal done).
+    """
+    paths = run.paths
+    gone = _removed_rows(paths, refs, sops)
     if not gone:
         return set()
     run.summary_removed += len(gone)
     gone_refs = {str(r["source_ref"]) for r in gone}
     instances = paths.table("instances")
     touched = {instances}
-    arrays = {str(r["pixel_array"]) for r in gone if r["pixel_array"]}
-    users = _instances(paths, f"pixel_array IN {_sql_list(arrays)}") if arrays else []
-    for key in sorted(arrays):
-        keep = [r for r in users if r["pixel_array"] == key and r["source_ref"] not in gone_refs]
-        run.state.next_frame.pop(key, None)
-        if keep:
-            run.compactions += 1
-            new_key = compact_array(run.lk, key, keep, f"{run.run_id}.{run.compactions}")
-            run.state.next_frame[new_key] = sum(int(r["frame_count"]) for r in keep)
-    crash_point("corrections.after_compact")
+    run.corrections.arrays.update(str(r["pixel_array"]) for r in gone if r["pixel_array"])
     uids: dict[str, set[str]] = defaultdict(set)
     for r in gone:
         uids["SOPInstanceUID"].add(str(r["SOPInstanceUID"]))
@@ -331,13 +341,42 @@ def remove(run: _Run, refs: set[str], sops: set[str]) -> set[Path]:
     header_index.discard_ranges(paths)
     delete_where(instances, f"source_ref IN {_sql_list(gone_refs)}")
     crash_point("corrections.after_delete")
-    for key in sorted(arrays):
-        folder = paths.pixels / key
-        if folder.is_dir():
-            shutil.rmtree(folder)
-        if folder.parent.is_dir() and not any(folder.parent.iterdir()):
-            folder.parent.rmdir()
     return touched
+
+
+def compact_removed(run: _Run) -> int:
+    """Compact the arrays that held removed frames (call when no row waits to be committed): an
+    array no committed row uses is deleted, one used in part is copied without the frames no row
+    uses and its rows switched to the copy (:func:`lake.maintenance.forget._compact`). Arrays named
+    by earlier runs' corrections that are still there (a run killed before this) are done too.
+    Returns the arrays compacted or deleted."""
+    store = run.lk.pixel_store
+    arrays = sorted(k for k in run.corrections.arrays if store.exists(k))
+    run.corrections.arrays = set()
+    if not arrays:
+        return 0
+    users = _instances(run.paths, f"pixel_array IN {_sql_list(arrays)}")
+    done = 0
+    for key in arrays:
+        keep = [r for r in users if r["pixel_array"] == key]
+        used = sum(int(r["frame_count"]) for r in keep)
+        if keep and used == int(store.open(key).shape[0]):
+            continue  # every frame in use (a rerun rebuilt it, or nothing of it was removed)
+        run.state.next_frame.pop(key, None)
+        if keep:
+            run.compactions += 1
+            new_key = compact_array(run.lk, key, keep, f"{run.run_id}.{run.compactions}")
+            run.state.next_frame[new_key] = used
+        else:
+            store.discard(key)
+        done += 1
+    if done:
+        instances = run.paths.table("instances")
+        vacuum_table(instances, 0)  # the rows' old pixel_array values go with the files that held them
+        purge_history(instances)
+        record_table_fixity(run.paths, run.run_id)
+    crash_point("corrections.after_compact")
+    return done
 
 
 def apply_note(run: _Run, item: SourceItem, ref: str, note: RejectionNote) -> None:
@@ -357,13 +396,14 @@ def apply_note(run: _Run, item: SourceItem, ref: str, note: RejectionNote) -> No
 
 
 def recover(run: _Run) -> None:
-    """Complete the corrections a crashed run recorded but did not finish (no ``applied`` row)."""
+    """Complete the corrections a crashed run recorded but did not finish (no ``applied`` row), and
+    compact the arrays corrections emptied in part (call before any row waits to be committed)."""
     pending = run.corrections.pending
-    if not pending:
-        return
-    rows = [r for group in pending.values() for r in group]
-    refs = {r["source_ref"] for r in rows if r["action"] == SUPERSEDED}
-    sops = {r["SOPInstanceUID"] for r in rows if r["action"] == REJECTED and r["SOPInstanceUID"]}
-    touched = remove(run, refs, sops)
-    finish(run, touched, set(pending))
-    pending.clear()
+    if pending:
+        rows = [r for group in pending.values() for r in group]
+        refs = {r["source_ref"] for r in rows if r["action"] == SUPERSEDED}
+        sops = {r["SOPInstanceUID"] for r in rows if r["action"] == REJECTED and r["SOPInstanceUID"]}
+        touched = remove(run, refs, sops)
+        finish(run, touched, set(pending))
+        pending.clear()
+    compact_removed(run)  # what a killed run removed rows from but did not compact
