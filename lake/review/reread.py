@@ -7,16 +7,16 @@ instances (:mod:`lake.ingest.sampling`) but cannot re-read the earlier ones from
 may be gone. :func:`reread_series_with_text`, called at the end of each ingest under its write
 lock, reads those instances' stored (de-identified) frames from the lake with the same OCR the
 ingest uses, windowed alike; where text is found the masked frames are stored exactly as
-``lake review mask`` stores them (:mod:`lake.review.actions`: the same array, the next free frame,
-verified, checksummed) and the row's pixel columns and ``pixel_phi_*`` verdict are updated (reason
+``lake review mask`` stores them (:mod:`lake.review.actions`: an array written once, named by its
+content, verified, checksummed) and the row's pixel columns and ``pixel_phi_*`` verdict are updated (reason
 ``text_found``: the original header's identifiers, which rank the text read, are gone); where none
 is found the verdict becomes ``no_text_found`` with the frames read, as a fresh ingest records it.
 
 Crash safety, in this order: a note in the vault (``reread.json``: the run id and when it began);
 per instance the frames written, then ``reread.after_pixels``, one Delta commit of its row, then
 ``reread.after_commit``; at the end the table fixity, the ``runs`` row (operation ``reread``,
-counts only) and the note removed. Frames written but not committed are invisible (the next write
-of that array starts at the same frame); a row committed stays decided; a run that crashed is
+counts only) and the note removed. An array written but not committed is an orphan (the next
+write of it finds it, named alike; the cleanup removes it otherwise); a row committed stays decided; a run that crashed is
 recorded in ``runs`` by the next one (from its note) and its remaining instances are read then.
 """
 
