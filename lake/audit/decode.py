@@ -42,7 +42,7 @@ MAX_INFLATED = 1 << 20  # a gzip member inflated at most this far (a small value
 #: Names the lake writes itself (UIDs, part files, Delta log entries, array folders, report files).
 _LAKE_NAME = re.compile(
     r"2\.25\.\d+|part-\d{5}-[0-9a-f-]{36}-c\d{3}(?:\.[a-z0-9]+)*\.parquet|\d{20}(?:\.checkpoint(?:\.\d+\.\d+)?)?\.(?:json|parquet|crc)"
-    r"|_last_checkpoint|_delta_log|\d+(?:x\d+)*-[a-z]+\d*|deid-[A-Z]\d{8}T\d{6}-[0-9a-f]{6}\.json|_lake_[a-z]+\.json"
+    r"|_last_checkpoint|_delta_log|\d+(?:x\d+)*-[a-z]+\d*(?:\.[0-9a-f]{24})?(?:~[A-Z]\d{8}T\d{6}-[0-9a-f]{6}(?:\.\d+)?)?|deid-[A-Z]\d{8}T\d{6}-[0-9a-f]{6}\.json|_lake_[a-z]+\.json"
     r"|zarr\.json|fixity\.json|lake\.json|\.lock|c|\d+"
 )
 

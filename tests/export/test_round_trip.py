@@ -32,7 +32,11 @@ from tests.export.conftest import ExportLake
 ALL_STUDIES = "SELECT DISTINCT StudyInstanceUID FROM instances ORDER BY StudyInstanceUID"
 #: columns that describe the ingest, not the instance: which run, when, and the keyed reference to
 #: the source file (a hash keyed with the lake's own key, of another file: the exported one)
-INGEST_COLUMNS = frozenset({"ingest_run", "ingested_at", "source_ref", "source_bytes"})
+#: The ingest's own columns; an array's name includes its files' source refs (``pixel_sha256`` is
+#: compared).
+INGEST_COLUMNS = frozenset(
+    {"ingest_run", "ingested_at", "source_ref", "source_bytes", "pixel_array", "pixel_frame_start"}
+)
 NEW_UID = "2.25.{}"
 
 

@@ -20,7 +20,10 @@ from lake.testing.synthetic import PatientSpec
 
 #: Columns a run writes about itself or about the bytes it read (a PACS rewrites the file meta).
 #: The OCR verdict columns (pixel_phi_*) are compared: sampling depends on the input only.
-RUN_COLUMNS = {"ingest_run", "ingested_at", "source_ref", "source_bytes", "pixel_frame_start"}
+#: Columns of the ingest itself. A pixel array is written once per unit of work (consecutive input
+#: files) and named by its content: a pull and a folder cut other units, so the same frames sit in
+#: other arrays (``pixel_sha256`` and the pixels read back are compared instead).
+RUN_COLUMNS = {"ingest_run", "ingested_at", "source_ref", "source_bytes", "pixel_array", "pixel_frame_start"}
 PYDICOM_FILES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "SC_rgb.dcm")
 FAST = PullOptions(retries=1, backoff=0.0)
 REPO = Path(__file__).resolve().parents[2]
