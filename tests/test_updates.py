@@ -234,6 +234,6 @@ def _frames_unused(root: Path) -> int:
         "SELECT pixel_array, sum(frame_count) FROM instances WHERE pixel_array IS NOT NULL GROUP BY ALL"
     ).rows():
         used[str(key)] = int(frames)
-    stored = {key: int(lk.pixel_store.open(key).shape[0]) for key in lk.pixel_store.keys()}
+    stored = {key: int(lk.pixel_store.open(key).shape[0]) for key in sorted(lk.pixel_store.keys())}
     assert set(stored) == set(used)  # no orphan array, no row without its array
     return sum(stored[k] - used[k] for k in stored)

@@ -221,9 +221,12 @@ class TimedPool:
             for tag, data in items:
                 window.append(_Slot(tag, data))
                 self._dispatch(window)
-                # Bounded memory: at most 4 files per worker, and no more than MAX_INFLIGHT_BYTES
-                # of input held in this process (beyond the one file that exceeds it alone).
-                while len(window) > self.workers * 4 or (
+                # Bounded memory: at most 4 files or 2 units of work per worker (a unit holds up to
+                # 64 files: two keep a worker busy), and no more than MAX_INFLIGHT_BYTES of input
+                # held in this process (beyond the one input that exceeds it alone). A pull reads
+                # no further ahead than this from its PACS spool.
+                per_worker = 4 if isinstance(data, bytes | bytearray) else 2
+                while len(window) > self.workers * per_worker or (
                     len(window) > 1 and sum(_bytes(s.data) for s in window) > MAX_INFLIGHT_BYTES
                 ):
                     yield self._next(window)

@@ -16,8 +16,9 @@ Crash safety, in this order: a note in the vault (``reread.json``: the run id an
 per instance the frames written, then ``reread.after_pixels``, one Delta commit of its row, then
 ``reread.after_commit``; at the end the table fixity, the ``runs`` row (operation ``reread``,
 counts only) and the note removed. An array written but not committed is an orphan (the next
-write of it finds it, named alike; the cleanup removes it otherwise); a row committed stays decided; a run that crashed is
-recorded in ``runs`` by the next one (from its note) and its remaining instances are read then.
+write of it finds it, named alike; the cleanup removes it otherwise); a row committed stays
+decided; a run that crashed is recorded in ``runs`` by the next one (from its note) and its
+remaining instances are read then.
 """
 
 from __future__ import annotations

@@ -71,25 +71,28 @@ def lake_bytes(root: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
 
 
-def kill_mid_pull_and_rerun(url: str, root: Path, corpus: Corpus, after_kill: Callable[[], None] | None = None) -> None:
-    """``lake ingest URL`` (batches of four, one worker) killed with ``kill -9`` after its second
-    ``instances`` commit, ``after_kill()`` (a check of what the killed pull left), the same command
-    again: the rerun must skip the two studies committed whole (3 + 3 instances) and give the lake
-    of the same files ingested from a folder."""
+def kill_mid_pull_and_rerun(
+    url: str, root: Path, corpus: Corpus, after_kill: Callable[[], None] | None = None, commits: int = 2
+) -> None:
+    """``lake ingest URL`` (batches of four, one worker) killed with ``kill -9`` after its
+    ``commits``-th ``instances`` commit, ``after_kill()`` (a check of what the killed pull left), the
+    same command again: the rerun must skip the studies (of two instances) of every commit before
+    the killed one (the pull remembers a study once its commit is done) and give the lake of the
+    same files ingested from a folder."""
     cmd = [sys.executable, "-m", "lake", "ingest", url, "--lake", str(root)]
     cmd += ["--key-file", str(corpus.key_file), "--batch-size", "4", "--workers", "1", "--no-progress"]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path]),
-        "LAKE_CRASH_AT": "ingest.after_instances:2",
+        "LAKE_CRASH_AT": f"ingest.after_instances:{commits}",
     }
     killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert len(rows(root, corpus.key_file)) == 8  # two batches of four
+    assert len(rows(root, corpus.key_file)) == 4 * commits  # batches of four
     if after_kill is not None:
         after_kill()
     del env["LAKE_CRASH_AT"]
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "skipped 2" in rerun.stdout  # the two studies committed whole before the kill
+    assert f"skipped {2 * (commits - 1)}," in rerun.stdout, rerun.stdout  # studies committed before the kill
     assert_same_lake(root, corpus)
