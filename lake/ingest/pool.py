@@ -202,11 +202,13 @@ class TimedPool:
         self._dispatch(window)
 
     def _dispatch(self, window: deque[_Slot[T]]) -> None:
-        """Submit what waits: the first suspect alone while suspects remain (they are the oldest),
-        else every file not yet submitted."""
-        if window and window[0].suspect:
-            if window[0].future is None:
-                window[0].future = self._pool.submit(self.func, window[0].data)
+        """Submit what waits: the first suspect not yet done alone while suspects remain (a file
+        older than it may hold its result already: nothing after the suspect is submitted beside
+        it), else every file not yet submitted."""
+        suspect = next((s for s in window if s.suspect and not _finished(s.future)), None)
+        if suspect is not None:
+            if suspect.future is None:
+                suspect.future = self._pool.submit(self.func, suspect.data)
             return
         for slot in window:
             if slot.future is None:
