@@ -277,7 +277,7 @@ def begin(run: _Run, intents: list[dict[str, Any]]) -> set[Path]:
         (run.corrections.superseded if r["action"] == SUPERSEDED else run.corrections.rejected_sops).add(
             r["source_ref"] if r["action"] == SUPERSEDED else r["SOPInstanceUID"]
         )
-    return remove(run, refs, sops)
+    return remove(run, refs, sops, held)
 
 
 def finish(run: _Run, touched: set[Path], refs: set[str]) -> None:
@@ -310,14 +310,15 @@ def _removed_rows(paths: LakePaths, refs: set[str], sops: set[str]) -> list[dict
     return _instances(paths, " OR ".join(clauses)) if clauses else []
 
 
-def remove(run: _Run, refs: set[str], sops: set[str]) -> set[Path]:
+def remove(run: _Run, refs: set[str], sops: set[str], gone: list[dict[str, Any]] | None = None) -> set[Path]:
     """Remove the committed instances with these source refs or SOP UIDs from every table; their
-    arrays wait for :func:`compact_removed` (rows of the batch may point to them).
+    arrays wait for :func:`compact_removed` (rows of the batch may point to them). ``gone``: their
+    rows, when the caller has read them already.
 
     Order: delete from the other tables, then from ``instances`` (which shows the removal done).
     """
     paths = run.paths
-    gone = _removed_rows(paths, refs, sops)
+    gone = _removed_rows(paths, refs, sops) if gone is None else gone
     if not gone:
         return set()
     run.summary_removed += len(gone)
