@@ -725,6 +725,10 @@ def _handle_unit(
         raise PixelWriteError(f"{outcomes.message}; the lake keeps its last committed batch, run the ingest again")
     for entry, outcome in zip(unit, outcomes, strict=True):
         if not entry.todo:
+            # in the lake already, under an array of its own run that this unit may have cut otherwise:
+            # an array of this unit that no committed row uses is discarded at the end of the run
+            if isinstance(outcome, Processed) and outcome.row.get("pixel_array"):
+                run.written.add(outcome.row["pixel_array"])
             continue
         _handle(run, entry.item, entry.ref, entry.size, outcome)
         if on_file:

@@ -26,6 +26,9 @@ from lake.testing.synthetic import PatientSpec, make_cohort
 
 #: Columns that differ between runs by design.
 RUN_COLUMNS = {"ingest_run", "ingested_at", "rejected_at"}
+#: Where an instance's frames sit: arrays are cut per unit of work, so two different commands that end
+#: with the same rows may cut them differently (the frames still hash to the same ``pixel_sha256``).
+LAYOUT_COLUMNS = {"pixel_array", "pixel_frame_start"}
 
 
 def make_corpus(root: Path, n_patients: int = 3, n_images: int = 4) -> list[PatientSpec]:
@@ -219,13 +222,17 @@ def assert_complete(root: Path, ref: Reference) -> None:
     assert report.counts["instances_with_pixels"] == 12
 
 
-def table_rows(root: Path, table: str) -> list[dict[str, Any]]:
-    """A table's rows without the per-run columns, sorted, for comparing two lakes."""
+def table_rows(root: Path, table: str, *, layout: bool = True) -> list[dict[str, Any]]:
+    """A table's rows without the per-run columns, sorted, for comparing two lakes.
+
+    ``layout=False`` leaves out where the frames sit too (:data:`LAYOUT_COLUMNS`), for lakes built by
+    different commands; :func:`lake.verify` then proves that the frames hash to ``pixel_sha256``."""
     lk = lake.open(root)
     if table not in [p.name for p in lk.paths.tables.iterdir()]:
         return []
     frame = lk.sql(f"SELECT * FROM {table}")
-    rows = [{k: v for k, v in r.items() if k not in RUN_COLUMNS} for r in frame.to_dicts()]
+    left_out = RUN_COLUMNS if layout else RUN_COLUMNS | LAYOUT_COLUMNS
+    rows = [{k: v for k, v in r.items() if k not in left_out} for r in frame.to_dicts()]
     return sorted(rows, key=lambda r: repr(sorted(r.items(), key=lambda kv: kv[0])))
 
 

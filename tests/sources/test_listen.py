@@ -14,9 +14,10 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -32,18 +33,29 @@ DEADLINE = 120.0
 
 
 class Running:
-    """A ``lake listen`` process: its port, and its stderr lines as they come."""
+    """A ``lake listen`` process: its port, and its stderr lines as they come.
+
+    Each of its pipes has one reader, a thread of its own (a second reader such as ``communicate``
+    would race it for the lines and close the pipe under it)."""
 
     def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
         self.proc, self.port = proc, port
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._out: list[str] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=(proc.stderr, self.lines.put), daemon=True),
+            threading.Thread(target=self._read, args=(proc.stdout, self._out.append), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line)
+    @staticmethod
+    def _read(pipe: IO[str], put: Callable[[str], object]) -> None:
+        with pipe:  # closed by its reader, at its end
+            for line in pipe:
+                put(line)
 
     def wait_for(self, text: str) -> str:
         """The first stderr line holding ``text`` (the lines before it are kept in ``seen``)."""
@@ -54,9 +66,17 @@ class Running:
                 return line
 
     def stop(self, signum: int = signal.SIGTERM) -> str:
+        """Signal the process, wait for it to end and for its pipes to close; its stdout."""
         os.kill(self.proc.pid, signum)
-        out, _err = self.proc.communicate(timeout=DEADLINE)
-        return out
+        self.proc.wait(timeout=DEADLINE)
+        self.drain()
+        return "".join(self._out)
+
+    def drain(self) -> None:
+        """Wait until both readers have read their pipe to its end (the process has ended)."""
+        for reader in self._readers:
+            reader.join(timeout=DEADLINE)
+            assert not reader.is_alive(), "a pipe of the ended listener is still open"
 
 
 @contextmanager
@@ -73,7 +93,8 @@ def listening(root: Path, key_file: Path, *options: str, port: int | None = None
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate(timeout=DEADLINE)
+            proc.wait(timeout=DEADLINE)
+        running.drain()
 
 
 def _send(port: int, files: list[Path]) -> subprocess.CompletedProcess[str]:
