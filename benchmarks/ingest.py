@@ -1,11 +1,13 @@
-"""Ingest throughput: ``lake ingest`` against the floor (bare pydicom read + decode) and the peer
-(the ``deid`` package's ``replace_identifiers`` with its default recipe), on the same files in one run.
+"""Ingest throughput: ``lake ingest`` against two floors (a bare pydicom read + decode, and a minimal
+de-identification: read, walk, blank 30 identifiers, strip private tags, write) and two peers (the
+``deid`` package's ``replace_identifiers`` with its default recipe, and ``dicognito``), on the same
+files in one run.
 
-    .venv/bin/python benchmarks/ingest.py [--no-shared] [--lake-only]
+    .venv/bin/python benchmarks/ingest.py [--no-shared | --shared-only] [--lake-only]
 
 Prints files/s and MB/s of each and the ratios, with CPU seconds per file of this process and of
 its worker processes (a shared machine distorts wall time, not CPU time); the 2 / 1 worker ratio is
-the scaling goal of issue 17 (>= 1.7x on 2 cores). ``--lake-only`` skips the floor and the peer.
+the scaling goal of issue 17 (>= 1.7x on 2 cores). ``--lake-only`` skips the floors and the peers.
 ``lake`` does much more per file than either (de-identification of every element at every depth,
 typed rows, DICOM JSON, lossless pixel store with read-back verification, Delta commits), so the
 floor ratio says what that costs.
@@ -39,6 +41,61 @@ def bare_pydicom(files: list[Path]) -> int:
             ds = pydicom.dcmread(f)
             if "PixelData" in ds:
                 ds.pixel_array  # noqa: B018
+            ok += 1
+        except Exception:
+            continue
+    return ok
+
+
+#: What a minimal de-identification blanks (the identifiers of PS3.15 E.1-1 most archives carry).
+MINIMAL_BLANKED = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientAddress", "PatientTelephoneNumbers",
+    "OtherPatientIDs", "OtherPatientNames", "PatientMotherBirthName", "MedicalRecordLocator",
+    "AccessionNumber", "StudyID", "InstitutionName", "InstitutionAddress", "ReferringPhysicianName",
+    "PerformingPhysicianName", "OperatorsName", "NameOfPhysiciansReadingStudy", "RequestingPhysician",
+    "StationName", "DeviceSerialNumber", "InstitutionalDepartmentName", "PhysiciansOfRecord",
+    "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime",
+    "AcquisitionTime", "ContentTime",
+)  # fmt: skip
+
+
+def minimal_deidentification(files: list[Path]) -> int:
+    """The floor of issue 17: read, walk every element at every depth, blank 30 identifiers, strip
+    private tags, write (to memory); no pixel decode, no UIDs, no dates shifted."""
+    import io
+
+    blanked = {pydicom.datadict.tag_for_keyword(k) for k in MINIMAL_BLANKED}
+
+    def blank(ds: pydicom.Dataset, elem: pydicom.DataElement) -> None:
+        if elem.tag in blanked:
+            elem.value = ""
+
+    ok = 0
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f)
+            ds.walk(blank)
+            ds.remove_private_tags()
+            ds.save_as(io.BytesIO(), enforce_file_format=False)
+            ok += 1
+        except Exception:
+            continue
+    return ok
+
+
+def dicognito_anonymize(files: list[Path]) -> int:
+    """The dicognito peer (pip ``dicognito``, ``lake[bench]``): headers only, writes DICOM (to memory)."""
+    import io
+
+    from dicognito.anonymizer import Anonymizer
+
+    anonymizer = Anonymizer()
+    ok = 0
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f)
+            anonymizer.anonymize(ds)
+            ds.save_as(io.BytesIO(), enforce_file_format=False)
             ok += 1
         except Exception:
             continue
@@ -98,9 +155,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--no-shared", action="store_true", help="only the pip-shipped files")
     parser.add_argument("--lake-only", action="store_true", help="only lake with 1 and 2 workers")
+    parser.add_argument(
+        "--shared-only",
+        action="store_true",
+        help="only ../shared/data/dicom's real scanner series (issue 17's corpus: CT and MR, few images at risk)",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    files = corpus_files(include_shared=not args.no_shared)
+    files = corpus_files(include_shared=not args.no_shared, shared_only=args.shared_only)
+    if not files:
+        parser.error("no files: --shared-only needs ../shared/data/dicom")
     nbytes = sum(f.stat().st_size for f in files)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"corpus: {len(files)} files, {nbytes / 1e6:.1f} MB, {os.cpu_count()} cores, load average {load}\n")
@@ -110,12 +174,20 @@ def main() -> None:
     if args.lake_only:
         return
     floor = measure("pydicom read + decode (floor)", bare_pydicom, files, nbytes)
+    minimal = measure("minimal de-identification (floor)", minimal_deidentification, files, nbytes)
     peer = measure("deid replace_identifiers (peer)", deid_default_recipe, files, nbytes)
+    cognito = None
+    try:
+        cognito = measure("dicognito (peer)", dicognito_anonymize, files, nbytes)
+    except ImportError:
+        print("dicognito (peer): not installed (pip install -e '.[bench]')")
     print()
-    print(f"lake (1 worker) / deid peer:     {one / peer:6.2f}x")
-    print(f"lake (2 workers) / deid peer:    {two / peer:6.2f}x")
-    print(f"lake (1 worker) / pydicom floor: {one / floor:6.2f}x")
-    print(f"lake (2 workers) / pydicom floor:{two / floor:6.2f}x")
+    for label, rate in (("1 worker", one), ("2 workers", two)):
+        print(f"lake ({label}) / minimal de-identification: {rate / minimal:6.2f}x (goal 1 worker >= 0.5x)")
+        print(f"lake ({label}) / pydicom floor:             {rate / floor:6.2f}x")
+        print(f"lake ({label}) / deid peer:                 {rate / peer:6.2f}x")
+        if cognito is not None:
+            print(f"lake ({label}) / dicognito peer:            {rate / cognito:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -137,14 +137,63 @@ def _regions(item: dict[str, Any]) -> tuple[Box | str, ...]:
 
 
 def match_rules(ds: Dataset) -> list[RuleMatch]:
-    """Every ``deid`` pixel filter rule that matches ``ds`` (its header, as de-identified)."""
-    out = []
-    with diagnostics.capture(), quiet_deid():  # an enclosing ingest capture counts them; alone dropped
-        for group, items in _filters().items():
-            for item in items:
-                if _item_flag(ds, item):
-                    out.append(RuleMatch(group, _label(item), _regions(item), _evidence(item)))
-    return out
+    """Every ``deid`` pixel filter rule that matches ``ds`` (its header, as de-identified).
+
+    The rules read a score of top-level attributes (:func:`_rule_fields`): the instances of a series
+    mostly agree on them, so the matches (and what deid said while matching) are kept per distinct
+    set of their values, in this process's memory only (:data:`RULE_CACHE_SIZE` sets at most)."""
+    fields = _rule_fields()
+    key = tuple(_value_key(ds, f) for f in fields)
+    known = _matched.get(key)
+    if known is None:
+        out = []
+        # an enclosing ingest capture counts deid's messages; alone they are dropped
+        with diagnostics.capture() as said, quiet_deid():
+            for group, items in _filters().items():
+                for item in items:
+                    if _item_flag(ds, item):
+                        out.append(RuleMatch(group, _label(item), _regions(item), _evidence(item)))
+        if len(_matched) >= RULE_CACHE_SIZE:
+            _matched.clear()
+        known = _matched[key] = (tuple(out), said)
+    else:
+        enclosing = diagnostics.current()
+        if enclosing is not None:
+            enclosing.merge(known[1])  # the same messages, counted for this file too
+    return list(known[0])
+
+
+#: Distinct sets of rule attribute values whose matches are kept (a worker's memory, never written).
+RULE_CACHE_SIZE = 4096
+_matched: dict[tuple[str, ...], tuple[tuple[RuleMatch, ...], diagnostics.Capture]] = {}
+
+
+@cache
+def _rule_fields() -> tuple[str, ...]:
+    """Every attribute a rule's filter reads (``deid``'s filters read ``dataset.get(field)``)."""
+    return tuple(
+        sorted(
+            {
+                field
+                for items in _filters().values()
+                for item in items
+                for group in item.get("filters") or []
+                for field in group["field"]
+            }
+        )
+    )
+
+
+def _value_key(ds: Dataset, field: str) -> str:
+    """What deid's filters can tell of ``field`` in ``ds``: absent, present without a value, or its value."""
+    name: str | int = int(field, 0) if "0x" in field else field
+    try:
+        if name not in ds:
+            return "<absent>"
+        value = ds.get(name)
+    except Exception:  # a value that does not read: the filters see the same failure, whatever the file
+        return "<unreadable>"
+    return "<none>" if value is None else f"{type(value).__name__}:{value!r}"
 
 
 def rule_labels() -> list[str]:

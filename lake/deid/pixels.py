@@ -85,6 +85,11 @@ def _image_type(ds: Dataset) -> list[str]:
 
 def risk_reason(ds: Dataset) -> str | None:
     """Why this instance's pixels may carry burned-in identifiers, or None."""
+    return _listed_risk(ds) or (burned_in.rule_risk(ds) if _use_rules else None)
+
+
+def _listed_risk(ds: Dataset) -> str | None:
+    """:func:`risk_reason` but the deid rules (which look at the whole header)."""
     if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
         return "burned_in_annotation_yes"
     kind = AT_RISK_SOP_CLASSES.get(str(ds.get("SOPClassUID", "") or ""))
@@ -96,7 +101,30 @@ def risk_reason(ds: Dataset) -> str | None:
     derived = "DERIVED" in image_type[:1] or "SECONDARY" in image_type[1:2]
     if derived and str(ds.get("Modality", "") or "").upper() in ("CT", "MR"):  # as deid's catch-all rule
         return "at_risk_image_type:derived"
-    return burned_in.rule_risk(ds) if _use_rules else None
+    return None
+
+
+#: What :func:`expected_ocr_frames` needs of a header (a reader may parse these alone).
+COST_KEYWORDS = (
+    "BurnedInAnnotation", "SOPClassUID", "ImageType", "Modality", "NumberOfFrames", "Rows", "Columns",
+    "InstanceNumber",
+)  # fmt: skip
+
+
+def expected_ocr_frames(ds: Dataset) -> float:
+    """How many frames of 512 x 512 OCR is expected to read of this instance, from the
+    :data:`COST_KEYWORDS` of its header alone (0: not at risk). The deid rules, which need the whole
+    header, play no part: an estimate, which the ingest cuts its units of work by, so that the
+    OCR of a multi-frame ultrasound does not land in one worker with 63 other files at risk."""
+    reason = _listed_risk(ds)
+    if reason is None:
+        return 0.0
+    frames = _number(ds.get("NumberOfFrames")) or 1.0  # every frame, once one has text
+    rows, cols = _number(ds.get("Rows")) or 512.0, _number(ds.get("Columns")) or 512.0
+    area = max(0.25, rows * cols / 512**2)
+    number = _number(ds.get("InstanceNumber"))
+    sampled_out = reason == "at_risk_image_type:derived" and number is not None and not 1 <= number <= SERIES_FULL
+    return max(1.0, frames) * area / (SERIES_STRIDE if sampled_out else 1)
 
 
 def undecidable_reason(ds: Dataset) -> str | None:

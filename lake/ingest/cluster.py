@@ -8,8 +8,9 @@ input order, so the lake equals a single-process ingest of the same files.
 The lake's key reaches the workers in a :class:`LakeWorkerPlugin` (registered with the client, it
 builds each worker's :class:`WorkerState` once), never as a task argument that the scheduler would
 log or show on its dashboard; a task carries its files' bytes only. At most ``in_flight`` units are
-submitted and not yet handled (twice the cluster's threads by default), and the input is read as
-units are submitted, so memory here and on the cluster stays bounded whatever the input. A worker
+submitted and not yet done (twice the cluster's threads by default), and up to ``WAITING`` times as
+many done and waiting behind an older unit, and the input is read as units are submitted, so memory
+here and on the cluster stays bounded whatever the input, and one long unit does not idle the cluster. A worker
 that dies takes its tasks with it and the scheduler runs them again elsewhere: arrays are named by
 their content (:func:`lake.pixels.store.frames_array_key`), so a unit run twice writes the same
 arrays. A unit whose task killed every worker that tried it (``KilledWorker``) runs again one file
@@ -24,10 +25,10 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
-from distributed import Client, KilledWorker, WorkerPlugin, get_worker
+from distributed import Client, KilledWorker, WorkerPlugin, get_worker, wait
 
 from lake.errors import ClusterError, ConfigError
-from lake.ingest.pool import WORKER_DIED_REASON
+from lake.ingest.pool import WAITING, WORKER_DIED_REASON
 from lake.ingest.work import Outcome, StoreFailure, WorkerSpec, WorkerState
 from lake.ingest.worker import Rejection
 from lake.keys import LakeKey
@@ -102,8 +103,19 @@ def run_on_cluster(
         for n, (tag, files) in enumerate(units):
             future = client.submit(_run_on_worker, files, key=f"lake-{spec.run_id}-{n}", pure=False)
             window.append((tag, files, future))
-            while len(window) >= limit:
-                _handle_next(client, spec, window, handle)
+            # results are handled in input order: units done behind a long one wait, up to WAITING
+            # times the limit, without counting against the units kept running
+            while True:
+                while window and window[0][2].done():
+                    _handle_next(client, spec, window, handle)
+                running = [f for _t, _f, f in window if not f.done()]
+                if len(running) < limit and len(window) < limit * WAITING:
+                    break
+                if len(window) >= limit * WAITING:
+                    _handle_next(client, spec, window, handle)
+                else:
+                    with client.as_current():  # wait asks the current client (this one is not the default)
+                        wait(running, return_when="FIRST_COMPLETED")
         while window:
             _handle_next(client, spec, window, handle)
     finally:

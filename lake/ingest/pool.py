@@ -37,7 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -56,6 +56,8 @@ WORKER_DIED_REASON = "worker_died"
 
 #: Input bytes held for files in flight before the pool waits for results.
 MAX_INFLIGHT_BYTES = 1024**3
+#: Inputs finished behind an older one still running, as a multiple of those kept running.
+WAITING = 8
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,11 @@ def _bytes(data: Payload) -> int:
     return len(data) if isinstance(data, bytes | bytearray) else sum(len(d) for d in data)
 
 
+def _unfinished(window: Iterable[_Slot[Any]]) -> int:
+    """How many inputs of ``window`` a worker has still to finish (submitted or waiting)."""
+    return sum(not _finished(s.future) for s in window)
+
+
 def _finished(future: Future[Any] | None) -> bool:
     """The function returned or raised in a worker (a dead worker's files are not finished)."""
     if future is None or not future.done() or future.cancelled():
@@ -145,6 +152,8 @@ class _Slot(Generic[T]):
     future: Future[Any] | None = None
     #: in flight when a worker died: runs alone before anything after it is submitted
     suspect: bool = False
+    #: when it became the oldest input waited for (its time limit counts from then)
+    oldest_since: float | None = None
 
 
 class TimedPool:
@@ -198,7 +207,7 @@ class TimedPool:
         self._pool = self._new_pool()
         for slot in window:
             if not _finished(slot.future):  # a result already in hand is kept
-                slot.future = None
+                slot.future, slot.oldest_since = None, None
         self._dispatch(window)
 
     def _dispatch(self, window: deque[_Slot[T]]) -> None:
@@ -223,15 +232,22 @@ class TimedPool:
             for tag, data in items:
                 window.append(_Slot(tag, data))
                 self._dispatch(window)
-                # Bounded memory: at most 4 files or 2 units of work per worker (a unit holds up to
-                # 64 files: two keep a worker busy), and no more than MAX_INFLIGHT_BYTES of input
-                # held in this process (beyond the one input that exceeds it alone). A pull reads
-                # no further ahead than this from its PACS spool.
+                # Bounded memory and busy workers: at most 4 files or 2 units of work per worker
+                # still to finish (a unit holds up to 64 files: two keep a worker busy), at most
+                # WAITING times as many finished behind an older one still running (results come in
+                # input order: one long unit must not idle the other workers), and no more than
+                # MAX_INFLIGHT_BYTES of input held in this process (beyond the one input that exceeds
+                # it alone). A pull reads no further ahead than this from its PACS spool.
                 per_worker = 4 if isinstance(data, bytes | bytearray) else 2
-                while len(window) > self.workers * per_worker or (
-                    len(window) > 1 and sum(_bytes(s.data) for s in window) > MAX_INFLIGHT_BYTES
-                ):
-                    yield self._next(window)
+                busy = self.workers * per_worker
+                while True:
+                    while window and _finished(window[0].future):
+                        yield self._next(window)
+                    held = len(window) > 1 and sum(_bytes(s.data) for s in window) > MAX_INFLIGHT_BYTES
+                    if not (held or len(window) > busy * WAITING or _unfinished(window) > busy):
+                        break
+                    if held or len(window) > busy * WAITING or not self._await_any(window):
+                        yield self._next(window)
             while window:
                 yield self._next(window)
             finished = True
@@ -241,13 +257,36 @@ class TimedPool:
             else:  # interrupted, closed early or failed: nothing in flight is wanted any more
                 self._kill_workers()
 
+    def _await_any(self, window: deque[_Slot[T]]) -> bool:
+        """Wait until an input after the oldest finishes; False when the oldest must be waited for
+        itself (it finished or failed, a worker died, or its time limit ran out: :meth:`_next`)."""
+        head = window[0]
+        running = [s.future for s in window if s.future is not None and not s.future.done()]
+        if head.future is None or head.future.done() or len(running) < 2:
+            return False
+        left = self._time_left(head)
+        if left is not None and left <= 0:
+            return False
+        done, _pending = wait(running, timeout=left, return_when=FIRST_COMPLETED)
+        return bool(done) and not any(f is head.future or not _finished(f) for f in done)
+
+    def _time_left(self, head: _Slot[T]) -> float | None:
+        """Seconds the oldest input may still take (its limit counts from when it became the oldest
+        waited for, or was submitted again after a restart); None: no limit."""
+        if self.timeout is None:
+            return None
+        if head.oldest_since is None:
+            head.oldest_since = time.monotonic()
+        return self.timeout - (time.monotonic() - head.oldest_since)
+
     def _next(self, window: deque[_Slot[T]]) -> tuple[T, R | WorkerFailure]:
         while True:
             head = window[0]
             self._dispatch(window)
             assert head.future is not None
             try:
-                result: R = head.future.result(timeout=self.timeout)
+                left = self._time_left(head)
+                result: R = head.future.result(timeout=None if left is None else max(left, 0.0))
             except FutureTimeout:
                 window.popleft()
                 logger.warning("a file exceeded the %.0f s time limit; restarting the workers", self.timeout or 0)

@@ -1,7 +1,8 @@
 """An ingest run: sources -> units of work -> workers (parse, de-identify, decode, write pixels) -> rows.
 
 Files go to workers in units of work (consecutive files, at most the commit batch,
-:data:`lake.ingest.work.TASK_FILES` and ``TASK_BYTES``); each worker writes the unit's pixel arrays,
+:data:`lake.ingest.work.TASK_FILES` and ``TASK_BYTES``, a file that OCR will read counting for many:
+:func:`work_cost`, so that one unit never holds most of a run's work); each worker writes the unit's pixel arrays,
 verified and checksummed, and returns rows (:mod:`lake.ingest.work`). This process commits whole
 units: per batch the ``rejects``, ``bulk``, then ``instances`` rows. A crash anywhere leaves the lake
 as it was after the last committed batch plus arrays no row points to, which the next run removes;
@@ -16,6 +17,7 @@ in progress is abandoned (a signal arriving during its commits waits until they 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -28,6 +30,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pydicom
+
+from lake import diagnostics
 from lake.catalog.tables import append, to_arrow
 from lake.config import DeidSettings, LakePaths, check_lake_folder, read_config, vault_dir
 from lake.core import Lake, create_lake
@@ -55,7 +60,16 @@ from lake.ingest.iocm import RejectionNote
 from lake.ingest.pool import TimedPool, WorkerFailure
 from lake.ingest.sampling import SeriesSampling
 from lake.ingest.state import LakeState
-from lake.ingest.work import TASK_BYTES, TASK_FILES, StoreFailure, WorkerSpec, WorkerState, start_worker, work
+from lake.ingest.work import (
+    OCR_FRAME_COST,
+    TASK_BYTES,
+    TASK_FILES,
+    StoreFailure,
+    WorkerSpec,
+    WorkerState,
+    start_worker,
+    work,
+)
 from lake.ingest.worker import Processed, Rejection, content_digest
 from lake.interrupts import Interrupted, deferred, signal_of, signals_raise
 from lake.keys import LakeKey
@@ -419,6 +433,7 @@ class _Entry:
     size: int
     data: bytes
     todo: bool
+    cost: float = 1.0  # in files of the unit's TASK_FILES (:func:`work_cost`)
 
 
 def _read_items(items: Iterator[SourceItem], run: _Run, on_file: Callable[[int], None] | None) -> Iterator[_Entry]:
@@ -449,11 +464,29 @@ def _read_items(items: Iterator[SourceItem], run: _Run, on_file: Callable[[int],
             run.record(item, ref, "rejected", why, "rejected before")
         else:
             updates.note_for(run, ref, data)
-            yield _Entry(item, ref, size, data, todo=True)
+            yield _Entry(item, ref, size, data, todo=True, cost=work_cost(data))
             continue
         if on_file:
             on_file(size)
-        yield _Entry(item, ref, size, data, todo=False)
+        yield _Entry(item, ref, size, data, todo=False, cost=work_cost(data))
+
+
+def work_cost(data: bytes) -> float:
+    """What a file costs a worker, counted in files not at risk of burned-in text: 1, plus
+    :data:`OCR_FRAME_COST` for each frame OCR is expected to read (from a few attributes of the
+    header, :func:`lake.deid.pixels.expected_ocr_frames`). A function of the file alone, so the
+    same input gives the same units; a file that does not parse costs 1 (its worker rejects it)."""
+    from lake.deid.pixels import COST_KEYWORDS, expected_ocr_frames
+
+    # what the reader warns of, the worker finds again and records with the file: dropped here
+    with diagnostics.capture(forward=False):
+        try:
+            ds = pydicom.dcmread(
+                io.BytesIO(data), stop_before_pixels=True, specific_tags=list(COST_KEYWORDS), force=True
+            )
+            return 1.0 + OCR_FRAME_COST * expected_ocr_frames(ds)
+        except Exception:  # any parse failure: the worker says why, with its rejection
+            return 1.0
 
 
 def _handle(run: _Run, item: SourceItem, ref: str, size: int, outcome: Outcome) -> None:
@@ -698,21 +731,23 @@ Unit = list[_Entry]
 
 
 def _units(entries: Iterator[_Entry], files: int, nbytes: int) -> Iterator[Unit]:
-    """Units of work: consecutive input items, at most ``files`` of them and ``nbytes`` bytes (or one
-    item), cut from the whole input, so the same input gives the same units whatever was committed
+    """Units of work: consecutive input items costing at most ``files`` (:func:`work_cost`: a file
+    OCR reads counts for many, so that the workers stay balanced) and at most ``nbytes`` bytes (or
+    one item), cut from the whole input, so the same input gives the same units whatever was committed
     before. A unit holding a file to process goes to a worker with every readable file of it: the
     files already in the lake too, so its pixel arrays come out the same as in an uninterrupted run
     (a rerun after a crash finds the arrays of a unit committed in part under the same names, and
     points the rest of its rows to them). A unit with nothing to process is not sent."""
     unit: Unit = []
-    held = 0
+    held, cost = 0, 0.0
     for entry in entries:
-        if unit and (len(unit) >= files or held + entry.size > nbytes):
+        if unit and (cost + entry.cost > files or held + entry.size > nbytes):
             if any(e.todo for e in unit):
                 yield [e for e in unit if e.todo or e.data]
-            unit, held = [], 0
+            unit, held, cost = [], 0, 0.0
         unit.append(entry)
         held += entry.size
+        cost += entry.cost
     if any(e.todo for e in unit):
         yield [e for e in unit if e.todo or e.data]
 

@@ -89,6 +89,35 @@ def test_rules_with_or_lines_and_absence_only_rules() -> None:
     assert risk_reason(derived) is not None
 
 
+def _fresh_matches(ds: Dataset) -> list[burned_in.RuleMatch]:
+    burned_in._matched.clear()
+    return burned_in.match_rules(ds)
+
+
+def test_rule_matches_kept_per_set_of_values_are_those_a_fresh_evaluation_gives() -> None:
+    """Every file of pydicom's and deid's corpora, and variants that differ in one value the rules
+    read (or in its presence: ``empty`` tells a present empty value from an absent one)."""
+    import pydicom.data
+    from pydicom import dcmread
+
+    shipped = sorted((Path(pydicom.data.__file__).parent / "test_files").rglob("*.dcm"))  # no download
+    cases = [dcmread(f, stop_before_pixels=True, force=True) for f in shipped[:120]]
+    cx50 = _philips_cx50(20)
+    other_model = _philips_cx50(21)
+    other_model.ManufacturerModelName = "CX60"
+    empty_model = _philips_cx50(22)
+    empty_model.ManufacturerModelName = ""
+    no_model = _philips_cx50(23)
+    del no_model.ManufacturerModelName
+    cases += [cx50, other_model, empty_model, no_model, _image(24, CT, Modality="CT", BurnedInAnnotation="YES")]
+    fresh = [_fresh_matches(ds) for ds in cases]
+    burned_in._matched.clear()
+    for _round in range(2):  # the second round from the kept matches only
+        assert [burned_in.match_rules(ds) for ds in cases] == fresh
+    assert len(burned_in._matched) < len(cases)  # the files that agree on the rules' values share one
+    assert any(m.label == "CX50" for m in fresh[-5]) and not any(m.label == "CX50" for m in fresh[-4])
+
+
 def _decoded(ds: Dataset) -> DecodedPixels:
     frames = np.frombuffer(ds.PixelData, dtype=np.uint8).reshape(1, ds.Rows, ds.Columns)
     return DecodedPixels(frames=frames, status="stored", reason=None)

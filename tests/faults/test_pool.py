@@ -79,3 +79,32 @@ def test_a_healthy_file_in_flight_beside_a_killer_is_never_blamed(tmp_path: Path
         4: WorkerFailure(WORKER_DIED_REASON),
         5: 4,
     }
+
+
+def _slow_first(data: bytes) -> int:
+    """``slow:PATH:N`` stays in flight until N other files have written a byte to PATH (``quick:PATH``
+    writes one): the slow one finishes only if the pool keeps the other worker fed meanwhile (under
+    a deadline far beyond what the test needs: -1 when the other files never came)."""
+    kind, path, *n = data.decode().split(":")
+    if kind == "quick":
+        with open(path, "ab") as f:
+            f.write(b"x")
+        return 1
+    deadline = time.monotonic() + 60
+    while _deaths(path) < int(n[0]):
+        if time.monotonic() > deadline:
+            return -1
+        time.sleep(0.01)
+    return 0
+
+
+def test_a_long_input_does_not_idle_the_other_workers(tmp_path: Path) -> None:
+    """Results come in input order, but inputs finished behind a long one do not count against the
+    inputs kept running: 20 quick files finish on one worker while the first runs on the other
+    (with a time limit too: it counts for the oldest input alone)."""
+    marker = str(tmp_path / "done")
+    for timeout in (None, 120.0):
+        Path(marker).unlink(missing_ok=True)
+        pool = TimedPool(_slow_first, workers=2, timeout=timeout)
+        items = [(0, f"slow:{marker}:20".encode())] + [(i, f"quick:{marker}".encode()) for i in range(1, 21)]
+        assert list(pool.run(items)) == [(0, 0)] + [(i, 1) for i in range(1, 21)]

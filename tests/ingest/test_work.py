@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import lake
+from lake.deid.pixels import SERIES_STRIDE
 from lake.ingest import ingest, work
-from lake.ingest.run import _Entry, _units
+from lake.ingest.run import _Entry, _units, work_cost
 from lake.ingest.worker import process_file
 from lake.maintenance.verify import verify
 from lake.pixels.store import frames_array_key
@@ -38,6 +39,44 @@ def test_units_are_cut_from_the_whole_input_so_a_rerun_forms_the_same_ones() -> 
     assert [e.todo for e in units[0]] == [False, True, True]  # file 3 rebuilds the same arrays only
     # bytes bound a unit too (one file over the bound still makes a unit)
     assert [len(u) for u in _units(iter([_entry(n) for n in range(5)]), 64, 25)] == [2, 2, 1]
+
+
+def _header(**attrs: object) -> bytes:
+    """A small Part 10 file with these attributes (no pixels: the cost is read from the header)."""
+    import io
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPInstanceUID = "2.25.1"
+    for keyword, value in attrs.items():
+        setattr(ds, keyword, value)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_a_file_ocr_will_read_counts_for_many_in_its_unit() -> None:
+    ct = _header(SOPClassUID="1.2.840.10008.5.1.4.1.1.2", Modality="CT", Rows=512, Columns=512)
+    us = _header(SOPClassUID="1.2.840.10008.5.1.4.1.1.6.1", Modality="US", Rows=512, Columns=512)
+    cine = _header(SOPClassUID="1.2.840.10008.5.1.4.1.1.3.1", Modality="US", Rows=480, Columns=640, NumberOfFrames=120)
+    derived = {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.4", "Modality": "MR", "Rows": 512, "Columns": 512}
+    derived["ImageType"] = ["DERIVED", "SECONDARY"]
+    first, later = _header(InstanceNumber=2, **derived), _header(InstanceNumber=40, **derived)
+    assert work_cost(ct) == work_cost(b"not DICOM") == 1  # not at risk, or rejected by its worker
+    assert work_cost(us) == 1 + work.OCR_FRAME_COST  # one frame of 512 x 512 read
+    assert work_cost(cine) == 1 + work.OCR_FRAME_COST * 120 * 480 * 640 / 512**2  # every frame, once one has text
+    # a long derived series is read on a sample: its first instances, then about one in SERIES_STRIDE
+    assert work_cost(first) == 1 + work.OCR_FRAME_COST
+    assert work_cost(later) == 1 + work.OCR_FRAME_COST / SERIES_STRIDE
+    # the cut (64 at most): the cine alone between units of CT files; three ultrasound images join the
+    # five CT files (5 + 3 x 17 = 56), the other three make the next unit
+    costs = [work_cost(d) for d in [ct] * 10 + [cine] + [ct] * 5 + [us] * 6]
+    entries = [_Entry(SourceItem(f"f{n}", 10, lambda: b""), f"r{n}", 10, b"x", True, c) for n, c in enumerate(costs)]
+    assert [len(u) for u in _units(iter(entries), 64, 10**9)] == [10, 1, 5 + 3, 3]
 
 
 @pytest.fixture(scope="module")
