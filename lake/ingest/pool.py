@@ -56,8 +56,10 @@ WORKER_DIED_REASON = "worker_died"
 
 #: Input bytes held for files in flight before the pool waits for results.
 MAX_INFLIGHT_BYTES = 1024**3
-#: Inputs finished behind an older one still running, as a multiple of those kept running.
+#: Inputs finished behind an older one still running, as a multiple of those submitted at once.
 WAITING = 8
+#: Inputs read ahead and not yet finished (submitted, or waiting to be), as a multiple of those submitted.
+AHEAD = 8
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ class _Slot(Generic[T]):
     suspect: bool = False
     #: when it became the oldest input waited for (its time limit counts from then)
     oldest_since: float | None = None
+    #: what it costs a worker, relative to the others (the costliest read ahead is submitted first)
+    weight: float = 0.0
 
 
 class TimedPool:
@@ -170,8 +174,11 @@ class TimedPool:
         initargs: tuple[Any, ...] = (),
         timeout: float | None = None,
         memory_bytes: int | None = None,
+        weigh: Callable[[Any], float] | None = None,
     ) -> None:
         self.func = func
+        self.weigh = weigh  # an input's cost from its tag (None: all alike)
+        self._limit = max(1, workers)  # inputs submitted at once (set per kind of input by run)
         self.workers = max(1, workers)
         self.initializer = initializer
         self.initargs = initargs
@@ -213,15 +220,22 @@ class TimedPool:
     def _dispatch(self, window: deque[_Slot[T]]) -> None:
         """Submit what waits: the first suspect not yet done alone while suspects remain (a file
         older than it may hold its result already: nothing after the suspect is submitted beside
-        it), else every file not yet submitted."""
-        suspect = next((s for s in window if s.suspect and not _finished(s.future)), None)
-        if suspect is not None:
-            if suspect.future is None:
-                suspect.future = self._pool.submit(self.func, suspect.data)
-            return
-        for slot in window:
-            if slot.future is None:
+        it); else the oldest input, then the costliest of the others (``weigh``), as long as fewer
+        than ``self._limit`` run: a long input read late still starts early."""
+        try:
+            suspect = next((s for s in window if s.suspect and not _finished(s.future)), None)
+            if suspect is not None:
+                if suspect.future is None:
+                    suspect.future = self._pool.submit(self.func, suspect.data)
+                return
+            if window and window[0].future is None:  # the input waited for comes first, always
+                window[0].future = self._pool.submit(self.func, window[0].data)
+            waiting = [s for s in window if s.future is None]
+            running = sum(s.future is not None and not s.future.done() for s in window)
+            for slot in sorted(waiting, key=lambda s: -s.weight)[: max(0, self._limit - running)]:
                 slot.future = self._pool.submit(self.func, slot.data)
+        except BrokenProcessPool:
+            return  # a worker died: waiting for the oldest input finds out (_next), and restarts
 
     def run(self, items: Iterable[tuple[T, Payload]]) -> Generator[tuple[T, R | WorkerFailure], None, None]:
         """Close the iterator (``contextlib.closing``) to stop early: the workers are killed then,
@@ -230,26 +244,30 @@ class TimedPool:
         finished = False
         try:
             for tag, data in items:
-                window.append(_Slot(tag, data))
+                window.append(_Slot(tag, data, weight=self.weigh(tag) if self.weigh else 0.0))
+                # Busy workers and bounded memory: at most 4 files or 2 units of work per worker
+                # submitted (a unit holds up to 64 files: two keep a worker busy), as many again read
+                # ahead (the costliest of them submitted first), at most WAITING times as many
+                # finished behind an older one still running (results come in input order: one long
+                # unit must not idle the other workers), and no more than MAX_INFLIGHT_BYTES of input
+                # held in this process (beyond the one input that exceeds it alone). A pull reads no
+                # further ahead than this from its PACS spool.
+                self._limit = self.workers * (4 if isinstance(data, bytes | bytearray) else 2)
                 self._dispatch(window)
-                # Bounded memory and busy workers: at most 4 files or 2 units of work per worker
-                # still to finish (a unit holds up to 64 files: two keep a worker busy), at most
-                # WAITING times as many finished behind an older one still running (results come in
-                # input order: one long unit must not idle the other workers), and no more than
-                # MAX_INFLIGHT_BYTES of input held in this process (beyond the one input that exceeds
-                # it alone). A pull reads no further ahead than this from its PACS spool.
-                per_worker = 4 if isinstance(data, bytes | bytearray) else 2
-                busy = self.workers * per_worker
                 while True:
                     while window and _finished(window[0].future):
                         yield self._next(window)
                     held = len(window) > 1 and sum(_bytes(s.data) for s in window) > MAX_INFLIGHT_BYTES
-                    if not (held or len(window) > busy * WAITING or _unfinished(window) > busy):
+                    full = held or len(window) > self._limit * WAITING
+                    if not (full or _unfinished(window) > self._limit * AHEAD):
                         break
-                    if held or len(window) > busy * WAITING or not self._await_any(window):
+                    if full or not self._await_any(window):
                         yield self._next(window)
-            while window:
-                yield self._next(window)
+            while window:  # the input has ended: the rest, still fed to every worker
+                while window and _finished(window[0].future):
+                    yield self._next(window)
+                if window and not self._await_any(window):
+                    yield self._next(window)
             finished = True
         finally:
             if finished:
@@ -258,8 +276,10 @@ class TimedPool:
                 self._kill_workers()
 
     def _await_any(self, window: deque[_Slot[T]]) -> bool:
-        """Wait until an input after the oldest finishes; False when the oldest must be waited for
-        itself (it finished or failed, a worker died, or its time limit ran out: :meth:`_next`)."""
+        """Wait until an input after the oldest finishes, then submit what may run; False when the
+        oldest must be waited for itself (it finished or failed, a worker died, nothing else runs,
+        or its time limit ran out: :meth:`_next`)."""
+        self._dispatch(window)
         head = window[0]
         running = [s.future for s in window if s.future is not None and not s.future.done()]
         if head.future is None or head.future.done() or len(running) < 2:
@@ -268,7 +288,10 @@ class TimedPool:
         if left is not None and left <= 0:
             return False
         done, _pending = wait(running, timeout=left, return_when=FIRST_COMPLETED)
-        return bool(done) and not any(f is head.future or not _finished(f) for f in done)
+        if not done or any(f is head.future or not _finished(f) for f in done):
+            return False
+        self._dispatch(window)
+        return True
 
     def _time_left(self, head: _Slot[T]) -> float | None:
         """Seconds the oldest input may still take (its limit counts from when it became the oldest
@@ -283,8 +306,9 @@ class TimedPool:
         while True:
             head = window[0]
             self._dispatch(window)
-            assert head.future is not None
             try:
+                if head.future is None:  # the pool broke (a worker died) before it was submitted
+                    raise BrokenProcessPool("a worker died before this input was submitted")
                 left = self._time_left(head)
                 result: R = head.future.result(timeout=None if left is None else max(left, 0.0))
             except FutureTimeout:

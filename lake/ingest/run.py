@@ -841,7 +841,7 @@ def _parallel(
     file at a time, so that only the file that killed its worker (or hung) is rejected."""
     initargs = (run.spec(), run.key.secret)
     ner.warm(settings.options)  # issue 12: the name lists load once here; the forked workers share them
-    pool = TimedPool(work, workers, start_worker, initargs, limits[0], limits[1])
+    pool = TimedPool(work, workers, start_worker, initargs, limits[0], limits[1], weigh=_unit_cost)
     tagged = ((unit, tuple(e.data for e in unit)) for unit in units)
     # closed at once when an interrupt ends the loop: the workers are killed, not waited for
     with closing(pool.run(tagged)) as results:
@@ -863,6 +863,11 @@ def _on_cluster(run: _Run, units: Iterator[Unit], scheduler: str, on_file: Calla
     tagged = ((unit, tuple(e.data for e in unit)) for unit in units)
     with closing(cluster.connect(scheduler)) as client:
         cluster.run_on_cluster(client, run.spec(), run.key, tagged, handle)
+
+
+def _unit_cost(unit: Unit) -> float:
+    """What a unit costs its worker (:func:`work_cost`): the pool starts the costliest read first."""
+    return sum(e.cost for e in unit if e.todo)
 
 
 def _one_by_one(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from lake.ingest.pool import TIMEOUT_REASON, WORKER_DIED_REASON, TimedPool, WorkerFailure
@@ -108,3 +109,31 @@ def test_a_long_input_does_not_idle_the_other_workers(tmp_path: Path) -> None:
         pool = TimedPool(_slow_first, workers=2, timeout=timeout)
         items = [(0, f"slow:{marker}:20".encode())] + [(i, f"quick:{marker}".encode()) for i in range(1, 21)]
         assert list(pool.run(items)) == [(0, 0)] + [(i, 1) for i in range(1, 21)]
+
+
+def _note_start(data: bytes) -> int:
+    """``N:LOG:READY``: note N in LOG when it starts; input 0 then waits until READY exists (the
+    pool has read every input by then), so that the order of the others is the pool's choice."""
+    n, log, ready = data.decode().split(":")
+    with open(log, "a") as f:
+        f.write(n + "\n")
+    deadline = time.monotonic() + 60
+    while n == "0" and not os.path.exists(ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return int(n)
+
+
+def test_the_costliest_input_read_ahead_starts_first(tmp_path: Path) -> None:
+    """Results stay in input order; what runs next is the oldest input, then the costliest read."""
+    log, ready = tmp_path / "started", tmp_path / "all-read"
+
+    def items() -> Iterator[tuple[int, bytes]]:
+        for n in range(8):
+            yield n, f"{n}:{log}:{ready}".encode()
+        ready.touch()  # asked for more: every input is in the pool's window
+
+    weights = {7: 9.0}
+    pool = TimedPool(_note_start, workers=1, timeout=None, weigh=lambda n: weights.get(n, 0.0))
+    assert list(pool.run(items())) == [(n, n) for n in range(8)]
+    # 0 to 3 were submitted as they came (4 files a worker); of those read ahead, 7 goes first
+    assert log.read_text().split() == ["0", "1", "2", "3", "7", "4", "5", "6"]
