@@ -58,7 +58,8 @@ WORKER_DIED_REASON = "worker_died"
 MAX_INFLIGHT_BYTES = 1024**3
 #: Inputs finished behind an older one still running, as a multiple of those submitted at once.
 WAITING = 8
-#: Inputs read ahead and not yet finished (submitted, or waiting to be), as a multiple of those submitted.
+#: Inputs read ahead and not yet finished (submitted, or waiting to be), as a multiple of those submitted
+#: (with 2 workers or more).
 AHEAD = 8
 
 
@@ -178,8 +179,10 @@ class TimedPool:
     ) -> None:
         self.func = func
         self.weigh = weigh  # an input's cost from its tag (None: all alike)
-        self._limit = max(1, workers)  # inputs submitted at once (set per kind of input by run)
         self.workers = max(1, workers)
+        self._limit = self.workers  # inputs submitted at once (set per kind of input by run)
+        # one worker gains nothing from reading ahead: the order it runs inputs in is its only choice
+        self._ahead = AHEAD if self.workers > 1 else 1
         self.initializer = initializer
         self.initargs = initargs
         self.timeout = timeout
@@ -259,7 +262,7 @@ class TimedPool:
                         yield self._next(window)
                     held = len(window) > 1 and sum(_bytes(s.data) for s in window) > MAX_INFLIGHT_BYTES
                     full = held or len(window) > self._limit * WAITING
-                    if not (full or _unfinished(window) > self._limit * AHEAD):
+                    if not (full or _unfinished(window) > self._limit * self._ahead):
                         break
                     if full or not self._await_any(window):
                         yield self._next(window)

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from lake.ingest.pool import TIMEOUT_REASON, WORKER_DIED_REASON, TimedPool, WorkerFailure
 
@@ -111,29 +112,43 @@ def test_a_long_input_does_not_idle_the_other_workers(tmp_path: Path) -> None:
         assert list(pool.run(items)) == [(0, 0)] + [(i, 1) for i in range(1, 21)]
 
 
-def _note_start(data: bytes) -> int:
-    """``N:LOG:READY``: note N in LOG when it starts; input 0 then waits until READY exists (the
-    pool has read every input by then), so that the order of the others is the pool's choice."""
-    n, log, ready = data.decode().split(":")
-    with open(log, "a") as f:
-        f.write(n + "\n")
+def _held_until_ready(data: bytes) -> int:
+    """``N:READY``: inputs 0 and 1 wait until READY exists (the pool has read every input by then),
+    so that both workers stay busy and what is submitted next is the pool's choice alone."""
+    n, ready = data.decode().split(":")
     deadline = time.monotonic() + 60
-    while n == "0" and not os.path.exists(ready) and time.monotonic() < deadline:
+    while n in ("0", "1") and not os.path.exists(ready) and time.monotonic() < deadline:
         time.sleep(0.01)
     return int(n)
 
 
-def test_the_costliest_input_read_ahead_starts_first(tmp_path: Path) -> None:
-    """Results stay in input order; what runs next is the oldest input, then the costliest read."""
-    log, ready = tmp_path / "started", tmp_path / "all-read"
+class _RecordingPool(TimedPool):
+    """A pool that notes the inputs in the order it submits them to its executor."""
+
+    def _new_pool(self) -> Any:
+        executor = super()._new_pool()
+        submit = executor.submit
+        self.submitted: list[int] = getattr(self, "submitted", [])
+
+        def recorded(fn: Any, data: bytes) -> Any:
+            self.submitted.append(int(data.split(b":")[0]))
+            return submit(fn, data)
+
+        executor.submit = recorded  # type: ignore[method-assign]
+        return executor
+
+
+def test_the_costliest_input_read_ahead_is_submitted_first(tmp_path: Path) -> None:
+    """Results stay in input order; what is submitted next is the oldest input, then the costliest
+    of those read ahead (2 workers: 8 files submitted at once, more read ahead)."""
+    ready = tmp_path / "all-read"
 
     def items() -> Iterator[tuple[int, bytes]]:
-        for n in range(8):
-            yield n, f"{n}:{log}:{ready}".encode()
+        for n in range(12):
+            yield n, f"{n}:{ready}".encode()
         ready.touch()  # asked for more: every input is in the pool's window
 
-    weights = {7: 9.0}
-    pool = TimedPool(_note_start, workers=1, timeout=None, weigh=lambda n: weights.get(n, 0.0))
-    assert list(pool.run(items())) == [(n, n) for n in range(8)]
-    # 0 to 3 were submitted as they came (4 files a worker); of those read ahead, 7 goes first
-    assert log.read_text().split() == ["0", "1", "2", "3", "7", "4", "5", "6"]
+    weights = {11: 9.0}
+    pool = _RecordingPool(_held_until_ready, workers=2, timeout=None, weigh=lambda n: weights.get(n, 0.0))
+    assert list(pool.run(items())) == [(n, n) for n in range(12)]
+    assert pool.submitted == [0, 1, 2, 3, 4, 5, 6, 7, 11, 8, 9, 10]
