@@ -297,11 +297,13 @@ class TimedPool:
         return True
 
     def _time_left(self, head: _Slot[T]) -> float | None:
-        """Seconds the oldest input may still take (its limit counts from when it became the oldest
-        waited for, or was submitted again after a restart); None: no limit."""
+        """Seconds the oldest input may still take (its limit counts from when it was waited for
+        and running: a costlier input submitted before it may hold its worker); None: no limit."""
         if self.timeout is None:
             return None
         if head.oldest_since is None:
+            if head.future is not None and not (head.future.running() or head.future.done()):
+                return self.timeout  # still queued behind another: its clock has not started
             head.oldest_since = time.monotonic()
         return self.timeout - (time.monotonic() - head.oldest_since)
 
