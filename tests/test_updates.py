@@ -127,7 +127,12 @@ def test_corrected_patient_id_moves_the_study(tmp_path: Path) -> None:
     runs = lk.sql("SELECT counts FROM runs WHERE operation = 'ingest' ORDER BY started_at")["counts"].to_list()
     assert '"replaced": 3' in runs[-1]
     actions = lk.sql("SELECT action, count(*) AS n FROM corrections GROUP BY 1 ORDER BY 1").rows()
-    assert actions == [("applied", 3), ("superseded", 3)]
+    assert actions == [("applied", 3), ("compacted", 1), ("superseded", 3)]
+    # the old array is marked compacted: later runs do not look for it again
+    from lake.config import LakePaths
+    from lake.ingest.updates import Corrections
+
+    assert Corrections.load(LakePaths(root)).arrays == set()
     # both versions again: nothing changes (the old one is a replaced version, the new one committed)
     again = ingest(root, [tmp_path / "a", tmp_path / "b"], key_file=key)
     assert (again.ingested, again.duplicates, sum(again.updates.values())) == (0, 6, 0)

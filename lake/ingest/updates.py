@@ -31,6 +31,7 @@ references only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import defaultdict
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 
 NAME = "corrections"
 SUPERSEDED, REJECTED, APPLIED = "superseded", "rejected", "applied"
+COMPACTED = "compacted"  # the array a correction emptied in part was compacted (or was gone already)
 #: Tables whose rows a correction never removes: audit rows, keyed content hashes, itself.
 _KEPT_TABLES = {"runs", "rejects", NAME}
 FLAGGED = "updates"  # the vault folder of flagged versions
@@ -94,10 +96,14 @@ class Corrections:
             cur = con.execute(f"SELECT * FROM {_files_sql(files)}")
             names = [d[0] for d in cur.description]
             rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-        out.arrays = {str(r["pixel_array"]) for r in rows if r.get("pixel_array")}
+        compacted = {str(r["pixel_array"]) for r in rows if r["action"] == COMPACTED}
+        out.arrays = {str(r["pixel_array"]) for r in rows if r.get("pixel_array") and r["action"] != COMPACTED}
+        out.arrays -= compacted  # checked once: an ingest start does not look at every old correction's array
         done = {r["source_ref"] for r in rows if r["action"] == APPLIED}
         for r in rows:
             ref = r["source_ref"]
+            if r["action"] == COMPACTED:
+                continue
             if r["action"] == SUPERSEDED:
                 out.superseded.add(ref)
             elif r["action"] in (REJECTED, APPLIED) and r["reason"] != "update":
@@ -348,12 +354,15 @@ def compact_removed(run: _Run) -> int:
     """Compact the arrays that held removed frames (call when no row waits to be committed): an
     array no committed row uses is deleted, one used in part is copied without the frames no row
     uses and its rows switched to the copy (:func:`lake.maintenance.forget._compact`). Arrays named
-    by earlier runs' corrections that are still there (a run killed before this) are done too.
-    Returns the arrays compacted or deleted."""
+    by earlier runs' corrections and not yet marked ``compacted`` (a run killed before this) are
+    done too; each array is marked then, so no later run looks at it again. Returns the arrays
+    compacted or deleted."""
     store = run.lk.pixel_store
-    arrays = sorted(k for k in run.corrections.arrays if store.exists(k))
+    candidates = sorted(run.corrections.arrays)
+    arrays = [k for k in candidates if store.exists(k)]
     run.corrections.arrays = set()
     if not arrays:
+        _record_compacted(run, candidates)
         return 0
     users = _instances(run.paths, f"pixel_array IN {_sql_list(arrays)}")
     done = 0
@@ -376,7 +385,20 @@ def compact_removed(run: _Run) -> int:
         purge_history(instances)
         record_table_fixity(run.paths, run.run_id)
     crash_point("corrections.after_compact")
+    _record_compacted(run, candidates)
     return done
+
+
+def _record_compacted(run: _Run, arrays: list[str]) -> None:
+    """Mark these arrays done, so that later runs do not look at them again (a run killed before
+    this mark looks again: compacting is idempotent)."""
+    rows = []
+    for key in arrays:
+        row = _row(
+            hashlib.sha256(f"lake.compacted\0{key}".encode()).hexdigest()[:32], None, COMPACTED, "pixels", run.run_id
+        )
+        rows.append({**row, "pixel_array": key})
+    record(run, rows)
 
 
 def apply_note(run: _Run, item: SourceItem, ref: str, note: RejectionNote) -> None:
