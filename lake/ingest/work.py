@@ -45,9 +45,10 @@ Outcome = Processed | Rejection
 #: Files per unit of work at most (a unit is also at most the commit batch, and at most
 #: ``TASK_BYTES`` of input): one shard of 64 frames holds a unit's slices of a series.
 TASK_FILES = 64
-#: A frame OCR reads costs a worker about as much as this many files not at risk (0.6 s a frame of
-#: 512 x 512 against 11 ms a CT or MR file, measured): a unit holds a few such frames at most, so
-#: that the OCR of an archive's ultrasound does not fall to one worker while the others idle.
+#: What a frame OCR reads counts for in a unit, in files not at risk. Measured, it costs some 50 of
+#: them (0.6 s a frame of 512 x 512 against 11 ms a CT or MR file); counted as 16, a unit still
+#: holds a few images at risk (one array per series and unit), and the OCR of an archive's
+#: ultrasound does not fall to one worker while the others idle.
 OCR_FRAME_COST = 16
 TASK_BYTES = 128 * 1024**2
 #: Decoded frames a worker holds before it writes them (a unit of large radiographs is cut there).
