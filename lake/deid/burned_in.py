@@ -25,6 +25,7 @@ from functools import cache, partial
 from typing import Any
 
 from pydicom import Dataset
+from pydicom.datadict import tag_for_keyword
 
 from lake import diagnostics
 
@@ -187,6 +188,8 @@ def _rule_fields() -> tuple[str, ...]:
 def _value_key(ds: Dataset, field: str) -> str:
     """What deid's filters can tell of ``field`` in ``ds``: absent, present without a value, or its value."""
     name: str | int = int(field, 0) if "0x" in field else field
+    if isinstance(name, str) and tag_for_keyword(name) is None:
+        return "<unknown>"  # a misspelt keyword in a rule: deid's get() finds nothing, in any file
     try:
         if name not in ds:
             return "<absent>"

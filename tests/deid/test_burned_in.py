@@ -116,6 +116,14 @@ def test_rule_matches_kept_per_set_of_values_are_those_a_fresh_evaluation_gives(
         assert [burned_in.match_rules(ds) for ds in cases] == fresh
     assert len(burned_in._matched) < len(cases)  # the files that agree on the rules' values share one
     assert any(m.label == "CX50" for m in fresh[-5]) and not any(m.label == "CX50" for m in fresh[-4])
+    # reading the values the rules look at says nothing of the file (rules name misspelt keywords)
+    from lake import diagnostics
+
+    plain = _image(25, CT, Modality="CT")
+    for _round in range(2):
+        with diagnostics.capture() as said:
+            burned_in.match_rules(plain)
+        assert said.results() == ()
 
 
 def _decoded(ds: Dataset) -> DecodedPixels:
