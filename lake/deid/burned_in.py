@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import cache
 from typing import Any
 
 from pydicom import Dataset
@@ -77,19 +77,6 @@ def _filters() -> dict[str, list[dict[str, Any]]]:
         return dict(recipe.get_filters() or {})
 
 
-def _lazy(terms: list[tuple[str | None, Callable[[], bool]]]) -> bool:
-    """Left-to-right and/or as ``deid``'s ``evaluate_group`` does, skipping terms that cannot matter."""
-    flagged = False
-    for i, (operator, term) in enumerate(terms):
-        if i == 0:
-            flagged = term()
-        elif operator == "or":
-            flagged = flagged or term()
-        else:  # "and", or no operator (deid treats it as and)
-            flagged = flagged and term()
-    return flagged
-
-
 def _filter(ds: Dataset, action: str, field: str, value: str | None) -> bool:
     from deid.dicom.filter import apply_filter
 
@@ -99,21 +86,74 @@ def _filter(ds: Dataset, action: str, field: str, value: str | None) -> bool:
         return False
 
 
-def _group_flag(ds: Dataset, group: dict[str, Any]) -> bool:
-    terms: list[tuple[str | None, Callable[[], bool]]] = []
-    inner = group["InnerOperators"]
-    for i, action in enumerate(group["action"]):
-        value = group["value"][i] if len(group["value"]) > i else None
-        operator = inner[i - 1] if i > 0 and len(inner) >= i else None
-        terms.append((operator, partial(_filter, ds, action, group["field"][i], value)))
-    return _lazy(terms)
+def _term(ds: Dataset, values: dict[str, str], action: str, field: str, value: str | None) -> bool:
+    """One filter term: a function of the one attribute it reads (:func:`_value_key`), so its
+    outcome (and what deid said computing it) is kept per value, as the whole rule set's is."""
+    key = (action, field, value, values[field])
+    known = _terms.get(key)
+    if known is None:
+        with diagnostics.capture() as said, quiet_deid():  # forwarded to the enclosing one at the end
+            flag = _filter(ds, action, field, value)
+        if len(_terms) >= TERM_CACHE_SIZE:
+            _terms.clear()
+        known = _terms[key] = (flag, said if said.codes() else None)
+    elif known[1] is not None and (enclosing := diagnostics.current()) is not None:
+        enclosing.merge(known[1])
+    return known[0]
 
 
-def _item_flag(ds: Dataset, item: dict[str, Any]) -> bool:
-    groups = item.get("filters") or []
-    if not groups:
-        return bool(item.get("coordinates"))
-    return _lazy([(g.get("operator"), partial(_group_flag, ds, g)) for g in groups])
+Term = tuple[str | None, str, str, str | None]  # (operator before it, action, attribute, operand)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One rule of deid's filters, parsed once: its groups of terms, each group joined to the ones
+    before by its operator; a rule without groups matches when it has coordinates."""
+
+    match: RuleMatch
+    groups: tuple[tuple[str | None, tuple[Term, ...]], ...]
+    bare: bool
+
+
+def _flag(ds: Dataset, values: dict[str, str], rule: _Rule) -> bool:
+    """Left-to-right and/or as ``deid``'s ``evaluate_group`` does, skipping terms that cannot matter
+    ("and", or no operator, which deid treats as and)."""
+    if not rule.groups:
+        return rule.bare
+    flagged = False
+    for g, (group_operator, terms) in enumerate(rule.groups):
+        if g and (flagged if group_operator == "or" else not flagged):
+            continue
+        inner = False
+        for t, (operator, action, field, value) in enumerate(terms):
+            if t and (inner if operator == "or" else not inner):
+                continue
+            inner = _term(ds, values, action, field, value)
+        flagged = inner
+    return flagged
+
+
+@cache
+def _rules() -> tuple[_Rule, ...]:
+    out = []
+    for group_name, items in _filters().items():
+        for item in items:
+            groups = []
+            for group in item.get("filters") or []:
+                inner = group["InnerOperators"]
+                terms = tuple(
+                    (
+                        inner[i - 1] if i > 0 and len(inner) >= i else None,
+                        action,
+                        group["field"][i],
+                        group["value"][i] if len(group["value"]) > i else None,
+                    )
+                    for i, action in enumerate(group["action"])
+                )
+                groups.append((group.get("operator"), terms))
+            match = RuleMatch(group_name, _label(item), _regions(item), _evidence(item))
+            out.append(_Rule(match, tuple(groups), bool(item.get("coordinates"))))
+    return tuple(out)
 
 
 def _evidence(item: dict[str, Any]) -> bool:
@@ -142,18 +182,16 @@ def match_rules(ds: Dataset) -> list[RuleMatch]:
 
     The rules read a score of top-level attributes (:func:`_rule_fields`): the instances of a series
     mostly agree on them, so the matches (and what deid said while matching) are kept per distinct
-    set of their values, in this process's memory only (:data:`RULE_CACHE_SIZE` sets at most)."""
-    fields = _rule_fields()
-    key = tuple(_value_key(ds, f) for f in fields)
+    set of their values, in this process's memory only (:data:`RULE_CACHE_SIZE` sets at most). A set
+    not seen before (a window width that changes with each slice) is evaluated term by term, each
+    term's outcome kept per value of the one attribute it reads (:data:`TERM_CACHE_SIZE`)."""
+    values = {f: _value_key(ds, f) for f in _rule_fields()}
+    key = tuple(values.values())
     known = _matched.get(key)
     if known is None:
-        out = []
         # an enclosing ingest capture counts deid's messages; alone they are dropped
         with diagnostics.capture() as said, quiet_deid():
-            for group, items in _filters().items():
-                for item in items:
-                    if _item_flag(ds, item):
-                        out.append(RuleMatch(group, _label(item), _regions(item), _evidence(item)))
+            out = [rule.match for rule in _rules() if _flag(ds, values, rule)]
         if len(_matched) >= RULE_CACHE_SIZE:
             _matched.clear()
         known = _matched[key] = (tuple(out), said)
@@ -167,6 +205,9 @@ def match_rules(ds: Dataset) -> list[RuleMatch]:
 #: Distinct sets of rule attribute values whose matches are kept (a worker's memory, never written).
 RULE_CACHE_SIZE = 4096
 _matched: dict[tuple[str, ...], tuple[tuple[RuleMatch, ...], diagnostics.Capture]] = {}
+#: Filter terms (action, attribute, operand, the attribute's value) whose outcomes are kept.
+TERM_CACHE_SIZE = 16384
+_terms: dict[tuple[str, str, str | None, str], tuple[bool, diagnostics.Capture | None]] = {}
 
 
 @cache

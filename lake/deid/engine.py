@@ -60,6 +60,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import ClassVar
 
 from pydicom import Dataset
 from pydicom._uid_dict import UID_dictionary
@@ -77,6 +78,7 @@ from lake.deid.ner import NameFinder, finder  # issue 12: person names the heade
 from lake.deid.profile import Action, LakeOption, Profile, ProfileOption
 from lake.deid.recipe import Recipe, RecipeApplier
 from lake.deid.text_dates import TextDateCleaner, collapse_ages  # issue 12: dates and ages in free text
+from lake.errors import RejectedInput
 from lake.keys import LakeKey
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,7 @@ _CODE_TAGS = frozenset(
     {0x00080100, 0x00080102, 0x00080103, 0x00080104, 0x00080105, 0x0008010F, 0x00080119, 0x00080120, 0x00080122}
 )
 _ODD_GROUP = 0x00010000  # the low bit of the group number: a private tag
+_PRIVATE_REMOVED = ("private", "X")  # the count of a removed private element (_count_name of any of them)
 #: entries in each of the engine's per-tag memos (bounded: a hostile file may carry many unknown tags)
 _CACHE_SIZE = 65536
 _CODING_SCHEME = BaseTag(0x00080102)
@@ -346,6 +349,10 @@ class DeidResult:
 class Deidentifier:
     """Applies a resolved :class:`Profile` with keyed pseudonyms, UIDs and per-patient date shifts."""
 
+    #: The walk converts a private data element's value only where the element may be kept (its slot
+    #: safelisted), so a parse for it may leave private values raw (:func:`lake.ingest.worker.parse`).
+    converts_private_values: ClassVar[bool] = True
+
     def __init__(
         self,
         key: LakeKey,
@@ -410,7 +417,12 @@ class Deidentifier:
             tag = raw.tag
             if not (identity_codes or tag in self._identifier_tags or _may_hold_names(tag, raw.VR)):
                 continue
-            elem = ds[tag]
+            try:
+                elem = ds[tag]
+            except Exception:
+                if int(tag) & _ODD_GROUP:
+                    continue  # removed by the walk, or rejected there if its slot is kept (_private)
+                raise
             vr = elem.VR
             if vr == "SQ":
                 inner = identity_codes or int(tag) in _IDENTITY_CODE_SEQUENCES
@@ -478,11 +490,11 @@ class Deidentifier:
         # (tag arithmetic instead of BaseTag's properties: this loop runs for every element of every file)
         creators = {int(t): str(ds[t].value or "") for t in tags if t & _ODD_GROUP and 0x10 <= t & 0xFFFF <= 0xFF}
         for tag in tags:
-            elem = ds[tag]
             itag = int(tag)
             if itag & _ODD_GROUP:
-                self._private(ds, elem, result, cleaner, creators)
+                self._private(ds, tag, result, cleaner, creators)
                 continue
+            elem = ds[tag]
             if not itag & 0xFFFF:  # group lengths are retired and would be wrong after edits
                 del ds[tag]
                 continue
@@ -685,21 +697,29 @@ class Deidentifier:
         return elem
 
     def _private(
-        self, ds: Dataset, elem: DataElement, result: DeidResult, cleaner: TextCleaner, creators: dict[int, str]
+        self, ds: Dataset, tag: BaseTag, result: DeidResult, cleaner: TextCleaner, creators: dict[int, str]
     ) -> None:
-        """Kept only when safelisted and its value is what the slot is for (``lake.deid.private.vet``)."""
+        """Kept only when safelisted and its value is what the slot is for (``lake.deid.private.vet``).
+
+        The value is converted only when the slot is safelisted (:attr:`converts_private_values`): a
+        value that does not convert rejects the file as the parse would have."""
         from lake.deid.private import vet
 
-        tag = elem.tag
-        creator_tag = BaseTag((tag.group << 16) | (tag.element >> 8))
-        creator_value = creators.get(int(creator_tag), "")
+        itag = int(tag)  # (int arithmetic, not BaseTag's properties: most elements of a file are private)
+        element = itag & 0xFFFF
+        creator_tag = (itag & 0xFFFF0000) | (element >> 8)
+        creator_value = creators.get(creator_tag, "")
         rule = None
-        if self.retain_private and not tag.is_private_creator and creator_value:
-            rule = self._safe_private.get((tag.group, creator_value.strip().upper(), tag.element & 0xFF))
+        if self.retain_private and element > 0xFF and creator_value:  # a data element, not a creator
+            rule = self._safe_private.get((itag >> 16, creator_value.strip().upper(), element & 0xFF))
         if rule is None:  # creators are re-added below for any kept element of their block
             del ds[tag]
-            self._count(result, tag, "X")
+            result.counts[_PRIVATE_REMOVED] += 1
             return
+        try:
+            elem = ds[tag]
+        except Exception as exc:
+            raise RejectedInput("parse", f"malformed:{type(exc).__name__}", repr(exc)) from exc
         kept = vet(elem, rule, cleaner, result.counts)
         if isinstance(kept, str):
             del ds[tag]
@@ -708,7 +728,7 @@ class Deidentifier:
         if kept is not elem:
             ds[tag] = kept
         if creator_tag not in ds:
-            ds.add_new(creator_tag, "LO", creator_value)
+            ds.add_new(BaseTag(creator_tag), "LO", creator_value)
         self._count(result, tag, "K-safe-private")
 
     # -- value transforms -----------------------------------------------------------------------

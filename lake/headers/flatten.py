@@ -15,6 +15,7 @@ from pydicom.tag import BaseTag
 from lake.config import BulkSettings
 from lake.headers.bulk import BULK_DATA_THRESHOLD, PIXEL_TAGS, Plan, large_binary, plan
 from lake.headers.geometry import frame_geometry
+from lake.headers.json_model import json_dict
 from lake.headers.schema import Column, TableSchema
 from lake.headers.values import CONVERTERS
 
@@ -150,9 +151,7 @@ def header_and_bulk(ds: Dataset, caps: BulkSettings | None = None) -> tuple[str,
         kept = plan(ds, caps.max_value_bytes, caps.max_instance_bytes) if caps is not None else Plan()
         if caps is None:
             kept.omitted = sum(1 for _ in large_binary(ds))
-        model = ds.to_json_dict(
-            bulk_data_threshold=BULK_DATA_THRESHOLD, bulk_data_element_handler=kept.uri_for, suppress_invalid_tags=True
-        )
+        model = json_dict(ds, BULK_DATA_THRESHOLD, kept.uri_for)
     finally:
         for tag, elem in removed.items():
             ds[tag] = elem

@@ -67,11 +67,16 @@ def content_digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def parse(data: bytes) -> Dataset:
+def parse(data: bytes, private_values: bool = True) -> Dataset:
     """Parse DICOM Part 10 bytes (or a preamble-less dataset with SOP UIDs); reject anything else.
 
     pydicom returns what it could read from a truncated file with only a warning; a truncated
-    file is rejected here so that no instance is stored with half a header.
+    file is rejected here so that no instance is stored with half a header. Every value is
+    converted now, so that a corrupt one is found here and not in a writer; with ``private_values``
+    false the values of private data elements (not their creators) are left raw, for a
+    de-identifier that converts only the ones it keeps and rejects those the same way
+    (:attr:`lake.deid.engine.Deidentifier.converts_private_values`: most private elements are
+    removed, and converting them was half of the parse).
     """
     with diagnostics.capture() as caught:
         try:
@@ -87,9 +92,7 @@ def parse(data: bytes) -> Dataset:
             raise RejectedInput("parse", f"malformed:{type(exc).__name__}", repr(exc)) from exc
         _check_complete(ds, len(data))
         try:
-            # Touch every element so a truncated or corrupt value is found now, not in a writer.
-            for _ in ds.iterall():
-                pass
+            _convert(ds, private_values)
         except Exception as exc:
             raise RejectedInput("parse", f"malformed:{type(exc).__name__}", repr(exc)) from exc
         for message in caught.messages:
@@ -97,6 +100,21 @@ def parse(data: bytes) -> Dataset:
             if "end of file" in text or "truncat" in text:
                 raise RejectedInput("parse", "truncated", message)
     return ds
+
+
+def _convert(ds: Dataset, private_values: bool) -> None:
+    """Convert every raw value of ``ds``, at every depth (those of private data elements only with
+    ``private_values``)."""
+    for tag in list(ds.keys()):
+        if not private_values and tag & _ODD_GROUP and tag & 0xFFFF > 0xFF:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _convert(item, private_values)
+
+
+_ODD_GROUP = 0x00010000  # the low bit of the group number: a private tag
 
 
 def _check_complete(ds: Dataset, size: int) -> None:
@@ -178,7 +196,7 @@ def process(
     series is sampled (:func:`lake.deid.pixels.decide`)."""
     schema = schema or load_table_schema("instances")
     bulk = bulk or BulkSettings()
-    ds = parse(data)
+    ds = parse(data, private_values=not getattr(deidentifier, "converts_private_values", False))
     validate(ds)
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""

@@ -91,6 +91,7 @@ def test_rules_with_or_lines_and_absence_only_rules() -> None:
 
 def _fresh_matches(ds: Dataset) -> list[burned_in.RuleMatch]:
     burned_in._matched.clear()
+    burned_in._terms.clear()
     return burned_in.match_rules(ds)
 
 
@@ -114,6 +115,9 @@ def test_rule_matches_kept_per_set_of_values_are_those_a_fresh_evaluation_gives(
     burned_in._matched.clear()
     for _round in range(2):  # the second round from the kept matches only
         assert [burned_in.match_rules(ds) for ds in cases] == fresh
+    for ds, matches in zip(cases, fresh, strict=True):  # a set of values not seen: from the kept terms
+        burned_in._matched.clear()
+        assert burned_in.match_rules(ds) == matches
     assert len(burned_in._matched) < len(cases)  # the files that agree on the rules' values share one
     assert any(m.label == "CX50" for m in fresh[-5]) and not any(m.label == "CX50" for m in fresh[-4])
     # reading the values the rules look at says nothing of the file (rules name misspelt keywords)
