@@ -183,6 +183,8 @@ class _Matcher:
                     continue  # digits inside a UID or a timestamp
                 if _inside_vocabulary_word(text, m.start(), m.end()):
                     continue  # "operator" in OperatorsName
+                if _part_of_a_uuid(text, m.start(), m.end()):
+                    continue  # "abcd" in a table file's random name (part-00000-...-abcd-...-c000)
                 match = "equals" if variant in wholes else "contains"
                 key = (ident.text, ident.line)
                 if found.get(key) != "equals":
@@ -203,6 +205,17 @@ def _inside_vocabulary_word(text: str, start: int, end: int) -> bool:
     while right < len(text) and (text[right].isalnum() or text[right] == "_"):
         right += 1
     return (left, right) != (start, end) and is_vocabulary(text[left:right])
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def _part_of_a_uuid(text: str, start: int, end: int) -> bool:
+    """True when the match is a part, not the whole, of a UUID (the writers name files with random
+    ones: a short identifier turns up in one of them now and then). A whole UUID still matches."""
+    return any(
+        u.start() <= start and end <= u.end() and (u.start(), u.end()) != (start, end) for u in _UUID.finditer(text)
+    )
 
 
 def _uid_like(text: str) -> bool:

@@ -319,6 +319,18 @@ def _known(tag: int) -> bool:
     return True
 
 
+def convert_values(ds: Dataset, private_values: bool = True) -> None:
+    """Convert every raw value of ``ds``, at every depth (an exception for one that does not
+    convert); those of private data elements (not their creators) only with ``private_values``."""
+    for tag in list(ds.keys()):
+        if not private_values and tag & _ODD_GROUP and tag & 0xFFFF > 0xFF:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                convert_values(item, private_values)
+
+
 @lru_cache(maxsize=8192)
 def _count_name(tag: int) -> str:
     """The name an attribute is counted under: its keyword, ``private``, or ``(gggg,eeee)``."""
@@ -426,8 +438,13 @@ class Deidentifier:
             vr = elem.VR
             if vr == "SQ":
                 inner = identity_codes or int(tag) in _IDENTITY_CODE_SEQUENCES
-                for item in elem.value or ():
-                    self._collect(item, found, inner)
+                try:
+                    for item in elem.value or ():
+                        self._collect(item, found, inner)
+                except Exception:
+                    if int(tag) & _ODD_GROUP:
+                        continue  # a private sequence that does not read: removed, or rejected by _private
+                    raise
                 continue
             itag = int(tag)
             if vr == "PN" or itag in self._identifier_tags or (identity_codes and itag in (0x00080100, 0x00080104)):
@@ -718,6 +735,9 @@ class Deidentifier:
             return
         try:
             elem = ds[tag]
+            if elem.VR == "SQ":
+                for item in elem.value or ():
+                    convert_values(item)
         except Exception as exc:
             raise RejectedInput("parse", f"malformed:{type(exc).__name__}", repr(exc)) from exc
         kept = vet(elem, rule, cleaner, result.counts)

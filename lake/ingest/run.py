@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
 
 from lake import diagnostics
 from lake.catalog.tables import append, to_arrow
@@ -477,13 +478,16 @@ def work_cost(data: bytes) -> float:
     header, :func:`lake.deid.pixels.expected_ocr_frames`). A function of the file alone, so the
     same input gives the same units; a file that does not parse costs 1 (its worker rejects it)."""
     from lake.deid.pixels import COST_KEYWORDS, expected_ocr_frames
+    from lake.ingest.peek import peek
+
+    tags = [int(tag_for_keyword(k) or 0) for k in COST_KEYWORDS]
 
     # what the reader warns of, the worker finds again and records with the file: dropped here
     with diagnostics.capture(forward=False):
         try:
-            ds = pydicom.dcmread(
-                io.BytesIO(data), stop_before_pixels=True, specific_tags=list(COST_KEYWORDS), force=True
-            )
+            ds = peek(data, tags)  # the element headers up to group 0028 only (lake.ingest.peek)
+            if ds is None:
+                ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=tags, force=True)
             return 1.0 + OCR_FRAME_COST * expected_ocr_frames(ds)
         except Exception:  # any parse failure: the worker says why, with its rejection
             return 1.0

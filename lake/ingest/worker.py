@@ -21,7 +21,7 @@ from pydicom.errors import InvalidDicomError
 
 from lake import diagnostics
 from lake.config import BulkSettings
-from lake.deid.engine import Deidentifier
+from lake.deid.engine import Deidentifier, convert_values
 from lake.deid.identity import IdentityFacts
 from lake.deid.passthrough import PassThrough
 from lake.deid.pixels import PixelPolicy, SeriesSample, assess, decide
@@ -92,7 +92,7 @@ def parse(data: bytes, private_values: bool = True) -> Dataset:
             raise RejectedInput("parse", f"malformed:{type(exc).__name__}", repr(exc)) from exc
         _check_complete(ds, len(data))
         try:
-            _convert(ds, private_values)
+            convert_values(ds, private_values)
         except Exception as exc:
             raise RejectedInput("parse", f"malformed:{type(exc).__name__}", repr(exc)) from exc
         for message in caught.messages:
@@ -100,21 +100,6 @@ def parse(data: bytes, private_values: bool = True) -> Dataset:
             if "end of file" in text or "truncat" in text:
                 raise RejectedInput("parse", "truncated", message)
     return ds
-
-
-def _convert(ds: Dataset, private_values: bool) -> None:
-    """Convert every raw value of ``ds``, at every depth (those of private data elements only with
-    ``private_values``)."""
-    for tag in list(ds.keys()):
-        if not private_values and tag & _ODD_GROUP and tag & 0xFFFF > 0xFF:
-            continue
-        elem = ds[tag]
-        if elem.VR == "SQ":
-            for item in elem.value or ():
-                _convert(item, private_values)
-
-
-_ODD_GROUP = 0x00010000  # the low bit of the group number: a private tag
 
 
 def _check_complete(ds: Dataset, size: int) -> None:

@@ -118,3 +118,13 @@ def test_national_phone_formats_are_found(phone: str) -> None:
 )
 def test_phone_patterns_skip_the_lakes_own_values(legit: str) -> None:
     assert not any(list(pattern_matches(legit, n, p)) for n, p in PHI_PATTERNS), legit
+
+
+def test_a_short_identifier_inside_a_random_file_name_is_no_hit_but_a_whole_uuid_is() -> None:
+    from lake.audit import Identifier, _Matcher
+
+    uuid = "c1871ab3-58cc-4710-abcd-af8996832ad1"
+    matcher = _Matcher([Identifier("abcd"), Identifier(uuid)], ())
+    assert [found for found, _line, _how in matcher.find("part-00000-c1871ab3-58cc-4710-abcd-af8996832ad2-c000")] == []
+    assert {found for found, _line, _how in matcher.find(f"part-00000-{uuid}-c000", is_name=True)} == {uuid}
+    assert {found for found, _line, _how in matcher.find("patient abcd was here")} == {"abcd"}
