@@ -23,12 +23,13 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from distributed import Client, KilledWorker, WorkerPlugin, get_worker, wait
 
 from lake.errors import ClusterError, ConfigError
-from lake.ingest.pool import WAITING, WORKER_DIED_REASON
+from lake.ingest.pool import AHEAD, MAX_INFLIGHT_BYTES, WAITING, WORKER_DIED_REASON
 from lake.ingest.work import Outcome, StoreFailure, WorkerSpec, WorkerState
 from lake.ingest.worker import Rejection
 from lake.keys import LakeKey
@@ -85,6 +86,18 @@ def connect(address: str) -> Client:
         raise ClusterError(f"no Dask scheduler answered at {address}: start one (`dask scheduler`)") from exc
 
 
+@dataclass
+class _Unit:
+    tag: Any
+    files: Sequence[bytes]
+    weight: float  # what it costs a worker (the costliest read ahead is submitted first)
+    future: Future | None = None  # None: read ahead, not submitted yet
+
+    @property
+    def running(self) -> bool:
+        return self.future is not None and not self.future.done()
+
+
 def run_on_cluster(
     client: Client,
     spec: WorkerSpec,
@@ -92,35 +105,64 @@ def run_on_cluster(
     units: Iterator[tuple[Any, Sequence[bytes]]],
     handle: Callable[[Any, Result], None],
     in_flight: int | None = None,
+    weigh: Callable[[Any], float] | None = None,
 ) -> None:
     """Process ``(tag, files)`` units on the cluster; ``handle(tag, result)`` is called in input order.
 
-    Raises :class:`ClusterError` when the cluster itself fails (connection lost)."""
+    Units are read ahead of those submitted (up to ``AHEAD`` times as many, within the local pool's
+    bytes bound, held in this process: the scheduler holds only what is submitted), and the oldest
+    is submitted first, then the costliest of the others (``weigh(tag)``), so that a long unit read
+    late still starts early. Raises :class:`ClusterError` when the cluster itself fails."""
     client.register_plugin(LakeWorkerPlugin(spec, key.secret), name=PLUGIN_NAME)
     limit = in_flight or max(2, 2 * sum(client.nthreads().values()))
-    window: deque[tuple[Any, Sequence[bytes], Future]] = deque()  # submitted, in input order
-    try:
-        for n, (tag, files) in enumerate(units):
-            future = client.submit(_run_on_worker, files, key=f"lake-{spec.run_id}-{n}", pure=False)
-            window.append((tag, files, future))
-            # results are handled in input order: units done behind a long one wait, up to WAITING
-            # times the limit, without counting against the units kept running
-            while True:
-                while window and window[0][2].done():
-                    _handle_next(client, spec, window, handle)
-                running = [f for _t, _f, f in window if not f.done()]
-                if len(running) < limit and len(window) < limit * WAITING:
-                    break
-                if len(window) >= limit * WAITING:
-                    _handle_next(client, spec, window, handle)
-                else:
-                    with client.as_current():  # wait asks the current client (this one is not the default)
-                        wait(running, return_when="FIRST_COMPLETED")
-        while window:
+    window: deque[_Unit] = deque()  # read, in input order
+    submitted = 0
+
+    def dispatch() -> None:
+        nonlocal submitted
+        waiting = [u for u in window if u.future is None]
+        if not waiting:
+            return
+        head = [window[0]] if window[0].future is None else []  # the unit handled next goes first, always
+        rest = sorted((u for u in waiting if u is not window[0]), key=lambda u: -u.weight)  # stable: ties in order
+        free = limit - sum(u.running for u in window)
+        for unit in (head + rest)[: max(free, len(head))]:
+            unit.future = client.submit(_run_on_worker, unit.files, key=f"lake-{spec.run_id}-{submitted}", pure=False)
+            submitted += 1
+
+    def step(must: bool) -> None:
+        """Handle what is done at the head; with ``must``, make progress: wait for a unit (or
+        handle the head, once units done behind it fill the window)."""
+        dispatch()
+        while window and window[0].future is not None and window[0].future.done():
             _handle_next(client, spec, window, handle)
+            dispatch()
+        if not must or not window:
+            return
+        if len(window) >= limit * WAITING:
+            _handle_next(client, spec, window, handle)  # blocks on the head: the window is full
+            return
+        running = [u.future for u in window if u.running]
+        if running:
+            with client.as_current():  # wait asks the current client (this one is not the default)
+                wait(running, return_when="FIRST_COMPLETED")
+
+    try:
+        for tag, files in units:
+            window.append(_Unit(tag, files, weigh(tag) if weigh else 0.0))
+            while True:
+                step(must=False)
+                unfinished = sum(u.future is None or u.running for u in window)
+                held = len(window) > 1 and sum(len(d) for u in window for d in u.files) > MAX_INFLIGHT_BYTES
+                if not (held or len(window) >= limit * WAITING or unfinished > limit * AHEAD):
+                    break
+                step(must=True)
+        while window:
+            step(must=True)
     finally:
-        for _tag, _files, future in window:
-            future.cancel()
+        for unit in window:
+            if unit.future is not None:
+                unit.future.cancel()
         try:
             client.unregister_worker_plugin(PLUGIN_NAME)
         except Exception:  # the cluster is going away: its workers forget the plugin with it
@@ -130,11 +172,12 @@ def run_on_cluster(
 def _handle_next(
     client: Client,
     spec: WorkerSpec,
-    window: deque[tuple[Any, Sequence[bytes], Future]],
+    window: deque[_Unit],
     handle: Callable[[Any, Result], None],
 ) -> None:
-    tag, files, future = window.popleft()
-    handle(tag, _result(client, spec, files, future))
+    unit = window.popleft()
+    assert unit.future is not None
+    handle(unit.tag, _result(client, spec, unit.files, unit.future))
 
 
 def _result(client: Client, spec: WorkerSpec, files: Sequence[bytes], future: Future, alone: bool = False) -> Result:

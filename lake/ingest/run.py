@@ -866,7 +866,7 @@ def _on_cluster(run: _Run, units: Iterator[Unit], scheduler: str, on_file: Calla
 
     tagged = ((unit, tuple(e.data for e in unit)) for unit in units)
     with closing(cluster.connect(scheduler)) as client:
-        cluster.run_on_cluster(client, run.spec(), run.key, tagged, handle)
+        cluster.run_on_cluster(client, run.spec(), run.key, tagged, handle, weigh=_unit_cost)
 
 
 def _unit_cost(unit: Unit) -> float:
