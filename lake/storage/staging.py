@@ -31,12 +31,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from pathlib import Path
 
 from lake.crashpoints import crash_point
 from lake.errors import StorageConflictError
 from lake.storage.base import ObjectInfo, Storage
+from lake.storage.lazy import LazyShards, StagingCounts, registered, shard_array
 from lake.storage.lease import LEASE_PATH, hold_lease
 
 STAGING_PREFIX = "lake-staging-"
@@ -72,8 +74,11 @@ def _conflict(storage: Storage, rel: str, done: str) -> StorageConflictError:
     )
 
 
-def publish(storage: Storage, folder: Path, before: dict[str, ObjectInfo]) -> dict[str, int]:
-    """Upload what changed in ``folder`` since it was staged from ``before`` (see the module); counts."""
+def publish(
+    storage: Storage, folder: Path, before: dict[str, ObjectInfo], unstaged: AbstractSet[str] = frozenset()
+) -> dict[str, int]:
+    """Upload what changed in ``folder`` since it was staged from ``before`` (see the module); counts.
+    ``unstaged``: files of ``before`` left in the store (pixel shards), deleted only with their array."""
     from lake.maintenance.replicate import _files
 
     counts = {"published": 0, "unchanged": 0, "deleted": 0, "bytes_published": 0}
@@ -103,18 +108,45 @@ def publish(storage: Storage, folder: Path, before: dict[str, ObjectInfo]) -> di
         counts["bytes_published"] += st.st_size
     crash_point("staging.before_deletions")
     for rel in sorted(set(before) - set(now), key=_order, reverse=True):
+        array = shard_array(rel) if rel in unstaged else None
+        if array is not None and f"{array}/zarr.json" in now:
+            continue  # never staged: its array is still there
         storage.delete(rel)
         counts["deleted"] += 1
     return counts
 
 
+def _staged_part(
+    objects: dict[str, ObjectInfo],
+) -> tuple[dict[str, ObjectInfo], dict[str, list[ObjectInfo]]]:
+    """What is copied into the folder, and the shards left in the store by array folder: every shard of
+    an array with a fixity sidecar (an array without one is staged whole: its checksums are recorded
+    from the files on disk, :meth:`lake.pixels.store.PixelStore.write_new`)."""
+    from lake.pixels.fixity import SIDECAR
+
+    left: dict[str, list[ObjectInfo]] = {}
+    staged: dict[str, ObjectInfo] = {}
+    for rel, info in objects.items():
+        array = shard_array(rel)
+        if array is not None and f"{array}/{SIDECAR}" in objects:
+            left.setdefault(array, []).append(info)
+        else:
+            staged[rel] = info
+    return staged, left
+
+
 @contextmanager
 def staged_lake(
-    location: str, lease_timeout: float | None = None, on_message: Callable[[str], None] | None = None
+    location: str,
+    lease_timeout: float | None = None,
+    on_message: Callable[[str], None] | None = None,
+    counts: StagingCounts | None = None,
 ) -> Iterator[Path]:
     """A local folder holding the lake at ``location`` (object storage) for a write (see the module);
-    ``on_message`` hears what was staged and what was published (counts and sizes only)."""
+    ``on_message`` hears what was staged and what was published (counts and sizes only); ``counts``,
+    when given, is filled in with what was copied from the store."""
     say = on_message or (lambda _message: None)
+    counted = counts if counts is not None else StagingCounts()
     from lake.config import CONFIG_NAME, LakePaths
     from lake.maintenance.replicate_objects import NOT_COPIED, pull
 
@@ -125,16 +157,27 @@ def staged_lake(
         os.chmod(folder, 0o700)
         try:
             before = {i.path: i for i in storage.list() if i.path.rsplit("/", 1)[-1] not in NOT_COPIED}
+            staged, left = _staged_part(before)
+            counted.staged_files, counted.staged_bytes = len(staged), sum(i.size for i in staged.values())
+            counted.shards_left = sum(len(infos) for infos in left.values())
+            counted.shard_bytes_left = sum(i.size for infos in left.values() for i in infos)
             if before:
-                pull(paths, folder, objects=before)
-                size = sum(i.size for i in before.values()) / 1e6
-                say(f"staged the lake from {storage.url} in a temporary folder: {len(before)} files, {size:.1f} MB")
-            yield folder
+                pull(paths, folder, objects=staged)
+                say(
+                    f"staged the lake from {storage.url} in a temporary folder: {len(staged)} files, "
+                    f"{counted.staged_bytes / 1e6:.1f} MB ({counted.shards_left} pixel shard files, "
+                    f"{counted.shard_bytes_left / 1e6:.1f} MB, stay in the store until read)"
+                )
+            lazy = LazyShards(storage, folder, left, counted)
+            with registered(lazy):
+                yield folder
             lease.check()
-            counts = publish(storage, folder, before)
+            if counted.fetched_shards:
+                say(f"fetched {counted.fetched_shards} pixel shard files ({counted.fetched_bytes / 1e6:.1f} MB) read")
+            done = publish(storage, folder, before, lazy.unstaged())
             say(
-                f"published to {storage.url}: {counts['published']} files ({counts['bytes_published'] / 1e6:.1f} MB), "
-                f"{counts['deleted']} deleted, {counts['unchanged']} unchanged"
+                f"published to {storage.url}: {done['published']} files ({done['bytes_published'] / 1e6:.1f} MB), "
+                f"{done['deleted']} deleted, {done['unchanged']} unchanged"
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
