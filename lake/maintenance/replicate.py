@@ -187,13 +187,16 @@ def _replicate_remote(paths: LakePaths, url: str) -> MirrorSummary:
 def restore(root: str | os.PathLike[str], source: str | os.PathLike[str]) -> MirrorSummary:
     """Bring the lake at ``root`` back to the replica at ``source``, after verifying the replica.
 
-    ``source`` is a folder or an object storage URL (downloaded beside the lake first). Every file
+    ``source`` is a folder or an object storage URL (downloaded beside the lake first: a lake in object
+    storage through :mod:`lake.maintenance.replicate_objects`, another fsspec replica by its
+    manifest, :func:`lake.maintenance.remote.fetch`). A lake in object storage is restored on a
+    staged copy (``lake restore --lake s3://...``, :mod:`lake.storage.staging`). Every file
     is compared by SHA-256, so damaged files are replaced whatever their dates. Raises
     :class:`IntegrityError` when the replica itself fails verification.
     """
     if remote.is_url(source):
         near = Path(root).resolve().parent
-        local = remote.fetch(str(source), near)
+        local = _fetch_replica(str(source), near)
         try:
             return restore(root, local)
         finally:
@@ -220,6 +223,25 @@ def restore(root: str | os.PathLike[str], source: str | os.PathLike[str]) -> Mir
         _keep_audit(paths, history)
         append_run(paths, summary.run_id, "restore", started, {}, summary.to_dict(), "ok")
     return summary
+
+
+def _fetch_replica(url: str, near: Path) -> Path:
+    """The replica at ``url`` downloaded into a new temporary folder beside ``near`` (the caller removes it)."""
+    import tempfile
+
+    from lake.maintenance.replicate_objects import pull
+    from lake.storage.options import is_object_url
+
+    if not is_object_url(url) or not LakePaths(url).exists():
+        return remote.fetch(url, near)
+    near.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".lake-restore-", dir=near))
+    try:
+        pull(LakePaths(url), tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
 
 
 def _audit_rows(paths: LakePaths) -> pa.Table | None:
