@@ -7,8 +7,9 @@ object's modification time, so the next copy skips objects of the same size and 
 of the same SHA-256). The replica manifest that a copy *to* object storage leaves
 (``_lake_replica.json``) is not copied back: folder -> S3 -> folder gives the first folder's files.
 
-Nothing is written to the lake in object storage (no lock, no ``runs`` row): writes to such lakes are
-not supported yet, so no writer can commit while the copy runs.
+Nothing is written to the lake in object storage (no lease, no ``runs`` row). A writer publishing
+meanwhile (:mod:`lake.storage.staging`) may be copied in part; the copy is consistent again once the
+same command runs after it, as for an interrupted copy.
 """
 
 from __future__ import annotations

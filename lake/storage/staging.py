@@ -22,13 +22,19 @@ publish what changed.
    last; a shard never staged is deleted only with its array (its ``zarr.json`` gone from the folder).
 5. The lease is released and the folder removed, whatever happened.
 
+The CLI stages ``init``, ``ingest``, ``forget``, ``vacuum``, ``optimize``, ``review`` and ``export
+teaching`` this way (:data:`lake.cli.common.STAGED_COMMANDS`); ``restore`` stages every shard too
+(``whole``: it compares every file with the replica's by SHA-256). :func:`local_view` serves
+``audit-phi``, which reads every file but the shards: the same copy without a lease, nothing published.
+
 A publish cut short (a killed process) leaves what a folder ingest killed between its pixel and its
 row commits leaves: data no committed row points to, which the next write removes
 (``tests/storage/test_s3_lake.py`` kills an ingest at ``staging.before_metadata``,
 ``tests/storage/test_s3_staging.py`` a correction there and at ``staging.before_deletions``; the killed
 writer's lease holds the lake until it expires, and its temporary folder stays in ``TMPDIR``). The
 cost of a command is its tables and array metadata plus the arrays it reads: an ingest of 3 patients
-into the 40-patient demo lake stages BENCH_LAZY instead of BENCH_WHOLE (``benchmarks/storage.py``).
+into the 40-patient demo lake stages 0.8 MB (369 files) instead of the whole 47.4 MB (546 files),
+4.8 s instead of 7.4 s on moto (``benchmarks/storage.py``, 2026-12-02).
 The tables are still copied whole; a lake whose tables are too large to stage should be written in
 a folder and replicated (``lake replicate --to s3://...``).
 """
