@@ -80,7 +80,11 @@ def _measure(where: str, repeat: int, ingest_src: Path, scratch: Path) -> dict[s
 
     def ingest_once() -> None:
         n = next(runs)
-        target = f"{where}-ingest{n}" if "://" in where else str(scratch / f"ingest{n}")
+        target = (
+            f"{where}-ingest{n}"
+            if "://" in where
+            else str(Path(tempfile.mkdtemp(prefix="ingest-", dir=scratch)) / "lake")
+        )
         key = scratch / f"key{n}-{abs(hash(where))}.key"
         args = ["ingest", str(ingest_src), "--lake", target, "--key-file", str(key), "--no-progress", "-q"]
         with contextlib.redirect_stdout(io.StringIO()):  # the ingest's summary
@@ -105,19 +109,19 @@ def _ingest_into_copies(
     times: dict[str, list[float]] = {"folder": [], "lazy": [], "whole": []}
     staged: dict[str, int] = {}
     for n in range(repeat):
-        copy = scratch / f"into{n}"
+        run_dir = Path(tempfile.mkdtemp(prefix="into-", dir=scratch))  # --dir is kept: new names each time
+        copy = run_dir / "lake"
         shutil.copytree(folder, copy)
-        copy_key = scratch / f"into{n}-keys" / "demo.key"  # a vault of its own
+        copy_key = run_dir / "keys" / "demo.key"  # a vault of its own
         copy_key.parent.mkdir(parents=True)
         shutil.copy2(key, copy_key)
         t0 = time.perf_counter()
         ingest(copy, [src], key_file=copy_key)
         times["folder"].append(time.perf_counter() - t0)
-        shutil.rmtree(copy)
         for how in ("lazy", "whole"):
             target = f"{url}-into{n}-{how}"
             replicate(folder, target)
-            how_key = scratch / f"into{n}-{how}-keys" / "demo.key"
+            how_key = run_dir / f"{how}-keys" / "demo.key"
             how_key.parent.mkdir(parents=True)
             shutil.copy2(key, how_key)
             counts = StagingCounts()
@@ -127,6 +131,7 @@ def _ingest_into_copies(
             times[how].append(time.perf_counter() - t0)
             staged[f"{how} staged bytes"] = counts.staged_bytes + counts.fetched_bytes
             staged[f"{how} staged files"] = counts.staged_files + counts.fetched_shards
+        shutil.rmtree(run_dir)
     return {k: statistics.median(v) for k, v in times.items()}, staged
 
 

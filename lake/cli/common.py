@@ -48,6 +48,8 @@ OBJECT_STORE_COMMANDS = frozenset(
 )
 #: Of those, the commands that write: run on a local copy and published (:mod:`lake.storage.staging`).
 STAGED_COMMANDS = frozenset({"init", "ingest", "forget", "vacuum", "optimize", "review", "restore", "export teaching"})
+#: Of those, the commands that may find no lake at the location (they make it, or bring it back).
+CREATING_COMMANDS = frozenset({"init", "ingest", "restore"})
 #: Commands that read every file: run on a local copy of the tables and metadata, nothing published
 #: (:func:`lake.storage.staging.local_view`).
 VIEWED_COMMANDS = frozenset({"audit-phi"})
@@ -67,8 +69,12 @@ def run_command(args: argparse.Namespace) -> int:
     name = command_name(args)
     if name not in STAGED_COMMANDS | VIEWED_COMMANDS or not location or not is_object_url(str(location)):
         return int(args.func(args) or 0)
+    from lake.config import LakePaths
+    from lake.errors import LakeError, LakeNotFoundError
     from lake.storage.staging import local_view, staged_lake
 
+    if name not in CREATING_COMMANDS and not LakePaths(str(location)).exists():
+        raise LakeNotFoundError(location)  # before a lease is taken or anything is copied
     quiet = bool(getattr(args, "quiet", False))
     say = None if quiet else lambda m: print(m, file=sys.stderr)
     staging: AbstractContextManager[Path]
@@ -80,7 +86,12 @@ def run_command(args: argparse.Namespace) -> int:
         args.lake = str(folder)
         # what the command prints names the lake, not the temporary folder it runs on
         with _naming(str(folder), str(location)):
-            return int(args.func(args) or 0)
+            try:
+                return int(args.func(args) or 0)
+            except LakeError as exc:
+                if exc.args and str(folder) in str(exc.args[0]):
+                    exc.args = (str(exc.args[0]).replace(str(folder), str(location)), *exc.args[1:])
+                raise
 
 
 class _Renamed:

@@ -149,3 +149,14 @@ def test_export_teaching_from_s3_equals_the_folder(
         assert _rows(twins.url, table) == _rows(str(twins.folder), table)
     runs = "SELECT count(*) FROM runs WHERE operation = 'export-teaching'"
     assert lake.open(twins.url).sql(runs).item() == 1
+
+
+@pytest.mark.parametrize("command", [["optimize"], ["vacuum"], ["review", "list"], ["audit-phi"]])
+def test_a_staged_command_on_a_missing_s3_lake_is_a_clear_error(
+    server: object, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"s3://{BUCKET}/missing"
+    assert main([*command, "--lake", url]) == 2
+    err = capsys.readouterr().err
+    assert f"no lake at {url}" in err and STAGING_PREFIX not in err and "Traceback" not in err
+    assert list(open_storage(url).list()) == []  # no lease was taken

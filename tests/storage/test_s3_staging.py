@@ -195,3 +195,41 @@ def test_a_correction_killed_while_publishing_is_completed_by_the_next_write(
     assert done.returncode == 0, done.stderr[-500:]
     ingest(twins.folder, [fixed], key_file=twins.folder_key)
     _same_lake(twins)
+
+
+def test_a_reread_on_s3_fetches_the_series_it_reads(server: S3Server, tmp_path: Path) -> None:
+    from lake.deid import pixels
+    from lake.review import reread
+    from tests.deid.test_ocr_sampling import _derived, _marker_finder
+    from tests.review.test_reread import COUNT, LATE, SERIES, _write
+
+    pixels.set_text_finder(_marker_finder)  # a block of white pixels is "text"
+    try:
+        key = tmp_path / "keys" / "lake.key"
+        root = tmp_path / "lake"
+        lake.init(root, key_file=key)
+        ingest(root, _write(tmp_path / "first", range(1, COUNT + 1), {5, 9, 13, 17, 21}), key_file=key)
+        unread = lake.open(root).sql("SELECT count(*) FROM instances WHERE pixel_phi_reason = ?", [reread.UNREAD])
+        assert unread.item() > 0
+        url = f"s3://{BUCKET}/reread"
+        replicate(root, url)
+        s3_key = tmp_path / "s3-keys" / "lake.key"
+        s3_key.parent.mkdir()
+        shutil.copy2(key, s3_key)
+        (tmp_path / "later").mkdir()
+        late = tmp_path / "later" / "late.dcm"
+        ds = _derived(SERIES, 2, True)  # a new instance of the series with text: the others are read again
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID + LATE
+        ds.save_as(late, enforce_file_format=True)
+        counts = StagingCounts()
+        with staged_lake(url, counts=counts) as folder:
+            assert ingest(folder, [late], key_file=s3_key).ingested == 1
+        assert counts.fetched_shards > 0  # the series' stored frames, read by OCR
+        ingest(root, [late], key_file=key)
+        _same_lake(Twins(root, key, url, s3_key, tmp_path / "first"))
+        runs = "SELECT count(*) FROM runs WHERE operation = 'reread'"
+        assert lake.open(url).sql(runs).item() == lake.open(root).sql(runs).item() == 1
+        masked = "SELECT count(*) FROM instances WHERE pixel_reason = 'masked:ocr'"
+        assert lake.open(url).sql(masked).item() > 0  # text found in frames read from the store
+    finally:
+        pixels.set_text_finder(pixels._UNSET)
