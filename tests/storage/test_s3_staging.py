@@ -128,7 +128,7 @@ def test_an_ingest_into_s3_stages_no_pixel_shard(server: S3Server, tmp_path: Pat
 
 
 def test_a_correction_and_forget_fetch_the_arrays_they_read(server: S3Server, tmp_path: Path) -> None:
-    twins = _twins(tmp_path, "reread")
+    twins = _twins(tmp_path, "corrected")
     lk = lake.open(twins.folder)
     arrays_before = len(list(lk.pixel_store.keys()))
     one = sorted((twins.src / "cohort").rglob("*.dcm"))[:1]  # one of three instances in one array
@@ -217,7 +217,7 @@ def test_a_reread_on_s3_fetches_the_series_it_reads(server: S3Server, tmp_path: 
         root = tmp_path / "lake"
         lake.init(root, key_file=key)
         ingest(root, _write(tmp_path / "first", range(1, COUNT + 1), hidden), key_file=key)
-        url = f"s3://{BUCKET}/reread"
+        url = f"s3://{BUCKET}/reread-ocr"
         replicate(root, url)
         s3_key = tmp_path / "s3-keys" / "lake.key"
         s3_key.parent.mkdir()
