@@ -11,7 +11,11 @@ and times the same work on both, in the same run:
 - pixels: a whole series through ``series_array``, one frame through ``lk.pixels`` and through a
   snapshot's ``pixels`` (pinned versions: no listing of the tables per call);
 - ``verify``: every checksum re-hashed;
-- ``ingest`` of 3 patients' archive into a new lake (S3: staged in a folder and published).
+- ``ingest`` of 3 patients' archive into a new lake (S3: staged in a folder and published);
+- ``ingest`` of the same archive into the demo lake itself (a fresh copy each run), staged two ways:
+  tables and array metadata only, shards fetched when read (:mod:`lake.storage.lazy`, the default),
+  and the whole lake, every shard (``staged_lake(whole=True)``, what staging did before 2026-12-02);
+  the bytes each copied from the store are printed with the times.
 
 Prints the median of ``--repeat`` runs and the ratio S3 / folder. Moto is a Python server on the same
 machine: its latency is lower and its per-request cost higher than a real S3's, so the ratios say
@@ -76,7 +80,11 @@ def _measure(where: str, repeat: int, ingest_src: Path, scratch: Path) -> dict[s
 
     def ingest_once() -> None:
         n = next(runs)
-        target = f"{where}-ingest{n}" if "://" in where else str(scratch / f"ingest{n}")
+        target = (
+            f"{where}-ingest{n}"
+            if "://" in where
+            else str(Path(tempfile.mkdtemp(prefix="ingest-", dir=scratch)) / "lake")
+        )
         key = scratch / f"key{n}-{abs(hash(where))}.key"
         args = ["ingest", str(ingest_src), "--lake", target, "--key-file", str(key), "--no-progress", "-q"]
         with contextlib.redirect_stdout(io.StringIO()):  # the ingest's summary
@@ -86,6 +94,45 @@ def _measure(where: str, repeat: int, ingest_src: Path, scratch: Path) -> dict[s
 
     out["ingest 3 patients"] = _median(ingest_once, max(1, repeat // 2))
     return out
+
+
+def _ingest_into_copies(
+    folder: Path, url: str, key: Path, src: Path, scratch: Path, repeat: int
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Median seconds of an ingest of ``src`` into a fresh copy of the demo lake (folder, S3 staged
+    lazily, S3 staged whole) and the bytes the last S3 runs staged."""
+    from lake.ingest import ingest
+    from lake.maintenance.replicate import replicate
+    from lake.storage.lazy import StagingCounts
+    from lake.storage.staging import staged_lake
+
+    times: dict[str, list[float]] = {"folder": [], "lazy": [], "whole": []}
+    staged: dict[str, int] = {}
+    for n in range(repeat):
+        run_dir = Path(tempfile.mkdtemp(prefix="into-", dir=scratch))  # --dir is kept: new names each time
+        copy = run_dir / "lake"
+        shutil.copytree(folder, copy)
+        copy_key = run_dir / "keys" / "demo.key"  # a vault of its own
+        copy_key.parent.mkdir(parents=True)
+        shutil.copy2(key, copy_key)
+        t0 = time.perf_counter()
+        ingest(copy, [src], key_file=copy_key)
+        times["folder"].append(time.perf_counter() - t0)
+        for how in ("lazy", "whole"):
+            target = f"{url}-into{n}-{how}"
+            replicate(folder, target)
+            how_key = run_dir / f"{how}-keys" / "demo.key"
+            how_key.parent.mkdir(parents=True)
+            shutil.copy2(key, how_key)
+            counts = StagingCounts()
+            t0 = time.perf_counter()
+            with staged_lake(target, counts=counts, whole=how == "whole") as staged_folder:
+                ingest(staged_folder, [src], key_file=how_key)
+            times[how].append(time.perf_counter() - t0)
+            staged[f"{how} staged bytes"] = counts.staged_bytes + counts.fetched_bytes
+            staged[f"{how} staged files"] = counts.staged_files + counts.fetched_shards
+        shutil.rmtree(run_dir)
+    return {k: statistics.median(v) for k, v in times.items()}, staged
 
 
 def main() -> int:
@@ -122,6 +169,7 @@ def main() -> int:
             copy = time.perf_counter() - t0
             local = _measure(str(folder), args.repeat, small, work)
             remote = _measure(url, args.repeat, small, work)
+            into, staged = _ingest_into_copies(folder, url, work / "demo.key", small, work, max(1, args.repeat // 2))
         import lake
 
         info = lake.open(folder).info()
@@ -132,6 +180,13 @@ def main() -> int:
         print(f"{'work':<30} {'folder':>10} {'S3 (moto)':>10} {'S3/folder':>10}")
         for name, seconds in local.items():
             print(f"{name:<30} {seconds * 1000:>8.1f}ms {remote[name] * 1000:>8.1f}ms {remote[name] / seconds:>9.1f}x")
+        print("ingest of 3 patients into the demo lake (S3: staged, then published)")
+        for how, label in (("lazy", "metadata, shards when read"), ("whole", "the whole lake (before)")):
+            print(
+                f"  S3, staging {label:<28} {into[how] * 1000:>8.1f}ms ({into[how] / into['folder']:.1f}x the folder's "
+                f"{into['folder'] * 1000:.1f}ms), staged {staged[f'{how} staged files']} files, "
+                f"{staged[f'{how} staged bytes'] / 1e6:.1f} MB"
+            )
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -16,9 +16,10 @@ class LakeNotFoundError(LakeError, FileNotFoundError):
     """The folder is not a lake (no ``lake.json``)."""
 
     def __init__(self, path: object) -> None:
-        if "://" in str(path):  # object storage: lake init works on folders only
+        if "://" in str(path):  # object storage
             super().__init__(
-                f"no lake at {path!s}: create one with `lake ingest ... --lake {path!s}`, or copy a folder lake "
+                f"no lake at {path!s}: create one with `lake init {path!s}` or `lake ingest ... --lake {path!s}`, "
+                "or copy a folder lake "
                 f"there with `lake replicate --lake DIR --to {path!s}`"
             )
             return

@@ -8,6 +8,8 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # polars and tqdm load when a command prints a frame or a bar, not for --help
@@ -21,12 +23,41 @@ def add_lake_option(parser: argparse.ArgumentParser, required: bool = True) -> N
 
 
 #: Commands that work on a lake in object storage (``--lake s3://bucket/prefix``; endpoint and
-#: credentials from the environment). Every other command refuses such a lake before it starts.
+#: credentials from the environment). Every other command refuses such a lake before it starts:
+#: ``demo`` (it builds a lake in a folder: ``lake replicate --to s3://...`` publishes it) and ``listen``
+#: (a DICOM listener commits as files arrive, for hours, under the folder's lock; a staged write
+#: holds the lease and publishes once, at its end: listen into a folder and replicate).
 OBJECT_STORE_COMMANDS = frozenset(
-    {"sql", "info", "cohort", "export nifti", "verify", "replicate", "ingest", "forget", "vacuum"}
+    {
+        "sql",
+        "info",
+        "cohort",
+        "export nifti",
+        "export teaching",
+        "verify",
+        "replicate",
+        "init",
+        "ingest",
+        "forget",
+        "vacuum",
+        "optimize",
+        "review",
+        "restore",
+        "audit-phi",
+    }
 )
 #: Of those, the commands that write: run on a local copy and published (:mod:`lake.storage.staging`).
-STAGED_COMMANDS = frozenset({"ingest", "forget", "vacuum"})
+STAGED_COMMANDS = frozenset({"init", "ingest", "forget", "vacuum", "optimize", "review", "restore", "export teaching"})
+#: Of those, the commands that may find no lake at the location (they make it, or bring it back).
+CREATING_COMMANDS = frozenset({"init", "ingest", "restore"})
+#: Commands that read every file: run on a local copy of the tables and metadata, nothing published
+#: (:func:`lake.storage.staging.local_view`).
+VIEWED_COMMANDS = frozenset({"audit-phi"})
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``args.command``, with the kind of export (``export teaching``)."""
+    return args.command if args.command != "export" else f"export {getattr(args, 'kind', '')}".strip()
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -35,16 +66,32 @@ def run_command(args: argparse.Namespace) -> int:
     from lake.storage.options import is_object_url
 
     location = getattr(args, "lake", None)
-    if args.command not in STAGED_COMMANDS or not location or not is_object_url(str(location)):
+    name = command_name(args)
+    if name not in STAGED_COMMANDS | VIEWED_COMMANDS or not location or not is_object_url(str(location)):
         return int(args.func(args) or 0)
-    from lake.storage.staging import staged_lake
+    from lake.config import LakePaths
+    from lake.errors import LakeError, LakeNotFoundError
+    from lake.storage.staging import local_view, staged_lake
 
+    if name not in CREATING_COMMANDS and not LakePaths(str(location)).exists():
+        raise LakeNotFoundError(location)  # before a lease is taken or anything is copied
     quiet = bool(getattr(args, "quiet", False))
-    with staged_lake(str(location), on_message=None if quiet else lambda m: print(m, file=sys.stderr)) as folder:
+    say = None if quiet else lambda m: print(m, file=sys.stderr)
+    staging: AbstractContextManager[Path]
+    if name in VIEWED_COMMANDS:
+        staging = local_view(str(location), on_message=say)
+    else:  # a restore compares every file by SHA-256: it stages every shard too
+        staging = staged_lake(str(location), on_message=say, whole=name == "restore")
+    with staging as folder:
         args.lake = str(folder)
         # what the command prints names the lake, not the temporary folder it runs on
         with _naming(str(folder), str(location)):
-            return int(args.func(args) or 0)
+            try:
+                return int(args.func(args) or 0)
+            except LakeError as exc:
+                if exc.args and str(folder) in str(exc.args[0]):
+                    exc.args = (str(exc.args[0]).replace(str(folder), str(location)), *exc.args[1:])
+                raise
 
 
 class _Renamed:
@@ -79,7 +126,7 @@ def check_lake_location(args: argparse.Namespace) -> None:
     location = getattr(args, "lake", None)
     if not location or not is_object_url(str(location)):
         return
-    name = args.command if args.command != "export" else f"export {getattr(args, 'kind', '')}".strip()
+    name = command_name(args)
     if name not in OBJECT_STORE_COMMANDS:
         raise FolderLakeOnlyError(f"lake {name}", str(location))
 

@@ -74,31 +74,34 @@ def _same(src: Path, dst: Path, checksum: bool) -> bool:
     return a.st_mtime_ns == b.st_mtime_ns
 
 
-def mirror(
-    src_root: Path,
+def copy_files(
     dst_root: Path,
+    sizes: dict[str, int],
+    same: Callable[[str, Path], bool],
+    write: Callable[[str, Path], object],
     summary: MirrorSummary,
-    checksum: bool = False,
     on_file: Callable[[int], None] | None = None,
 ) -> None:
-    """Make ``dst_root`` a copy of ``src_root`` (see module docstring); ``on_file(nbytes)`` per file."""
-    src_files = _files(src_root)
-    ordered = sorted(src_files, key=lambda rel: (_is_metadata(rel), rel.endswith(CONFIG_NAME), rel))
-    for rel in ordered:
-        src, dst = src_files[rel], dst_root / rel
+    """Make ``dst_root`` hold exactly the files ``sizes`` names (lake-relative path -> size), in the
+    order of the module docstring: ``same(rel, dst)`` says a file is there already; ``write(rel, tmp)``
+    writes one to a temporary name, renamed into place. Files not named are deleted, then empty
+    folders and temporary files a killed copy left. Shared by :func:`mirror` and
+    :func:`lake.maintenance.replicate_objects.pull`."""
+    for rel in sorted(sizes, key=lambda rel: (_is_metadata(rel), rel.endswith(CONFIG_NAME), rel)):
+        dst = dst_root / rel
         if on_file:
-            on_file(src.stat().st_size)
-        if _same(src, dst, checksum):
+            on_file(sizes[rel])
+        if same(rel, dst):
             summary.unchanged += 1
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(dst.name + _TMP_SUFFIX)
-        shutil.copy2(src, tmp)
+        write(rel, tmp)
         os.replace(tmp, dst)
         summary.copied += 1
-        summary.bytes_copied += src.stat().st_size
+        summary.bytes_copied += sizes[rel]
     for rel, path in sorted(_files(dst_root).items(), reverse=True):
-        if rel not in src_files:
+        if rel not in sizes:
             path.unlink()
             summary.deleted += 1
     for dirpath, dirs, names in os.walk(dst_root, topdown=False):
@@ -108,6 +111,25 @@ def mirror(
             for name in names:
                 if name.endswith(_TMP_SUFFIX):
                     os.unlink(os.path.join(dirpath, name))
+
+
+def mirror(
+    src_root: Path,
+    dst_root: Path,
+    summary: MirrorSummary,
+    checksum: bool = False,
+    on_file: Callable[[int], None] | None = None,
+) -> None:
+    """Make ``dst_root`` a copy of ``src_root`` (see module docstring); ``on_file(nbytes)`` per file."""
+    src_files = _files(src_root)
+    copy_files(
+        dst_root,
+        {rel: path.stat().st_size for rel, path in src_files.items()},
+        lambda rel, dst: _same(src_files[rel], dst, checksum),
+        lambda rel, tmp: shutil.copy2(src_files[rel], tmp),
+        summary,
+        on_file,
+    )
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -187,13 +209,16 @@ def _replicate_remote(paths: LakePaths, url: str) -> MirrorSummary:
 def restore(root: str | os.PathLike[str], source: str | os.PathLike[str]) -> MirrorSummary:
     """Bring the lake at ``root`` back to the replica at ``source``, after verifying the replica.
 
-    ``source`` is a folder or an object storage URL (downloaded beside the lake first). Every file
+    ``source`` is a folder or an object storage URL (downloaded beside the lake first: a lake in object
+    storage through :mod:`lake.maintenance.replicate_objects`, another fsspec replica by its
+    manifest, :func:`lake.maintenance.remote.fetch`). A lake in object storage is restored on a
+    staged copy (``lake restore --lake s3://...``, :mod:`lake.storage.staging`). Every file
     is compared by SHA-256, so damaged files are replaced whatever their dates. Raises
     :class:`IntegrityError` when the replica itself fails verification.
     """
     if remote.is_url(source):
         near = Path(root).resolve().parent
-        local = remote.fetch(str(source), near)
+        local = _fetch_replica(str(source), near)
         try:
             return restore(root, local)
         finally:
@@ -220,6 +245,25 @@ def restore(root: str | os.PathLike[str], source: str | os.PathLike[str]) -> Mir
         _keep_audit(paths, history)
         append_run(paths, summary.run_id, "restore", started, {}, summary.to_dict(), "ok")
     return summary
+
+
+def _fetch_replica(url: str, near: Path) -> Path:
+    """The replica at ``url`` downloaded into a new temporary folder beside ``near`` (the caller removes it)."""
+    import tempfile
+
+    from lake.maintenance.replicate_objects import pull
+    from lake.storage.options import is_object_url
+
+    if not is_object_url(url) or not LakePaths(url).exists():
+        return remote.fetch(url, near)
+    near.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".lake-restore-", dir=near))
+    try:
+        pull(LakePaths(url), tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
 
 
 def _audit_rows(paths: LakePaths) -> pa.Table | None:

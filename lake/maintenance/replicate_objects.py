@@ -7,8 +7,9 @@ object's modification time, so the next copy skips objects of the same size and 
 of the same SHA-256). The replica manifest that a copy *to* object storage leaves
 (``_lake_replica.json``) is not copied back: folder -> S3 -> folder gives the first folder's files.
 
-Nothing is written to the lake in object storage (no lock, no ``runs`` row): writes to such lakes are
-not supported yet, so no writer can commit while the copy runs.
+Nothing is written to the lake in object storage (no lease, no ``runs`` row). A writer publishing
+meanwhile (:mod:`lake.storage.staging`) may be copied in part; the copy is consistent again once the
+same command runs after it, as for an interrupted copy.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from lake.config import CONFIG_NAME, LakePaths
+from lake.config import LakePaths
 from lake.maintenance import remote
-from lake.maintenance.replicate import _TMP_SUFFIX, MirrorSummary, _files, _is_metadata
+from lake.maintenance.replicate import MirrorSummary, copy_files
 from lake.pixels.fixity import sha256_file
 from lake.runs import new_run_id
 from lake.storage import ObjectInfo, Storage
@@ -61,29 +62,27 @@ def pull(
     summary = MirrorSummary(new_run_id("C"))
     if objects is None:
         objects = {info.path: info for info in storage.list() if info.path.rsplit("/", 1)[-1] not in NOT_COPIED}
-    ordered = sorted(objects, key=lambda rel: (_is_metadata(rel), rel.endswith(CONFIG_NAME), rel))
-    target.mkdir(parents=True, exist_ok=True)
-    for rel in ordered:
-        info, dst = objects[rel], target / rel
-        if on_file:
-            on_file(info.size)
-        data = _reader(storage, rel)
-        if _same(info, dst, checksum, data):
-            summary.unchanged += 1
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + _TMP_SUFFIX)
-        tmp.write_bytes(data())
-        stamp = int(info.modified.timestamp() * 1e9)
+    listed = objects
+    current: dict[str, Callable[[], bytes]] = {}  # the file being copied: its bytes read once, then dropped
+
+    def reader(rel: str) -> Callable[[], bytes]:
+        if rel not in current:
+            current.clear()
+            current[rel] = _reader(storage, rel)
+        return current[rel]
+
+    def write(rel: str, tmp: Path) -> None:
+        tmp.write_bytes(reader(rel)())
+        stamp = int(listed[rel].modified.timestamp() * 1e9)
         os.utime(tmp, ns=(stamp, stamp))
-        os.replace(tmp, dst)
-        summary.copied += 1
-        summary.bytes_copied += info.size
-    for rel, path in sorted(_files(target).items(), reverse=True):
-        if rel not in objects:
-            path.unlink()
-            summary.deleted += 1
-    for dirpath, dirs, names in os.walk(target, topdown=False):
-        if dirpath != str(target) and not dirs and not names:
-            os.rmdir(dirpath)
+
+    target.mkdir(parents=True, exist_ok=True)
+    copy_files(
+        target,
+        {rel: info.size for rel, info in listed.items()},
+        lambda rel, dst: _same(listed[rel], dst, checksum, reader(rel)),
+        write,
+        summary,
+        on_file,
+    )
     return summary

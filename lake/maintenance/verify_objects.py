@@ -7,8 +7,8 @@ every byte read through the lake's :class:`~lake.storage.Storage`.
 - each instance row's frames read through zarr and hashed against ``pixel_sha256``; arrays no row points
   to; bulk values against their ``bulk:<sha256>`` and the instances.
 
-Nothing is written (no lock and no ``runs`` row: writes to a lake in object storage are not supported yet),
-so the report is the command's whole result.
+Nothing is written (no lease and no ``runs`` row: a reader never stages the lake,
+:mod:`lake.storage.staging`), so the report is the command's whole result.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 A folder lake reads shards with :mod:`lake.pixels.fastread` (seeks in local files, decodes on every
 core); in object storage zarr reads the same arrays through :meth:`lake.storage.Storage.zarr_store`
-(one ranged GET for a shard's index, one per chunk). Writing arrays to object storage is not done
-here: ingest into ``s3://`` lakes is not supported yet (README, Scale and storage).
+(one ranged GET for a shard's index, one per chunk). Arrays are not written here: a write to an
+``s3://`` lake runs on a staged folder and is published (:mod:`lake.storage.staging`).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from lake.errors import CodecMismatchError, IntegrityError, NotInLakeError
 from lake.pixels import fastread
 from lake.pixels.codecs import GENERIC, PixelCodec, choose_codec, measure_codecs, zarr_codecs
 from lake.pixels.fixity import SIDECAR, record_checksums
+from lake.storage.lazy import fetch_array
 
 log = logging.getLogger("lake.pixels")
 
@@ -117,6 +118,8 @@ class PixelStore:
         return (self._path(key) / "zarr.json").is_file()
 
     def open(self, key: str) -> zarr.Array:
+        """The zarr array (its shape and attributes; read frames with :meth:`read`, which fetches a
+        staged lake's shards first, :mod:`lake.storage.lazy`)."""
         if not self.exists(key):
             raise NotInLakeError(f"no pixel array {key!r} in this lake")
         arr = zarr.open_array(store=str(self._path(key)), mode="r")
@@ -172,6 +175,7 @@ class PixelStore:
         final = self._path(key)
         if self.exists(key):
             if not (final / SIDECAR).is_file():  # its writer died between the rename and the record
+                fetch_array(final)
                 record_checksums(final, _array_files(final), run)
             return False
         staging = self.root / WRITING / f"{os.getpid()}-{uuid.uuid4().hex}"
@@ -216,6 +220,7 @@ class PixelStore:
         frame_shape = frames.shape[1:]
         needed = start + frames.shape[0]
         if (path / "zarr.json").is_file():
+            fetch_array(path)  # a staged lake's shards (lake.storage.lazy)
             arr = zarr.open_array(store=str(path), mode="r+")
             if arr.shape[1:] != frame_shape or arr.dtype != frames.dtype:
                 raise IntegrityError(
@@ -297,6 +302,7 @@ class PixelStore:
         return self._read_at(self._path(key), key, frames)
 
     def _read_at(self, path: Path, key: str, frames: Sequence[int]) -> np.ndarray:
+        fetch_array(path)  # a staged lake's shards (lake.storage.lazy)
         lay = fastread.layout(path)
         if lay is not None:
             return fastread.read(path, lay, frames)
