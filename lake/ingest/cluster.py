@@ -9,8 +9,10 @@ The lake's key reaches the workers in a :class:`LakeWorkerPlugin` (registered wi
 builds each worker's :class:`WorkerState` once), never as a task argument that the scheduler would
 log or show on its dashboard; a task carries its files' bytes only. At most ``in_flight`` units are
 submitted and not yet done (twice the cluster's threads by default), and up to ``WAITING`` times as
-many done and waiting behind an older unit, and the input is read as units are submitted, so memory
-here and on the cluster stays bounded whatever the input, and one long unit does not idle the cluster. A worker
+many done and waiting behind an older unit; units are read ahead of those submitted (``AHEAD``
+times as many, within the local pool's bytes bound, held here, not by the scheduler) and the
+costliest is submitted first after the oldest. So memory here and on the cluster stays bounded
+whatever the input, and one long unit does not idle the cluster. A worker
 that dies takes its tasks with it and the scheduler runs them again elsewhere: arrays are named by
 their content (:func:`lake.pixels.store.frames_array_key`), so a unit run twice writes the same
 arrays. A unit whose task killed every worker that tried it (``KilledWorker``) runs again one file

@@ -60,17 +60,12 @@ def _file_meta(data: bytes) -> tuple[int, str]:
         raise _Unreadable
     pos, syntax = 132, None
     while pos + 8 <= len(data):
-        group, element = _TAG.unpack_from(data, pos)
-        if group != 0x0002:
-            break
-        vr = data[pos + 4 : pos + 6]
-        if vr in LONG_VRS:
-            length, header = _U32.unpack_from(data, pos + 8)[0], 12
-        else:
-            length, header = _U16.unpack_from(data, pos + 6)[0], 8
+        if _TAG.unpack_from(data, pos)[0] != 0x0002:
+            break  # the dataset, which may be implicit VR
+        tag, _vr, length, header = _header(data, pos, implicit=False)  # the meta group is explicit VR
         if length == UNDEFINED:
             raise _Unreadable
-        if element == 0x0010:
+        if tag == 0x00020010:
             syntax = data[pos + header : pos + header + length].decode("ascii").strip("\0 ")
         pos += header + length
     if not syntax:
