@@ -110,3 +110,12 @@ def text_like_lines(grey: np.ndarray, apart: np.ndarray) -> list[Box]:
     if not thin.any():
         return []
     return _join(_flagged(grey, thin))
+
+
+def grown(box: Box, rows: int, cols: int) -> Box:
+    """``box`` grown by half a tile (:data:`TILE`) on every side, clipped to the frame: a line found
+    alone may be found in only some of its tiles (the thin pixels of its first or last characters
+    too few for a tile of their own), so its neighbours' halves are masked with it."""
+    th, tw = TILE
+    x0, y0, x1, y1 = box
+    return max(0, x0 - tw // 2), max(0, y0 - th // 2), min(cols, x1 + tw // 2), min(rows, y1 + th // 2)

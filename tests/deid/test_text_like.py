@@ -78,3 +78,8 @@ def test_an_unreadable_line_is_masked_and_the_verdict_says_text(images: list[tex
     assert d.status == "stored" and d.frames is not None and d.reason == "masked:ocr"
     assert (d.frames[0][image.ink] == 0).all()
     assert d.phi.reason in ("text_found", "identifier_in_text") and d.phi.masked_fraction < 0.05
+
+
+def test_a_line_found_alone_grows_by_half_a_tile_within_the_frame() -> None:
+    assert text_like.grown((100, 40, 148, 48), 512, 512) == (76, 36, 172, 52)
+    assert text_like.grown((10, 2, 500, 10), 12, 510) == (0, 0, 510, 12)
