@@ -591,8 +591,8 @@ def _find_lines(grey: np.ndarray) -> list[TextBox]:
             else:
                 unread.append((line, ink))
     if found:
-        alike = [_complete(grey, apart, line, ink) for line, ink in unread if _same_kind(line, found)]
-        found += [TextBox(box, 0.0) for box in alike]
+        rest = [_complete(grey, apart, line, ink) for line, ink in unread if _same_kind(line, found)]
+        found += [TextBox(box, 0.0) for box in rest]
     found += _unreadable_lines(grey, apart, found)
     return [TextBox(_extend(apart, line.box), line.confidence, line.text) for line in found]
 
