@@ -11,7 +11,7 @@ the masked share of the frames of deid-data's ``ultrasound-multiframe.dcm`` (30 
 overlays masked in every frame, lines on the moving image in their own frames) and its OCR time.
 Ingest (``INGEST`` files): files/s of ``lake ingest`` with OCR on against off (:func:`throughput`).
 Cost of a detector (``RATIO`` images): OCR time per image with every part against without the
-line-tall ink tiles (``ocr._line_ink_source``) and without the lines masked unread
+line-tall ink tiles (``ocr_sources.line_ink_source``) and without the lines masked unread
 (``lake.deid.text_like``), timed in turn on each image, as ratios.
 Run: ``python benchmarks/ocr.py [PAIRS [HARD [CINE [INGEST [RATIO]]]]] [--seed S] [--hard-seed S]``
 (default 200 pairs, 100 hard, 0, 0, 0; seeds 2024 and 2025, the corpus the thresholds were chosen
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lake.deid import ocr, pixels
+from lake.deid import ocr, ocr_sources, pixels
 from lake.testing.text_corpus import TextImage, corpus, hard_corpus
 
 BANDS = ("8-11 px", "12-19 px", "20-30 px")
@@ -188,9 +188,9 @@ def source_cost(images: int, seed: int = 2024) -> None:
     """OCR time with every part against without the fourth source (line-tall ink tiles) and
     without the lines masked unread (``lake.deid.text_like``), in turn on each of the first
     ``images`` of the corpus: the ratios hold on a loaded machine."""
-    every, unreadable = ocr._sources, ocr._unreadable_lines
+    every, unreadable = ocr_sources.sources, ocr._unreadable_lines
 
-    def without_fourth(grey: np.ndarray, apart: np.ndarray) -> Iterator[ocr._Source]:
+    def without_fourth(grey: np.ndarray, apart: np.ndarray) -> Iterator[ocr_sources.Source]:
         return (source for source in every(grey, apart) if not source.read_near)
 
     def none_unread(grey: np.ndarray, apart: np.ndarray, found: list[ocr.TextBox]) -> list[ocr.TextBox]:
@@ -202,12 +202,12 @@ def source_cost(images: int, seed: int = 2024) -> None:
     try:
         for image in corpus(seed=seed, count=(images + 1) // 2)[:images]:
             for name, (sources, unread) in variants.items():
-                ocr._sources, ocr._unreadable_lines = sources, unread  # type: ignore[assignment]
+                ocr_sources.sources, ocr._unreadable_lines = sources, unread  # type: ignore[assignment]
                 t0 = time.perf_counter()
                 ocr.find_text(image.pixels)
                 times[name].append(time.perf_counter() - t0)
     finally:
-        ocr._sources, ocr._unreadable_lines = every, unreadable  # type: ignore[assignment]
+        ocr_sources.sources, ocr._unreadable_lines = every, unreadable  # type: ignore[assignment]
     full = times["every part"]
     print(f"OCR time, {images} images, every part: median {np.median(full) * 1000:.0f} ms")
     for name, values in list(times.items())[1:]:

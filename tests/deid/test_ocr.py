@@ -12,7 +12,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 import lake
-from lake.deid import ocr, pixels
+from lake.deid import ocr, ocr_read, ocr_sources, pixels
 from lake.deid.pixels import PixelPolicy, assess, decide
 from lake.ingest import ingest
 from lake.pixels.decode import DecodedPixels, decode
@@ -187,13 +187,13 @@ def test_text_on_speckle_is_found_by_its_colour() -> None:
     for n in (5, 35):
         image = images[n]
         assert image.kind == "US" and image.ink is not None
-        source = ocr._ink_source(image.pixels, ocr._apart(image.pixels))
+        source = ocr_sources.ink_source(image.pixels, ocr_sources.stand_out(image.pixels))
         ys, xs = np.nonzero(image.ink)
         assert any(x0 <= xs.mean() < x1 and y0 <= ys.mean() < y1 for x0, y0, x1, y1 in source.candidates())
         assert _masked(image, ocr.find_text(image.pixels))[image.ink].all()
     clean = images[4]  # the same kind without text: the colour source gives (almost) no line
     assert clean.ink is None and clean.kind == "US"
-    assert len(ocr._ink_source(clean.pixels, ocr._apart(clean.pixels)).candidates()) <= 2
+    assert len(ocr_sources.ink_source(clean.pixels, ocr_sources.stand_out(clean.pixels)).candidates()) <= 2
     assert ocr.find_text(clean.pixels) == []
 
 
@@ -265,7 +265,7 @@ def test_multiframe_decision_masks_an_overlay_everywhere_and_speckle_once() -> N
     assert d.phi.masked_fraction < 0.2
 
 
-def _covers(source: ocr._Source, ink: np.ndarray) -> bool:
+def _covers(source: ocr_sources.Source, ink: np.ndarray) -> bool:
     """Whether one of ``source``'s candidates holds the centre of the text's ink."""
     ys, xs = np.nonzero(ink)
     return any(x0 <= xs.mean() < x1 and y0 <= ys.mean() < y1 for x0, y0, x1, y1 in source.candidates())
@@ -280,10 +280,10 @@ def test_small_text_on_speckle_is_found_by_its_colour_in_a_line_tall_tile() -> N
     for n in (265, 365):
         image = images[n]
         assert image.kind == "US" and image.ink is not None
-        apart = ocr._apart(image.pixels)
-        earlier = [*ocr._tophat_sources(image.pixels), ocr._flat_source(image.pixels, apart)]
-        assert not any(_covers(source, image.ink) for source in [*earlier, ocr._ink_source(image.pixels, apart)])
-        assert _covers(ocr._line_ink_source(image.pixels, apart), image.ink)
+        apart = ocr_sources.stand_out(image.pixels)
+        earlier = [*ocr_sources.tophat_sources(image.pixels), ocr_sources.flat_source(image.pixels, apart)]
+        assert not any(_covers(source, image.ink) for source in [*earlier, ocr_sources.ink_source(image.pixels, apart)])
+        assert _covers(ocr_sources.line_ink_source(image.pixels, apart), image.ink)
         assert _masked(image, ocr.find_text(image.pixels))[image.ink].all()
         clean = images[n - 1]
         assert clean.ink is None and ocr.find_text(clean.pixels) == []
@@ -297,7 +297,7 @@ def test_near_ink_keeps_an_antialiased_stroke_and_drops_speckle() -> None:
     crop[7, 3:27] = 200  # the stroke, drawn in the ink
     crop[6, 3:27] = crop[8, 3:27] = 198  # its antialiased edges, near the ink
     crop[12, 33] = crop[2, 35] = 200  # specks of the ink's value
-    near = ocr._near_ink(crop, 200)
+    near = ocr_read.near_ink(crop, 200)
     assert near.shape == (45, 120)
     assert near[19:26, 15:75].min() >= 240  # the stroke (its outer rows are the edge of the scaled bar)
     assert near[33:40, 96:104].max() < 128 and near[3:10, 102:110].max() < 128  # the specks
@@ -325,10 +325,10 @@ def test_a_line_of_text_reads_the_same_at_each_scale() -> None:
     font = ImageFont.truetype(str(text_corpus.fonts()[0]), 11)
     ImageDraw.Draw(im).text((4, 0), "DOE JANE 4711", font=font, fill=220)
     crop = np.asarray(im)
-    text, _confidence = ocr._read(crop, False)
+    text, _confidence = ocr_read.read(crop, False)
     assert sum(c.isalnum() for c in text) >= 8
-    assert ocr._read_again(crop, False, text)
-    assert not ocr._read_again(crop, False, "XQZW")
+    assert ocr_read.read_again(crop, False, text)
+    assert not ocr_read.read_again(crop, False, "XQZW")
 
 
 def test_a_line_read_at_no_confidence_but_alike_at_every_scale_is_masked() -> None:
@@ -353,12 +353,12 @@ def test_in_pieces_tells_characters_from_one_blob() -> None:
     blob = np.zeros((20, 60), dtype=np.uint8)
     blob[2:18, 5:55] = 255
     blob[6:9, 10:50:6] = 0  # holes do not make pieces
-    assert not ocr._in_pieces(blob, True)
+    assert not ocr_read.in_pieces(blob, True)
     split = blob.copy()
     split[:, 29:32] = 0
-    assert ocr._in_pieces(split, True)
+    assert ocr_read.in_pieces(split, True)
     short = np.zeros_like(blob)
     short[2:18, 5:25] = 255
     short[15:18, 35:55] = 255  # a piece under 0.4 of the height is no character
-    assert not ocr._in_pieces(short, True)
-    assert ocr._in_pieces(blob, False)  # a grey crop is not judged
+    assert not ocr_read.in_pieces(short, True)
+    assert ocr_read.in_pieces(blob, False)  # a grey crop is not judged

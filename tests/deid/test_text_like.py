@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lake.deid import ocr, text_like
+from lake.deid import ocr, ocr_sources, text_like
 from lake.deid.pixels import PixelPolicy, assess, decide
 from lake.pixels.decode import DecodedPixels
 from lake.testing import text_corpus
@@ -50,9 +50,9 @@ def _centre_covered(boxes: list[tuple[int, int, int, int]], ink: np.ndarray) -> 
 def test_small_text_on_speckle_is_found_as_text_like(images: list[text_corpus.TextImage], n: int) -> None:
     image, clean = images[n], images[n - 1]
     assert image.kind == "US" and image.ink is not None and image.size <= 9 and clean.ink is None
-    found = text_like.text_like_lines(image.pixels, ocr._apart(image.pixels))
+    found = text_like.text_like_lines(image.pixels, ocr_sources.stand_out(image.pixels))
     assert _centre_covered(found, image.ink)
-    assert text_like.text_like_lines(clean.pixels, ocr._apart(clean.pixels)) == []
+    assert text_like.text_like_lines(clean.pixels, ocr_sources.stand_out(clean.pixels)) == []
 
 
 @needs_fonts
@@ -62,7 +62,7 @@ def test_clean_frames_of_every_kind_are_not_text_like() -> None:
         for _ in range(4):
             frame = text_corpus.background(rng, kind)
             for grey in (frame, np.ascontiguousarray(np.rot90(frame))):
-                assert text_like.text_like_lines(grey, ocr._apart(grey)) == [], kind
+                assert text_like.text_like_lines(grey, ocr_sources.stand_out(grey)) == [], kind
 
 
 @needs_fonts
