@@ -238,16 +238,21 @@ def _unreadable_lines(grey: np.ndarray, apart: np.ndarray, found: list[TextBox])
 
 
 def _same_kind(box: Box, lines: list[TextBox]) -> bool:
-    """Whether a candidate not read as text is the rest of a line that was: as tall, on its row and
-    beside it (further away, a candidate is as likely speckle, which ultrasound frames showed, and
-    is not masked unread)."""
+    """Whether a candidate not read as text is the rest of a line that was (as tall, on its row and
+    beside it) or the next line of its block (at least half as tall, above or below it by a line's
+    height at most, over its columns: the stacked settings of an ultrasound panel, "60%" over
+    "Dyn R 58"). Further away, a candidate is as likely speckle, which ultrasound frames showed,
+    and is not masked unread."""
     x0, y0, x1, y1 = box
-    h = y1 - y0
+    w, h = x1 - x0, y1 - y0
     for line in lines:
         lx0, ly0, lx1, ly1 = line.box
-        lh = ly1 - ly0
+        lw, lh = lx1 - lx0, ly1 - ly0
         beside = max(x0 - lx1, lx0 - x1) <= 2 * lh  # a word gap or a few letters away
         if beside and 0.6 * lh <= h <= 1.6 * lh and min(y1, ly1) - max(y0, ly0) >= 0.5 * min(h, lh):
+            return True
+        stacked = max(y0 - ly1, ly0 - y1) <= lh and min(x1, lx1) - max(x0, lx0) >= 0.5 * min(w, lw)
+        if stacked and 0.5 * lh <= h <= 1.6 * lh:
             return True
     return False
 

@@ -158,13 +158,14 @@ def _masked(image: text_corpus.TextImage, found: list[ocr.TextBox]) -> np.ndarra
 
 def test_a_line_partly_read_is_masked_whole() -> None:
     """Lines of which Tesseract reads a part ("JANE" of "DOE^JANE", "07/2020" of "17/07/2020") are
-    masked whole: the candidates beside a line read, on its row, are masked unread."""
+    masked whole: the candidates beside a line read, on its row, are lines too, whatever their
+    reading's confidence (masked unread where it is no text at all)."""
     images = text_corpus.corpus(seed=2024, count=56)
     for n in (93, 111):  # found in part before (benchmarks/ocr.py, seed 2024)
         image = images[n]
         assert image.ink is not None
         found = ocr.find_text(image.pixels)
-        assert any(line.confidence > 0 for line in found) and any(line.confidence == 0 for line in found)
+        assert any(line.confidence >= ocr_read.SURE_CONFIDENCE for line in found) and len(found) >= 2
         assert _masked(image, found)[image.ink].all()
 
 
@@ -362,3 +363,24 @@ def test_in_pieces_tells_characters_from_one_blob() -> None:
     short[15:18, 35:55] = 255  # a piece under 0.4 of the height is no character
     assert not ocr_read.in_pieces(short, True)
     assert ocr_read.in_pieces(blob, False)  # a grey crop is not judged
+
+
+@pytest.mark.parametrize("n", [25, 35])
+def test_a_text_like_line_found_alone_is_masked_whole(n: int) -> None:
+    """Ultrasound lines of 18 and 10 px on speckle that no reader confirms (held-out seed 2041,
+    missed before) are found as text-like in some of their tiles only: a line found alone grows by
+    half a tile and is masked whole."""
+    image = text_corpus.corpus(seed=2041, count=18)[n]
+    assert image.ink is not None and image.kind == "US"
+    found = ocr.find_text(image.pixels)
+    assert found and all(line.confidence == 0 for line in found)
+    assert _masked(image, found)[image.ink].all()
+
+
+def test_the_next_line_of_a_block_is_of_the_same_kind() -> None:
+    read = [ocr.TextBox((16, 181, 95, 200), 93.0)]  # "Dyn R 58" of deid-data's GREYSCALE_IMAGE.dcm
+    assert ocr._same_kind((27, 163, 53, 174), read)  # "60%" above it, smaller
+    assert ocr._same_kind((100, 183, 140, 199), read)  # beside it on its row
+    assert not ocr._same_kind((27, 140, 53, 151), read)  # two lines above
+    assert not ocr._same_kind((120, 163, 160, 174), read)  # above, but not over its columns
+    assert not ocr._same_kind((27, 170, 53, 176), read)  # too small to be a line of its block
