@@ -4,41 +4,42 @@ Tesseract alone reads a whole medical image poorly (speckle and anatomy become h
 low-confidence "words", small text on texture is missed), so detection has four steps, on the
 frame windowed to its own display range (8 bits), once across and once turned a quarter:
 
-1. *candidates* from four sources: a top-hat of each polarity (bright text, dark text) at two
-   contrasts (:data:`CONTRASTS`) keeps strokes thinner than the structuring element; regions
-   of one colour (burned-in text is drawn in one, texture and speckle are not) standing out from
-   the median around them; and the pixels of a colour drawn in a tile (:data:`INK_TILE`), which
-   the tile's histogram shows as a peak over the values beside it: text on speckle, whose thin
-   antialiased strokes break into pieces too small for the second source; and the same in tiles
-   one small line tall at a lower count (:func:`ocr_sources.line_ink_source`: 8-16 px text on speckle, read
-   as nearness to its colour, with eight letters or digits). A horizontal closing
-   joins the strokes of a line; groups shaped like a line of text (height 6-64 px, at least twice
-   as wide as tall, partly filled) are candidates;
-2. *confirmation*: each candidate, scaled to about 40 px tall, is read by Tesseract as one line
-   (its strokes, its grey values; for the colour sources every pixel of the line's colour, specks
-   removed, and for the third also smoothed); it is text when Tesseract reads four letters or
-   digits with a mean word confidence of at least :data:`MIN_CONFIDENCE` (three at
-   :data:`SURE_CONFIDENCE`; a drawn colour is rare enough to need five at :data:`INK_CONFIDENCE`),
-   and, below :data:`SURE_CONFIDENCE`, reads much the same when read again at two other scales
-   (:func:`ocr_read.read_again`: Tesseract's letters for a blob or speckle change with the scale);
+1. *candidates* (:mod:`lake.deid.ocr_sources`) from four sources: a top-hat of each polarity
+   (bright text, dark text) at two contrasts keeps strokes thinner than the structuring element;
+   regions of one colour (burned-in text is drawn in one, texture and speckle are not) standing
+   out from the median around them; the pixels of a colour drawn in a tile, which the tile's
+   histogram shows as a peak over the values beside it (text on speckle, whose thin antialiased
+   strokes break into pieces too small for the second source); and the same in tiles one small
+   line tall at a lower count (8-16 px text on speckle, read as nearness to its colour, with eight
+   letters or digits). A horizontal closing joins the strokes of a line; groups shaped like a
+   line of text (height 6-64 px, at least twice as wide as tall, partly filled) are candidates;
+2. *confirmation* (:mod:`lake.deid.ocr_read`): each candidate, scaled to about 40 px tall, is
+   read by Tesseract as one line (its strokes, its grey values; for the colour sources every pixel
+   of the line's colour, specks removed, and for the third also smoothed). It is text when
+   Tesseract reads four letters or digits at a mean word confidence of 40 (three at 85; a drawn
+   colour is rare enough to need five at 20), sure at 85 or beside a line already read, and below
+   that only when its strokes are in pieces (characters, not one blob) and it reads much the same
+   at two other scales (Tesseract's letters for a blob or speckle change with the scale); a
+   reading of six letters or digits at a lower confidence counts when it reads the same at both
+   other scales (text on a busy ground is read at a confidence near 0, but read alike);
 3. *completion*: a line read grows along its row by the strokes of its own colour, and once a
-   frame has a line, the candidates beside it on its row are lines too, read or not; then each
-   line grows over the columns of its row band where something stands out while the rows above
-   and below are quiet (:func:`_extend`: a word too faint or too near its ground's colour to be
-   found, between or beside words read): recall does not depend on Tesseract reading every word.
-   :func:`pad` pads each line by about a character;
+   frame has a line, the candidates beside it on its row and the next lines of its block (above
+   or below it, over its columns) are lines too, read or not; then each line grows over the
+   columns of its row band where something stands out while the rows above and below are quiet
+   (:func:`_extend`: a word too faint or too near its ground's colour to be found, between or
+   beside words read): recall does not depend on Tesseract reading every word. :func:`pad` pads
+   each line by about a character;
 4. *decision*: a line shaped like small text (one-pixel strokes of one value filling a tile one
-   line tall) that none of the above read is masked unread (:mod:`lake.deid.text_like`): at 8-9 px
-   on speckle Tesseract reads nothing even given the exact box.
+   line tall) that none of the above read is masked unread (:mod:`lake.deid.text_like`; grown by
+   half a tile where it is alone): at 8-9 px on speckle Tesseract reads nothing even given the
+   exact box.
 
-benchmarks/ocr.py (200 synthetic pairs, seed 2024, the corpus the thresholds were tuned on;
-2026-12-02): every visible text pixel masked in 100% of text images (98.5% without step 4, 97.0%
-without the fourth source too, :func:`ocr_sources.line_ink_source`), 2% of clean images altered (4 of 200,
-as before: the edge of an ultrasound fan at the frame's border, an MR blob); hard cases 93%
-(inverse 75%). On a held-out corpus (seed 2031): 98.5% and 3.0% (ultrasound 8-16 px missed; CT
-blobs and speckle confirmed as text). Median 0.41 s per 512x512 frame on a shared core before the
-fourth source, which costs 1.13 times that; step 4 costs 1.06 times (timed in turn on 20 images).
-Still missed: text darker than a dark ground (or brighter than a bright one), clipped to its ground.
+benchmarks/ocr.py (200 synthetic pairs each, 2026-12-03; benchmarks/README.md): every visible text
+pixel masked in 100% of the text images of the tuning corpus (seed 2024) and in 100%, 99.5%
+and 100% of three held-out corpora (seeds 2041, 2031, 2051); clean images altered 0.0% (0 of 200), and
+1.5%, 0.5%, 0.5% held out (an ultrasound fan's edge, a CT blob). Median OCR time 143 ms per
+512x512 frame. Still missed: text darker than a dark ground (or brighter than a bright one),
+clipped to its ground; 8-9 px text on speckle that no tile shows.
 
 The text read stays in memory (:class:`TextBox.text`, hidden from ``repr``): the caller may compare
 it with the header's identifiers to rank the risk, and must never store it.

@@ -31,7 +31,7 @@ LEAST = 8  # thin pixels of one value (+-1) in a tile
 RATIO = 4.0  # times those of the tiles above and below and of its neighbourhood's mean
 RIDGE_CONTRAST = 8  # grey levels: a thin pixel differs from both neighbours on a side by this much
 ROWS, COLUMNS = 4, 6  # distinct rows and columns those thin pixels stand in
-STAND_OUT = 20  # grey levels from the median around it (as the ink sources: lake.deid.ocr.FLAT_CONTRAST)
+STAND_OUT = 20  # grey levels from the median around it (as the ink sources: lake.deid.ocr_sources.FLAT_CONTRAST)
 
 
 def thin_pixels(grey: np.ndarray) -> np.ndarray:

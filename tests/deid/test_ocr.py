@@ -384,3 +384,33 @@ def test_the_next_line_of_a_block_is_of_the_same_kind() -> None:
     assert not ocr._same_kind((27, 140, 53, 151), read)  # two lines above
     assert not ocr._same_kind((120, 163, 160, 174), read)  # above, but not over its columns
     assert not ocr._same_kind((27, 170, 53, 176), read)  # too small to be a line of its block
+
+
+def test_a_crop_read_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reading depends on the crop alone: the same pixels (an overlay repeated across a series) are
+    read by Tesseract once, with the same result; another crop, or the same crop read as binary or at
+    another height, is read anew, and no more than READINGS_KEPT readings are kept."""
+    calls: list[tuple[bytes, bool, int]] = []
+    real = ocr_read._read
+
+    def counted(crop: np.ndarray, binary: bool, height: int) -> tuple[str, float]:
+        calls.append((crop.tobytes(), binary, height))
+        return real(crop, binary, height)
+
+    monkeypatch.setattr(ocr_read, "_read", counted)
+    monkeypatch.setattr(ocr_read._local, "readings", None, raising=False)
+    monkeypatch.setattr(ocr_read, "READINGS_KEPT", 3)
+    from PIL import Image, ImageDraw, ImageFont
+
+    im = Image.new("L", (160, 14), 30)
+    ImageDraw.Draw(im).text((4, 0), "DOE JANE 4711", font=ImageFont.truetype(str(text_corpus.fonts()[0]), 11), fill=220)
+    crop = np.asarray(im)
+    first = ocr_read.read(crop, False)
+    assert ocr_read.read(crop.copy(), False) == first and len(calls) == 1  # equal pixels: one reading
+    assert sum(c.isalnum() for c in first[0]) >= 8
+    ocr_read.read(crop, True)
+    ocr_read.read(crop, False, 60)
+    ocr_read.read(crop[:, :80], False)
+    assert len(calls) == 4  # binary, another height, another crop: each read
+    ocr_read.read(crop, False)  # the oldest reading was let go (3 kept): read again
+    assert len(calls) == 5 and len(ocr_read._readings()) == 3
