@@ -141,3 +141,67 @@ def test_bad_scheduler_addresses_are_refused_before_any_write(
     with pytest.raises(ClusterError, match="no Dask scheduler"):
         ingest(root, [reference.corpus], key_file=key, scheduler="tcp://127.0.0.1:1")
     assert not list((root / "tables").rglob("*.parquet"))
+
+
+_ALL_READ = threading.Event()  # set once run_on_cluster has read every unit
+_SUBMITTED: list[str] = []  # the units' tags, in the order they were submitted
+
+
+def _released_in_turn(files: list[bytes]) -> list[str]:
+    """A task that finishes once every unit has been read ahead and the unit submitted after the
+    next one is submitted too: one slot frees before each submission, so the order submitted
+    depends on the choice alone, never on which task the client sees finish first."""
+    tag = files[0].decode()
+    assert _ALL_READ.wait(timeout=120)
+    wait_for(lambda: len(_SUBMITTED) >= min(12, _SUBMITTED.index(tag) + 2), "the next submission", 120)
+    return [data.decode() for data in files]
+
+
+def test_the_costliest_unit_read_ahead_is_submitted_first_on_the_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a real Dask scheduler and worker (in this process, so that a task can wait for the test):
+    results are handled in input order, and every unit submitted is the oldest unit not yet handled
+    when that one waits, else the costliest unit read ahead (the earliest of equals). 12 units are
+    read ahead while the first two run (2 in flight); each task is released by a condition."""
+    from lake.ingest import cluster
+
+    _ALL_READ.clear()
+    _SUBMITTED.clear()
+    monkeypatch.setattr(cluster, "_run_on_worker", _released_in_turn)
+    weights = {11: 9.0, 7: 3.0}
+    read: list[int] = []
+    handled: list[tuple[int, object]] = []
+    choices: list[tuple[int, int]] = []  # (unit submitted, the unit the rule names)
+
+    def units() -> Iterator[tuple[int, list[bytes]]]:
+        for n in range(12):
+            read.append(n)
+            yield n, [str(n).encode()]
+        _ALL_READ.set()  # asked for more: every unit is in the window
+
+    def rule() -> int:
+        waiting = [n for n in read if str(n) not in _SUBMITTED]
+        oldest = min(set(read) - {tag for tag, _ in handled})
+        return oldest if oldest in waiting else min(waiting, key=lambda n: (-weights.get(n, 0.0), n))
+
+    spec = WorkerSpec(settings=DeidSettings(), pixels=tmp_path, shard_frames=64, codec="auto", run_id="R1")
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as local,
+        distributed.Client(local) as client,
+    ):
+        real_submit = client.submit
+
+        def recording_submit(fn: object, files: list[bytes], **kwargs: object) -> object:
+            choices.append((int(files[0].decode()), rule()))
+            _SUBMITTED.append(files[0].decode())
+            return real_submit(fn, files, **kwargs)
+
+        monkeypatch.setattr(client, "submit", recording_submit)
+        key = LakeKey(os.urandom(32))
+        record = lambda tag, result: handled.append((tag, result))  # noqa: E731
+        cluster.run_on_cluster(client, spec, key, units(), record, in_flight=2, weigh=lambda n: weights.get(n, 0.0))
+    assert handled == [(n, [str(n)]) for n in range(12)]
+    assert sorted(map(int, _SUBMITTED)) == list(range(12))
+    assert all(unit == named for unit, named in choices), choices
+    assert _SUBMITTED.index("11") < _SUBMITTED.index("3") and _SUBMITTED.index("7") < _SUBMITTED.index("4")
