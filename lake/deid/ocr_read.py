@@ -102,7 +102,8 @@ def read(crop: np.ndarray, binary: bool, height: int = READ_HEIGHT) -> tuple[str
     readings by the crop's digest, in memory only: the overlays and screen labels of a series are
     the same pixels from one instance to the next (of the 542 readings of the shared archive's 11
     Philips screens, 219 were of distinct crops)."""
-    key = (hashlib.blake2b(np.ascontiguousarray(crop).data, digest_size=16).digest(), crop.shape, binary, height)
+    digest = hashlib.blake2b(np.ascontiguousarray(crop).data, digest_size=16).digest()
+    key = (digest, crop.shape, crop.dtype.str, binary, height)
     readings: OrderedDict[tuple[Any, ...], tuple[str, float]] = _readings()
     reading = readings.get(key)
     if reading is None:
