@@ -91,35 +91,39 @@ def near_ink(crop: np.ndarray, ink: int) -> np.ndarray:
     return cv2.medianBlur(cv2.resize(near, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC), 5)
 
 
-READINGS_KEPT = 2048  # readings a thread keeps, by crop (:func:`read`)
+READINGS_KEPT = 2048  # readings kept by crop (:func:`read`), until forget_readings
+_readings: OrderedDict[tuple[Any, ...], tuple[str, float]] = OrderedDict()
+_readings_lock = threading.Lock()
 
 
 def read(crop: np.ndarray, binary: bool, height: int = READ_HEIGHT) -> tuple[str, float]:
     """Tesseract's reading of one crop (text bright) as one line, scaled to about ``height`` px:
     (text, mean word confidence).
 
-    A reading depends on the crop alone, so this thread keeps its last :data:`READINGS_KEPT`
-    readings by the crop's digest, in memory only: the overlays and screen labels of a series are
-    the same pixels from one instance to the next (of the 542 readings of the shared archive's 11
-    Philips screens, 219 were of distinct crops)."""
+    A reading depends on the crop alone, so the process keeps its last :data:`READINGS_KEPT`
+    readings by the crop's digest, in memory only, until :func:`forget_readings` (the end of each
+    ingest): the overlays and screen labels of a series are the same pixels from one instance to
+    the next (of the 542 readings of the shared archive's 11 Philips screens, 219 were of distinct
+    crops)."""
     digest = hashlib.blake2b(np.ascontiguousarray(crop).data, digest_size=16).digest()
     key = (digest, crop.shape, crop.dtype.str, binary, height)
-    readings: OrderedDict[tuple[Any, ...], tuple[str, float]] = _readings()
-    reading = readings.get(key)
-    if reading is None:
-        reading = readings[key] = _read(crop, binary, height)
-        if len(readings) > READINGS_KEPT:
-            readings.popitem(last=False)
-    else:
-        readings.move_to_end(key)
+    with _readings_lock:
+        reading = _readings.get(key)
+        if reading is not None:
+            _readings.move_to_end(key)
+            return reading
+    reading = _read(crop, binary, height)
+    with _readings_lock:
+        _readings[key] = reading
+        while len(_readings) > READINGS_KEPT:
+            _readings.popitem(last=False)
     return reading
 
 
-def _readings() -> OrderedDict[tuple[Any, ...], tuple[str, float]]:
-    readings = getattr(_local, "readings", None)
-    if readings is None:
-        readings = _local.readings = OrderedDict()
-    return readings
+def forget_readings() -> None:
+    """Drop the readings kept (text read from a run's pixels does not outlive the run)."""
+    with _readings_lock:
+        _readings.clear()
 
 
 def _read(crop: np.ndarray, binary: bool, height: int) -> tuple[str, float]:

@@ -100,9 +100,9 @@ def tophat_sources(grey: np.ndarray) -> Iterator[Source]:
             _, binary = cv2.threshold(strokes, contrast, 255, cv2.THRESH_BINARY)
             # specks of 1-3 px (noise, speckle) are no part of a character, even of 8 px text
             _count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-            small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 4)
-            if small.size:
-                binary[np.isin(labels, small)] = 0
+            small = stats[:, cv2.CC_STAT_AREA] < 4  # per label (the ground, label 0, is 0 already)
+            if small.any():
+                binary[small[labels]] = 0
             yield Source(image, binary, groups(binary))
 
 

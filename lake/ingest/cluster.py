@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import Client, KilledWorker, WorkerPlugin, get_worker, wait
 
+from lake.deid.ocr_read import forget_readings
 from lake.errors import ClusterError, ConfigError
 from lake.ingest.pool import AHEAD, MAX_INFLIGHT_BYTES, WAITING, WORKER_DIED_REASON
 from lake.ingest.work import Outcome, StoreFailure, WorkerSpec, WorkerState
@@ -63,6 +64,11 @@ class LakeWorkerPlugin(WorkerPlugin):
 
     def setup(self, worker: Worker) -> None:
         self.state = WorkerState(self.spec, LakeKey(self._secret))
+
+    def teardown(self, worker: Worker) -> None:
+        """The run is over (the plugin is unregistered): OCR's readings of its pixels go with it."""
+        self.state = None
+        forget_readings()
 
 
 def _run_on_worker(files: Sequence[bytes]) -> Result:

@@ -49,6 +49,7 @@ from lake.deid.identity import (
     identity_fingerprint,
     load_crosswalk,
 )
+from lake.deid.ocr_read import forget_readings
 from lake.deid.passthrough import check_profile_unchanged, refuse_recipe
 from lake.deid.profile import DEFAULT_RESEARCH_OPTIONS, Profile, ProfileName
 from lake.deid.recipe import Recipe, check_recipe, load_recipe
@@ -724,6 +725,7 @@ def _ingest(
                     for source in opened:
                         source.close()
                     run.close()
+                    forget_readings()  # OCR's readings of this run's pixels, kept in memory (issue 14)
         except KeyboardInterrupt as exc:  # before the run began (waiting for the lock): nothing written
             if isinstance(exc, IngestInterrupted):
                 raise

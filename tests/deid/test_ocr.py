@@ -389,7 +389,8 @@ def test_the_next_line_of_a_block_is_of_the_same_kind() -> None:
 def test_a_crop_read_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """A reading depends on the crop alone: the same pixels (an overlay repeated across a series) are
     read by Tesseract once, with the same result; another crop, or the same crop read as binary or at
-    another height, is read anew, and no more than READINGS_KEPT readings are kept."""
+    another height, is read anew; no more than READINGS_KEPT readings are kept, and none once
+    forget_readings ran."""
     calls: list[tuple[bytes, bool, int]] = []
     real = ocr_read._read
 
@@ -398,8 +399,8 @@ def test_a_crop_read_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -
         return real(crop, binary, height)
 
     monkeypatch.setattr(ocr_read, "_read", counted)
-    monkeypatch.setattr(ocr_read._local, "readings", None, raising=False)
     monkeypatch.setattr(ocr_read, "READINGS_KEPT", 3)
+    ocr_read.forget_readings()
     from PIL import Image, ImageDraw, ImageFont
 
     im = Image.new("L", (160, 14), 30)
@@ -413,4 +414,23 @@ def test_a_crop_read_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -
     ocr_read.read(crop[:, :80], False)
     assert len(calls) == 4  # binary, another height, another crop: each read
     ocr_read.read(crop, False)  # the oldest reading was let go (3 kept): read again
-    assert len(calls) == 5 and len(ocr_read._readings()) == 3
+    assert len(calls) == 5 and len(ocr_read._readings) == 3
+    ocr_read.forget_readings()
+    assert ocr_read.read(crop, True) == ocr_read.read(crop, True) and len(calls) == 6 and len(ocr_read._readings) == 1
+
+
+def test_an_ingest_keeps_no_reading_after_it(tmp_path: Path) -> None:
+    """OCR's readings of a run's pixels (text, in memory) do not outlive the run."""
+    rng = np.random.default_rng(3)
+    frame = text_corpus.background(rng, "US")
+    frame[:40] = 0
+    frame[:40] = text_corpus.render(rng, frame[:40].copy(), "MUSTERMANN ERIKA 77123", 20)[0]
+    files = tmp_path / "in"
+    files.mkdir()
+    _dataset(1, US, frame).save_as(files / "us.dcm", enforce_file_format=True)
+    lake.init(tmp_path / "lake", key_file=tmp_path / "k.key")
+    summary = ingest(tmp_path / "lake", [files], key_file=tmp_path / "k.key")
+    assert summary.ingested == 1
+    row = lake.open(tmp_path / "lake", key_file=tmp_path / "k.key").sql("SELECT pixel_phi_reason FROM instances")
+    assert row["pixel_phi_reason"].to_list() == ["identifier_in_text"]  # it was read
+    assert len(ocr_read._readings) == 0
