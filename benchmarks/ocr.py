@@ -191,7 +191,8 @@ def shared_throughput(repeat: int) -> None:
     derived or secondary images among them) with OCR on (the default policy) against off
     (``keep-flagged``), one worker, after one ingest not timed, ``repeat`` times each, each going
     first in turn: issue 14's goal is OCR on under 10% slower (on/off of the summed times >= 0.90).
-    Each ingest starts its own worker processes, so no OCR reading is kept from one to the next."""
+    Every ingest forgets its OCR readings at its end (``ocr_read.forget_readings``): none is kept
+    from one ingest to the next."""
     import shutil
     import tempfile
 
