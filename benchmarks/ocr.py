@@ -98,6 +98,22 @@ def _dicom(path: Path, n: int, sop_class: str, frame: np.ndarray, modality: str,
     ds.save_as(path, enforce_file_format=True)
 
 
+def _timed_ingest(root: Path, key: Path, source: Path, policy: str) -> tuple[float, int, int]:
+    """One ingest of ``source`` into a new lake under ``policy``, one worker: (seconds, files seen,
+    instances OCR read)."""
+    from lake.core import init
+    from lake.core import open as lake_open
+    from lake.ingest import ingest
+
+    init(root, key_file=key, burned_in_policy=policy)
+    t0 = time.perf_counter()
+    summary = ingest(root, [source], key_file=key)
+    seconds = time.perf_counter() - t0
+    query = "SELECT count(*) AS n FROM instances WHERE pixel_phi_frames_read > 0"
+    read = int(lake_open(root, key_file=key).sql(query).to_dicts()[0]["n"])
+    return seconds, summary.seen, read
+
+
 def throughput(files: int) -> None:
     """Ingest files/s with OCR on (the default policy) against off (``keep-flagged``: the same
     pixels stored, nothing read), one worker, on three archives of ``files`` 512x512 images:
@@ -105,10 +121,6 @@ def throughput(files: int) -> None:
     (sampled) and original CT (not at risk)."""
     import shutil
     import tempfile
-
-    from lake.core import init
-    from lake.core import open as lake_open
-    from lake.ingest import ingest
 
     images = corpus(seed=2026, count=2 * files)  # pairs of five kinds: US and SC are 2 in 5
     archives: dict[str, list[tuple[str, np.ndarray, str, list[str]]]] = {
@@ -135,13 +147,10 @@ def throughput(files: int) -> None:
             rates, read = {}, 0
             for policy in ("mask-or-quarantine", "keep-flagged"):
                 root, key = work / f"lake-{policy}-{src.name}", work / "keys" / f"{policy}-{src.name}.key"
-                init(root, key_file=key, burned_in_policy=policy)
-                t0 = time.perf_counter()
-                ingest(root, [src], key_file=key)
-                rates[policy] = len(members) / (time.perf_counter() - t0)
+                seconds, _seen, instances_read = _timed_ingest(root, key, src, policy)
+                rates[policy] = len(members) / seconds
                 if policy == "mask-or-quarantine":
-                    query = "SELECT count(*) AS n FROM instances WHERE pixel_phi_frames_read > 0"
-                    read = int(lake_open(root, key_file=key).sql(query).to_dicts()[0]["n"])
+                    read = instances_read
             on, off = rates["mask-or-quarantine"], rates["keep-flagged"]
             print(
                 f"ingest {name}, {len(members)} files ({read} read by OCR): OCR on {on:.2f} files/s, "
@@ -199,7 +208,6 @@ def shared_throughput(repeat: int) -> None:
     from _corpus import SHARED
 
     from lake.core import init
-    from lake.core import open as lake_open
     from lake.ingest import ingest
 
     if not SHARED.is_dir():
@@ -217,14 +225,10 @@ def shared_throughput(repeat: int) -> None:
         for n in range(repeat):
             for policy in list(seconds)[:: 1 if n % 2 == 0 else -1]:  # each policy goes first in turn
                 root, key = work / f"lake-{policy}-{n}", work / "keys" / f"{policy}-{n}.key"
-                init(root, key_file=key, burned_in_policy=policy)
-                t0 = time.perf_counter()
-                summary = ingest(root, [SHARED], key_file=key)
-                seconds[policy].append(time.perf_counter() - t0)
-                files = summary.seen
+                took, files, instances_read = _timed_ingest(root, key, SHARED, policy)
+                seconds[policy].append(took)
                 if policy == "mask-or-quarantine":
-                    query = "SELECT count(*) AS n FROM instances WHERE pixel_phi_frames_read > 0"
-                    read = int(lake_open(root, key_file=key).sql(query).to_dicts()[0]["n"])
+                    read = instances_read
                 shutil.rmtree(root)
     finally:
         shutil.rmtree(work, ignore_errors=True)
