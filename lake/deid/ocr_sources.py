@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -146,19 +145,6 @@ def flat_source(grey: np.ndarray, apart: np.ndarray) -> Source:
     return Source(grey, binary, groups(binary, FLAT_REACH), read_grey=False)
 
 
-@lru_cache(maxsize=8)  # a few frame shapes (and each turned a quarter); 4 grids of int64 per shape
-def tiles(rows: int, cols: int, th: int, tw: int) -> tuple[tuple[np.ndarray, int], ...]:
-    """Per pixel the index of its tile (``th`` x ``tw`` px) in four grids offset by half a tile."""
-    yy, xx = np.mgrid[:rows, :cols]
-    out = []
-    for oy in (0, th // 2):
-        for ox in (0, tw // 2):
-            across = (cols + ox) // tw + 1
-            tile = ((yy + oy) // th) * across + (xx + ox) // tw
-            out.append((tile.astype(np.int64), int(tile.max()) + 1))
-    return tuple(out)
-
-
 def ink_source(
     grey: np.ndarray, apart: np.ndarray, tile_shape: tuple[int, int] = INK_TILE, least: int = INK_LEAST
 ) -> Source:
@@ -167,16 +153,24 @@ def ink_source(
     from their ground, :data:`INK_RATIO` times the values beside it) where the ground has every
     value a few times. Its thin, antialiased strokes break into pieces too small for the flat source."""
     values = np.arange(256)
-    stand = apart >= FLAT_CONTRAST
-    g = grey.astype(np.int64)
-    binary = np.zeros(grey.shape, dtype=bool)
-    for tile, count in tiles(*grey.shape, *tile_shape):
-        hist = np.bincount((tile * 256 + g)[stand], minlength=count * 256).reshape(count, 256)
-        total = np.pad(np.cumsum(hist, axis=1), ((0, 0), (1, 0)))
+    rows, cols = grey.shape
+    th, tw = tile_shape
+    where = np.flatnonzero(apart >= FLAT_CONTRAST)  # only pixels standing out are counted or kept
+    g = grey.ravel()[where].astype(np.intp)
+    ys, xs = np.divmod(where, cols)
+    kept = np.zeros(where.size, dtype=bool)
+    for oy, ox in ((0, 0), (0, tw // 2), (th // 2, 0), (th // 2, tw // 2)):  # four grids offset by half a tile
+        across = (cols + ox) // tw + 1
+        tile = ((ys + oy) // th) * across + (xs + ox) // tw
+        count = ((rows - 1 + oy) // th) * across + (cols - 1 + ox) // tw + 1
+        hist = np.bincount(tile * 256 + g, minlength=count * 256).reshape(count, 256)
+        # per tile and value v, the pixels of values below v + k (k in -9..10, clipped to 0..256)
+        below_all = np.cumsum(hist, axis=1)
+        total = np.concatenate([np.zeros((count, 10), np.int64), below_all, np.repeat(below_all[:, -1:], 10, 1)], 1)
 
         def window(a: int, b: int, total: np.ndarray = total) -> tuple[np.ndarray, np.ndarray]:
             lo, hi = np.clip(values + a, 0, 256), np.clip(values + b, 0, 256)
-            return total[:, hi] - total[:, lo], hi - lo
+            return total[:, 9 + b : 265 + b] - total[:, 9 + a : 265 + a], hi - lo
 
         peak, _ = window(-1, 2)
         below, n_below = window(-9, -2)
@@ -185,8 +179,10 @@ def ink_source(
         score = peak - INK_RATIO * beside
         colour = score.argmax(axis=1)
         drawn = score[np.arange(count), colour] >= least
-        binary |= drawn[tile] & (np.abs(g - colour[tile]) <= FLAT_TOLERANCE) & stand
-    strokes = binary.astype(np.uint8) * 255
+        kept |= drawn[tile] & (np.abs(g - colour[tile]) <= FLAT_TOLERANCE)
+    strokes = np.zeros(grey.size, dtype=np.uint8)
+    strokes[where[kept]] = 255
+    strokes = strokes.reshape(grey.shape)
     lines = groups(strokes, FLAT_REACH)
     return Source(grey, strokes, lines, read_grey=False, min_confidence=INK_CONFIDENCE, min_characters=INK_CHARACTERS)
 
