@@ -246,8 +246,8 @@ def source_cost(images: int, seed: int = 2024) -> None:
     ``images`` of the corpus: the ratios hold on a loaded machine."""
     every, unreadable = ocr_sources.sources, ocr._unreadable_lines
 
-    def without_fourth(grey: np.ndarray, apart: np.ndarray) -> Iterator[ocr_sources.Source]:
-        return (source for source in every(grey, apart) if not source.read_near)
+    def without_fourth(grey: np.ndarray, maps: ocr_sources.Maps) -> Iterator[ocr_sources.Source]:
+        return (source for source in every(grey, maps) if not source.read_near)
 
     def none_unread(grey: np.ndarray, apart: np.ndarray, found: list[ocr.TextBox]) -> list[ocr.TextBox]:
         return []

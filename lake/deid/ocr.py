@@ -175,20 +175,22 @@ def find_text(grey: np.ndarray) -> list[TextBox]:
     if grey.ndim != 2 or grey.dtype != np.uint8:
         raise ValueError(f"find_text needs one uint8 grey frame, got {grey.dtype} {grey.shape}: use display_frame")
     ocr_read.api()  # raises OcrUnavailableError before any work
-    found = _find_lines(grey)
+    maps = ocr_sources.Maps.of(grey)
+    found = _find_lines(grey, maps)
     cols = grey.shape[1]
-    for line in _find_lines(np.ascontiguousarray(np.rot90(grey))):  # turned: a row is a column
+    turned = np.ascontiguousarray(np.rot90(grey))
+    for line in _find_lines(turned, maps.turned()):  # turned: a row is a column
         x0, y0, x1, y1 = line.box
         found.append(TextBox((cols - y1, x0, cols - y0, x1), line.confidence, line.text))
     return found
 
 
-def _find_lines(grey: np.ndarray) -> list[TextBox]:
-    """The lines written across ``grey`` (see :func:`find_text`)."""
+def _find_lines(grey: np.ndarray, maps: ocr_sources.Maps) -> list[TextBox]:
+    """The lines written across ``grey`` (see :func:`find_text`), whose ``maps`` are given."""
     found: list[TextBox] = []
     unread: list[tuple[Box, int | None]] = []
-    apart = ocr_sources.stand_out(grey)
-    for source in ocr_sources.sources(grey, apart):
+    apart = maps.apart
+    for source in ocr_sources.sources(grey, maps):
         for box in source.candidates():
             line = source.line_of(box)
             ink = _ink_value(grey, source.strokes, box)

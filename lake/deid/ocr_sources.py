@@ -87,12 +87,14 @@ def groups(binary: np.ndarray, reach: int = 9) -> list[Box]:
     return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _area in stats[1:]]
 
 
-def tophat_sources(grey: np.ndarray) -> Iterator[Source]:
-    """Bright text, then dark text, at each contrast of :data:`CONTRASTS`: a top-hat keeps thin
-    strokes standing out from their surroundings by that much."""
+def tophat_strokes(grey: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Bright text, then dark text, at each contrast of :data:`CONTRASTS`: the image with that
+    text bright, and the strokes a top-hat keeps (thin, standing out from their surroundings by
+    that much), specks removed. A square top-hat does not depend on the direction of the lines."""
     import cv2
 
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TOPHAT_SIZE, TOPHAT_SIZE))
+    out = []
     for image in (grey, 255 - grey):
         strokes = cv2.morphologyEx(image, cv2.MORPH_TOPHAT, kernel)
         for contrast in CONTRASTS:
@@ -102,7 +104,14 @@ def tophat_sources(grey: np.ndarray) -> Iterator[Source]:
             small = stats[:, cv2.CC_STAT_AREA] < 4  # per label (the ground, label 0, is 0 already)
             if small.any():
                 binary[small[labels]] = 0
-            yield Source(image, binary, groups(binary))
+            out.append((image, binary))
+    return out
+
+
+def tophat_sources(grey: np.ndarray, strokes: list[tuple[np.ndarray, np.ndarray]] | None = None) -> Iterator[Source]:
+    """The top-hat sources (:func:`tophat_strokes`, or ``strokes`` computed before)."""
+    for image, binary in tophat_strokes(grey) if strokes is None else strokes:
+        yield Source(image, binary, groups(binary))
 
 
 def flat_labels(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,11 +141,11 @@ def stand_out(grey: np.ndarray) -> np.ndarray:
     return cv2.absdiff(grey, ground)
 
 
-def flat_source(grey: np.ndarray, apart: np.ndarray) -> Source:
+def flat_source(grey: np.ndarray, apart: np.ndarray, regions: tuple[np.ndarray, np.ndarray] | None = None) -> Source:
     """Strokes of one grey value: burned-in text is drawn in one colour, which texture and speckle
     (whose neighbours differ) are not; regions too small, too large or too filled are dropped."""
 
-    labels, shape = flat_labels(grey)
+    labels, shape = flat_labels(grey) if regions is None else regions
     area, h, w = shape.T
     keep = (area >= FLAT_MIN_AREA) & (h <= MAX_HEIGHT) & (w <= 4 * MAX_HEIGHT) & (area <= 0.8 * h * w + 1)
     # and standing out from the ground around it (flat noise clipped at black is no text)
@@ -199,8 +208,38 @@ def line_ink_source(grey: np.ndarray, apart: np.ndarray) -> Source:
     return source
 
 
-def sources(grey: np.ndarray, apart: np.ndarray) -> Iterator[Source]:
-    yield from tophat_sources(grey)
-    yield flat_source(grey, apart)
-    yield ink_source(grey, apart)
-    yield line_ink_source(grey, apart)
+@dataclass(frozen=True)
+class Maps:
+    """What the sources see of a frame that does not depend on the direction of its lines, computed
+    once and turned a quarter for the second pass (:func:`lake.deid.ocr.find_text`): how far each
+    pixel stands out (:func:`stand_out`), the top-hat strokes (:func:`tophat_strokes`) and the
+    regions of one value (:func:`flat_labels`). A median, a top-hat and regions over a square
+    neighbourhood are the same turned; only a region's height and width change places."""
+
+    apart: np.ndarray
+    strokes: list[tuple[np.ndarray, np.ndarray]]
+    regions: tuple[np.ndarray, np.ndarray]
+
+    @classmethod
+    def of(cls, grey: np.ndarray) -> Maps:
+        return cls(stand_out(grey), tophat_strokes(grey), flat_labels(grey))
+
+    def turned(self) -> Maps:
+        """The maps of the frame turned a quarter (``np.rot90``)."""
+
+        def turn(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(np.rot90(a))
+
+        labels, shape = self.regions
+        return Maps(
+            turn(self.apart),
+            [(turn(image), turn(binary)) for image, binary in self.strokes],
+            (turn(labels), shape[:, [0, 2, 1]]),
+        )
+
+
+def sources(grey: np.ndarray, maps: Maps) -> Iterator[Source]:
+    yield from tophat_sources(grey, maps.strokes)
+    yield flat_source(grey, maps.apart, maps.regions)
+    yield ink_source(grey, maps.apart)
+    yield line_ink_source(grey, maps.apart)
