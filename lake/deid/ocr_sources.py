@@ -189,9 +189,8 @@ def ink_source(
         colour = score.argmax(axis=1)
         drawn = score[np.arange(count), colour] >= least
         kept |= drawn[tile] & (np.abs(g - colour[tile]) <= FLAT_TOLERANCE)
-    strokes = np.zeros(grey.size, dtype=np.uint8)
-    strokes[where[kept]] = 255
-    strokes = strokes.reshape(grey.shape)
+    strokes = np.zeros(grey.shape, dtype=np.uint8)
+    strokes.ravel()[where[kept]] = 255
     lines = groups(strokes, FLAT_REACH)
     return Source(grey, strokes, lines, read_grey=False, min_confidence=INK_CONFIDENCE, min_characters=INK_CHARACTERS)
 
