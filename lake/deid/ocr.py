@@ -65,6 +65,7 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive ends)
 LINE_CONTRAST = 10  # grey levels: the same for the rest of a line already read
 INK_TOLERANCE = 6  # grey levels: the strokes of a confirmed line's own colour
 QUIET_CONTRAST = 12  # grey levels from the median around: a pixel of a character on a quiet ground
+COVERED = 0.9  # a candidate this much inside the lines already found is part of them, not read again
 
 
 @dataclass(frozen=True)
@@ -175,18 +176,30 @@ def find_text(grey: np.ndarray) -> list[TextBox]:
     if grey.ndim != 2 or grey.dtype != np.uint8:
         raise ValueError(f"find_text needs one uint8 grey frame, got {grey.dtype} {grey.shape}: use display_frame")
     ocr_read.api()  # raises OcrUnavailableError before any work
+    return list(ocr_read.kept(_frames_found, ocr_read.digest(grey), lambda: _find_text(grey), FRAMES_KEPT))
+
+
+FRAMES_KEPT = 64  # what was found in a frame is kept by its digest (equal frames: a screen saved twice)
+_frames_found = ocr_read.store()  # until ocr_read.forget_readings, like the readings
+
+
+def _find_text(grey: np.ndarray) -> list[TextBox]:
     maps = ocr_sources.Maps.of(grey)
     found = _find_lines(grey, maps)
     cols = grey.shape[1]
     turned = np.ascontiguousarray(np.rot90(grey))
-    for line in _find_lines(turned, maps.turned()):  # turned: a row is a column
+    across = [TextBox((y0, cols - x1, y1, cols - x0), 0.0) for x0, y0, x1, y1 in (f.box for f in found)]
+    for line in _find_lines(turned, maps.turned(), across):  # turned: a row is a column
         x0, y0, x1, y1 = line.box
         found.append(TextBox((cols - y1, x0, cols - y0, x1), line.confidence, line.text))
     return found
 
 
-def _find_lines(grey: np.ndarray, maps: ocr_sources.Maps) -> list[TextBox]:
-    """The lines written across ``grey`` (see :func:`find_text`), whose ``maps`` are given."""
+def _find_lines(grey: np.ndarray, maps: ocr_sources.Maps, seen: list[TextBox] | None = None) -> list[TextBox]:
+    """The lines written across ``grey`` (see :func:`find_text`), whose ``maps`` are given;
+    ``seen`` are the lines found before in the other direction (a candidate mostly inside them is
+    their text seen turned, and is not read)."""
+    seen = seen or []
     found: list[TextBox] = []
     unread: list[tuple[Box, int | None]] = []
     apart = maps.apart
@@ -196,6 +209,11 @@ def _find_lines(grey: np.ndarray, maps: ocr_sources.Maps) -> list[TextBox]:
             ink = _ink_value(grey, source.strokes, box)
             if any(_inside(box, f.box) for f in found):
                 continue  # a part of a line already read
+            if _covered(line, found) >= COVERED:  # the same line seen by another source: not read again
+                found.append(TextBox(_complete(grey, apart, line, ink), 0.0))
+                continue
+            if seen and _covered(line, found + seen) >= COVERED:  # lines found across, seen turned
+                continue
             x0, y0, x1, y1 = box
             if source.read_near and ink is not None:  # a row or two more: the line's antialiased edges
                 crops = [(ocr_read.near_ink(grey[max(0, y0 - 2) : y1 + 2, x0:x1], ink), False)]
@@ -219,11 +237,11 @@ def _find_lines(grey: np.ndarray, maps: ocr_sources.Maps) -> list[TextBox]:
     if found:
         rest = [_complete(grey, apart, line, ink) for line, ink in unread if _same_kind(line, found)]
         found += [TextBox(box, 0.0) for box in rest]
-    found += _unreadable_lines(grey, apart, found)
+    found += _unreadable_lines(grey, apart, found, seen)
     return [TextBox(_extend(apart, line.box), line.confidence, line.text) for line in found]
 
 
-def _unreadable_lines(grey: np.ndarray, apart: np.ndarray, found: list[TextBox]) -> list[TextBox]:
+def _unreadable_lines(grey: np.ndarray, apart: np.ndarray, found: list[TextBox], seen: list[TextBox]) -> list[TextBox]:
     """Lines shaped like small text that no source read (:mod:`lake.deid.text_like`): masked as a
     decision, read or not (what Tesseract reads of them is kept to rank the risk)."""
     from lake.deid.text_like import grown, text_like_lines
@@ -234,6 +252,9 @@ def _unreadable_lines(grey: np.ndarray, apart: np.ndarray, found: list[TextBox])
             continue
         if not any(_overlaps(box, f.box) for f in found):  # found alone: maybe in some of its tiles only
             box = grown(box, *grey.shape)
+        if _covered(box, found + seen) >= COVERED:  # masked as part of lines read: not read for their text
+            out.append(TextBox(box, 0.0))
+            continue
         x0, y0, x1, y1 = box
         text, confidence = ocr_read.read(grey[y0:y1, x0:x1], False)
         out.append(TextBox(box, confidence if ocr_read.is_text(text, confidence) else 0.0, text))
@@ -258,6 +279,18 @@ def _same_kind(box: Box, lines: list[TextBox]) -> bool:
         if stacked and 0.5 * lh <= h <= 1.6 * lh:
             return True
     return False
+
+
+def _covered(box: Box, lines: list[TextBox]) -> float:
+    """The share of ``box`` that ``lines`` cover."""
+    x0, y0, x1, y1 = box
+    if not lines or x1 <= x0 or y1 <= y0:
+        return 0.0
+    inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    for line in lines:
+        lx0, ly0, lx1, ly1 = line.box
+        inside[max(ly0, y0) - y0 : max(min(ly1, y1) - y0, 0), max(lx0, x0) - x0 : max(min(lx1, x1) - x0, 0)] = True
+    return float(inside.mean())
 
 
 def _overlaps(box: Box, other: Box) -> bool:

@@ -7,9 +7,10 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -93,7 +94,37 @@ def near_ink(crop: np.ndarray, ink: int) -> np.ndarray:
 
 READINGS_KEPT = 2048  # readings kept by crop (:func:`read`), until forget_readings
 _readings: OrderedDict[tuple[Any, ...], tuple[str, float]] = OrderedDict()
+_stores: list[OrderedDict[Any, Any]] = [_readings]  # every store of what was read of a run's pixels
 _readings_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def store() -> OrderedDict[Any, Any]:
+    """A new store of results read from pixels (:func:`kept`), emptied by :func:`forget_readings`."""
+    new: OrderedDict[Any, Any] = OrderedDict()
+    with _readings_lock:
+        _stores.append(new)
+    return new
+
+
+def digest(pixels: np.ndarray) -> tuple[Any, ...]:
+    """A key for equal pixels: their digest, shape and type."""
+    return hashlib.blake2b(np.ascontiguousarray(pixels).data, digest_size=16).digest(), pixels.shape, pixels.dtype.str
+
+
+def kept(place: OrderedDict[Any, Any], key: Any, compute: Callable[[], T], limit: int) -> T:
+    """``compute()`` kept in ``place`` by ``key`` (the last ``limit`` of them), in memory only."""
+    with _readings_lock:
+        value = place.get(key)
+        if value is not None:
+            place.move_to_end(key)
+            return cast(T, value)
+    value = compute()
+    with _readings_lock:
+        place[key] = value
+        while len(place) > limit:
+            place.popitem(last=False)
+    return value
 
 
 def read(crop: np.ndarray, binary: bool, height: int = READ_HEIGHT) -> tuple[str, float]:
@@ -105,25 +136,15 @@ def read(crop: np.ndarray, binary: bool, height: int = READ_HEIGHT) -> tuple[str
     ingest): the overlays and screen labels of a series are the same pixels from one instance to
     the next (of the 507 readings in an ingest of the shared archive's 11 Philips screens, 212 were
     of distinct crops)."""
-    digest = hashlib.blake2b(np.ascontiguousarray(crop).data, digest_size=16).digest()
-    key = (digest, crop.shape, crop.dtype.str, binary, height)
-    with _readings_lock:
-        reading = _readings.get(key)
-        if reading is not None:
-            _readings.move_to_end(key)
-            return reading
-    reading = _read(crop, binary, height)
-    with _readings_lock:
-        _readings[key] = reading
-        while len(_readings) > READINGS_KEPT:
-            _readings.popitem(last=False)
-    return reading
+    return kept(_readings, (*digest(crop), binary, height), lambda: _read(crop, binary, height), READINGS_KEPT)
 
 
 def forget_readings() -> None:
-    """Drop the readings kept (text read from a run's pixels does not outlive the run)."""
+    """Drop the readings kept, and every other result kept from pixels (text read from a run's
+    pixels does not outlive the run)."""
     with _readings_lock:
-        _readings.clear()
+        for place in _stores:
+            place.clear()
 
 
 def _read(crop: np.ndarray, binary: bool, height: int) -> tuple[str, float]:

@@ -60,13 +60,16 @@ def _flagged(grey: np.ndarray, thin: np.ndarray) -> list[Box]:
             peak = hist.copy()  # thin pixels of each value +-1
             peak[:, :, 1:] += hist[:, :, :-1]
             peak[:, :, :-1] += hist[:, :, 1:]
-            padded = np.pad(peak, ((2, 2), (1, 1), (0, 0)))
-            above, below = padded[1:-3, 1:-1], padded[3:-1, 1:-1]
-            hood = padded[:, :-2] + padded[:, 1:-1] + padded[:, 2:]  # 3 tiles across, then 5 down
-            hood = hood[:-4] + hood[1:-3] + hood[2:-2] + hood[3:-1] + hood[4:]
-            mean = (hood - peak) / 14.0  # the 14 other tiles of the neighbourhood
-            ok = (peak >= LEAST) & (peak >= RATIO * np.maximum(np.maximum(above, below), mean))
-            for ty, tx, v in zip(*np.nonzero(ok), strict=True):
+            tys, txs, vs = np.nonzero(peak >= LEAST)  # the few tiles and values worth a look
+            if not tys.size:
+                continue
+            padded = np.pad(peak, ((2, 2), (1, 1), (0, 0)))  # tile (ty, tx) is at (ty + 2, tx + 1)
+            count = peak[tys, txs, vs]
+            above, below = padded[tys + 1, txs + 1, vs], padded[tys + 3, txs + 1, vs]
+            hood = sum(padded[tys + 2 + dy, txs + 1 + dx, vs] for dy in range(-2, 3) for dx in range(-1, 2))
+            mean = (hood - count) / 14.0  # the 14 other tiles of the neighbourhood (3 across, 5 down)
+            ok = count >= RATIO * np.maximum(np.maximum(above, below), mean)
+            for ty, tx, v in zip(tys[ok], txs[ok], vs[ok], strict=True):
                 y0, x0 = int(ty) * th - oy, int(tx) * tw - ox
                 box = (max(0, x0), max(0, y0), min(cols, x0 + tw), min(rows, y0 + th))
                 if box in out:

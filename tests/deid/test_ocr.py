@@ -433,4 +433,77 @@ def test_an_ingest_keeps_no_reading_after_it(tmp_path: Path) -> None:
     assert summary.ingested == 1
     row = lake.open(tmp_path / "lake", key_file=tmp_path / "k.key").sql("SELECT pixel_phi_reason FROM instances")
     assert row["pixel_phi_reason"].to_list() == ["identifier_in_text"]  # it was read
-    assert len(ocr_read._readings) == 0
+    assert len(ocr_read._readings) == 0 and len(ocr._frames_found) == 0
+
+
+def _counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    calls: list[tuple[int, ...]] = []
+    real = ocr_read._read
+
+    def counted(crop: np.ndarray, binary: bool, height: int) -> tuple[str, float]:
+        calls.append(crop.shape)
+        return real(crop, binary, height)
+
+    monkeypatch.setattr(ocr_read, "_read", counted)
+    ocr_read.forget_readings()
+    return calls
+
+
+def _screen_line() -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    im = Image.new("L", (320, 120), 0)
+    font = ImageFont.truetype(str(text_corpus.fonts()[0]), 14)
+    ImageDraw.Draw(im).text((10, 40), "DOE JANE 4711 1961", font=font, fill=255)
+    return np.asarray(im).copy()
+
+
+def test_an_equal_frame_is_not_searched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What was found in a frame is kept by its pixels (a screen saved twice in a series) until
+    forget_readings: equal pixels are neither searched nor read again, and give the same lines."""
+    calls = _counting_reads(monkeypatch)
+    frame = _screen_line()
+    first = ocr.find_text(frame)
+    assert first and calls
+    searched = []
+    monkeypatch.setattr(ocr, "_find_text", lambda grey: searched.append(grey) or [])
+    reads = len(calls)
+    assert ocr.find_text(frame.copy()) == first and not searched and len(calls) == reads
+    other = frame.copy()
+    other[0, 0] = 1
+    assert ocr.find_text(other) == [] and len(searched) == 1  # other pixels: searched
+    ocr_read.forget_readings()
+    assert ocr.find_text(frame) == [] and len(searched) == 2  # forgotten: searched again
+
+
+def test_a_line_another_source_found_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A candidate mostly inside a line already read (the same line seen by a later source, a row
+    taller) is part of that line: it is masked with it and not read again."""
+    frame = _screen_line()
+    maps = ocr_sources.Maps.of(frame)
+    first = next(iter(ocr_sources.tophat_sources(frame, maps.strokes)))
+    (line,) = [first.line_of(box) for box in first.candidates()]
+    x0, y0, x1, y1 = line
+    taller = ocr_sources.Source(frame, first.strokes, [(x0, y0, x1, y1 + 1)])
+    monkeypatch.setattr(ocr_sources, "sources", lambda grey, maps: iter([first, taller]))
+    calls = _counting_reads(monkeypatch)
+    found = ocr._find_lines(frame, maps)
+    assert len(calls) == 1 and found[0].confidence > 0 and found[0].text  # the first source's line, read
+    assert len(found) == 2 and found[1].confidence == 0.0  # the taller one: masked, not read
+    fx0, fy0, fx1, fy1 = found[1].box
+    assert fy0 <= y0 and fy1 >= y1 + 1 and fx0 <= x0 and fx1 >= x1
+
+
+def test_the_turned_pass_reads_nothing_inside_the_lines_found_across(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turned a quarter, a line of text found across is strokes standing on end: its candidates and
+    its text-like tiles are the same text, already masked, and are not read again."""
+    frame = np.ascontiguousarray(np.rot90(_screen_line()))  # the line written up and down
+    maps = ocr_sources.Maps.of(frame)
+    calls = _counting_reads(monkeypatch)
+    ocr._find_lines(frame, maps)
+    assert calls  # seen alone, its strokes are candidates, read
+    rows, cols = frame.shape
+    calls.clear()
+    ocr_read.forget_readings()
+    ocr._find_lines(frame, maps, [ocr.TextBox((0, 0, cols, rows), 90.0, "DOE JANE")])
+    assert calls == []
