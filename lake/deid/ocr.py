@@ -188,7 +188,9 @@ def _find_text(grey: np.ndarray) -> list[TextBox]:
     found = _find_lines(grey, maps)
     cols = grey.shape[1]
     turned = np.ascontiguousarray(np.rot90(grey))
-    across = [TextBox((y0, cols - x1, y1, cols - x0), 0.0) for x0, y0, x1, y1 in (f.box for f in found)]
+    rows = grey.shape[0]  # the lines found across, as they will be masked (padded), turned:
+    padded = (pad(f.box, rows, cols) for f in found)
+    across = [TextBox((y0, cols - x1, y1, cols - x0), 0.0) for x0, y0, x1, y1 in padded]
     for line in _find_lines(turned, maps.turned(), across):  # turned: a row is a column
         x0, y0, x1, y1 = line.box
         found.append(TextBox((cols - y1, x0, cols - y0, x1), line.confidence, line.text))
@@ -197,8 +199,8 @@ def _find_text(grey: np.ndarray) -> list[TextBox]:
 
 def _find_lines(grey: np.ndarray, maps: ocr_sources.Maps, seen: list[TextBox] | None = None) -> list[TextBox]:
     """The lines written across ``grey`` (see :func:`find_text`), whose ``maps`` are given;
-    ``seen`` are the lines found before in the other direction (a candidate mostly inside them is
-    their text seen turned, and is not read)."""
+    ``seen`` are the lines found before in the other direction, padded as they will be masked (a
+    candidate mostly inside them is their text seen turned, and is not read)."""
     seen = seen or []
     found: list[TextBox] = []
     unread: list[tuple[Box, int | None]] = []
