@@ -180,10 +180,20 @@ def ink_source(
         across = (cols + ox) // tw + 1
         tile = ((ys + oy) // th) * across + (xs + ox) // tw
         count = ((rows - 1 + oy) // th) * across + (cols - 1 + ox) // tw + 1
-        hist = np.bincount(tile * 256 + g, minlength=count * 256).reshape(count, 256)
+        # a tile with fewer pixels standing out than ``least`` has no colour drawn: only the others
+        active = np.flatnonzero(np.bincount(tile, minlength=count) >= least)
+        if not active.size:
+            continue
+        compact = np.full(count, -1, dtype=np.intp)
+        compact[active] = np.arange(active.size)
+        at = compact[tile]
+        mine = np.flatnonzero(at >= 0)
+        at, value = at[mine], g[mine]
+        n = active.size
+        hist = np.bincount(at * 256 + value, minlength=n * 256).reshape(n, 256)
         # per tile and value v, the pixels of values below v + k (k in -9..10, clipped to 0..256)
         below_all = np.cumsum(hist, axis=1)
-        total = np.concatenate([np.zeros((count, 10), np.int64), below_all, np.repeat(below_all[:, -1:], 10, 1)], 1)
+        total = np.concatenate([np.zeros((n, 10), np.int64), below_all, np.repeat(below_all[:, -1:], 10, 1)], 1)
 
         def window(a: int, b: int, total: np.ndarray = total) -> tuple[np.ndarray, np.ndarray]:
             lo, hi = np.clip(values + a, 0, 256), np.clip(values + b, 0, 256)
@@ -195,8 +205,8 @@ def ink_source(
         beside = (below + above) * 3.0 / np.maximum(n_below + n_above, 1)
         score = peak - INK_RATIO * beside
         colour = score.argmax(axis=1)
-        drawn = score[np.arange(count), colour] >= least
-        kept |= drawn[tile] & (np.abs(g - colour[tile]) <= FLAT_TOLERANCE)
+        drawn = score[np.arange(n), colour] >= least
+        kept[mine] |= drawn[at] & (np.abs(value - colour[at]) <= FLAT_TOLERANCE)
     strokes = np.zeros(grey.shape, dtype=np.uint8)
     strokes.ravel()[where[kept]] = 255
     lines = groups(strokes, FLAT_REACH)

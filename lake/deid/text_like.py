@@ -55,18 +55,25 @@ def _flagged(grey: np.ndarray, thin: np.ndarray) -> list[Box]:
         for ox in (0, tw // 2):
             down, across = (rows - 1 + oy) // th + 1, (cols - 1 + ox) // tw + 1
             tile = ((ys + oy) // th) * across + (xs + ox) // tw
-            hist = np.bincount(tile * 256 + value, minlength=down * across * 256).astype(np.int32)
-            hist = hist.reshape(down, across, 256)
-            peak = hist.copy()  # thin pixels of each value +-1
-            peak[:, :, 1:] += hist[:, :, :-1]
-            peak[:, :, :-1] += hist[:, :, 1:]
-            tys, txs, vs = np.nonzero(peak >= LEAST)  # the few tiles and values worth a look
-            if not tys.size:
-                continue
-            padded = np.pad(peak, ((2, 2), (1, 1), (0, 0)))  # tile (ty, tx) is at (ty + 2, tx + 1)
-            count = peak[tys, txs, vs]
-            above, below = padded[tys + 1, txs + 1, vs], padded[tys + 3, txs + 1, vs]
-            hood = sum(padded[tys + 2 + dy, txs + 1 + dx, vs] for dy in range(-2, 3) for dx in range(-1, 2))
+            keys = tile * 256 + value
+            hist = np.bincount(keys, minlength=down * across * 256).astype(np.int32)
+            # tile (ty, tx) and value v at (ty + 2, tx + 1, v + 1): tiles and values beyond count none
+            padded = np.pad(hist.reshape(down, across, 256), ((2, 2), (1, 1), (1, 1)))
+
+            def peak(ty: np.ndarray, tx: np.ndarray, v: np.ndarray, padded: np.ndarray = padded) -> np.ndarray:
+                """Thin pixels of each value +-1 in tile (ty, tx), taken as padded."""
+                return padded[ty, tx, v] + padded[ty, tx, v + 1] + padded[ty, tx, v + 2]
+
+            # the only tiles and values with any: those of a thin pixel, and one value either side
+            spots = np.unique(np.concatenate([keys - 1, keys, keys + 1]))
+            spots = spots[(spots >= 0) & (spots < hist.size)]
+            tys, rest = np.divmod(spots, across * 256)
+            txs, vs = np.divmod(rest, 256)
+            count = peak(tys + 2, txs + 1, vs)
+            enough = count >= LEAST
+            tys, txs, vs, count = tys[enough], txs[enough], vs[enough], count[enough]
+            above, below = peak(tys + 1, txs + 1, vs), peak(tys + 3, txs + 1, vs)
+            hood = sum(peak(tys + 2 + dy, txs + 1 + dx, vs) for dy in range(-2, 3) for dx in range(-1, 2))
             mean = (hood - count) / 14.0  # the 14 other tiles of the neighbourhood (3 across, 5 down)
             ok = count >= RATIO * np.maximum(np.maximum(above, below), mean)
             for ty, tx, v in zip(tys[ok], txs[ok], vs[ok], strict=True):
