@@ -55,20 +55,22 @@ def _flagged(grey: np.ndarray, thin: np.ndarray) -> list[Box]:
         for ox in (0, tw // 2):
             down, across = (rows - 1 + oy) // th + 1, (cols - 1 + ox) // tw + 1
             tile = ((ys + oy) // th) * across + (xs + ox) // tw
-            keys = tile * 256 + value
-            hist = np.bincount(keys, minlength=down * across * 256).astype(np.int32)
-            # tile (ty, tx) and value v at (ty + 2, tx + 1, v + 1): tiles and values beyond count none
-            padded = np.pad(hist.reshape(down, across, 256), ((2, 2), (1, 1), (1, 1)))
+            # tile (ty, tx) and value v at (ty + 2, tx + 1, v + 1) of a padded grid: around it, none
+            wide, depth = across + 2, 258
+            keys = ((ys + oy) // th + 2) * (wide * depth) + ((xs + ox) // tw + 1) * depth + value + 1
+            padded = np.bincount(keys, minlength=(down + 4) * wide * depth).reshape(down + 4, wide, depth)
 
             def peak(ty: np.ndarray, tx: np.ndarray, v: np.ndarray, padded: np.ndarray = padded) -> np.ndarray:
                 """Thin pixels of each value +-1 in tile (ty, tx), taken as padded."""
                 return padded[ty, tx, v] + padded[ty, tx, v + 1] + padded[ty, tx, v + 2]
 
             # the only tiles and values with any: those of a thin pixel, and one value either side
-            spots = np.unique(np.concatenate([keys - 1, keys, keys + 1]))
-            spots = spots[(spots >= 0) & (spots < hist.size)]
-            tys, rest = np.divmod(spots, across * 256)
-            txs, vs = np.divmod(rest, 256)
+            spots = np.unique(keys)
+            spots = np.unique(np.concatenate([spots - 1, spots, spots + 1]))
+            tys, rest = np.divmod(spots, wide * depth)
+            txs, vs = np.divmod(rest, depth)
+            real = (vs >= 1) & (vs <= 256)  # values 0-255 (a thin pixel of 0 has none below it)
+            tys, txs, vs = tys[real] - 2, txs[real] - 1, vs[real] - 1
             count = peak(tys + 2, txs + 1, vs)
             enough = count >= LEAST
             tys, txs, vs, count = tys[enough], txs[enough], vs[enough], count[enough]
@@ -76,12 +78,16 @@ def _flagged(grey: np.ndarray, thin: np.ndarray) -> list[Box]:
             hood = sum(peak(tys + 2 + dy, txs + 1 + dx, vs) for dy in range(-2, 3) for dx in range(-1, 2))
             mean = (hood - count) / 14.0  # the 14 other tiles of the neighbourhood (3 across, 5 down)
             ok = count >= RATIO * np.maximum(np.maximum(above, below), mean)
-            for ty, tx, v in zip(tys[ok], txs[ok], vs[ok], strict=True):
+            order = np.argsort(tile, kind="stable")  # the thin pixels tile by tile
+            starts = np.searchsorted(tile[order], tys * across + txs)
+            ends = np.searchsorted(tile[order], tys * across + txs, side="right")
+            for ty, tx, v, start, end in zip(tys[ok], txs[ok], vs[ok], starts[ok], ends[ok], strict=True):
                 y0, x0 = int(ty) * th - oy, int(tx) * tw - ox
                 box = (max(0, x0), max(0, y0), min(cols, x0 + tw), min(rows, y0 + th))
                 if box in out:
                     continue
-                mine = (tile == ty * across + tx) & (np.abs(value - v) <= 1)
+                here = order[start:end]
+                mine = here[np.abs(value[here] - v) <= 1]
                 if _spread(ys[mine], xs[mine]):
                     out.append(box)
     return out
@@ -91,7 +97,10 @@ def _spread(rows: np.ndarray, columns: np.ndarray) -> bool:
     """Whether a tile's thin pixels of one value stand in :data:`ROWS` rows and :data:`COLUMNS`
     columns or more: a line of characters (the edge of a fan or a field drawn across stands in
     one or two rows, one drawn down in one or two columns)."""
-    return len(np.unique(rows)) >= ROWS and len(np.unique(columns)) >= COLUMNS
+    if rows.size < max(ROWS, COLUMNS):
+        return False
+    distinct_rows = np.count_nonzero(np.bincount(rows - rows.min()))
+    return bool(distinct_rows >= ROWS and np.count_nonzero(np.bincount(columns - columns.min())) >= COLUMNS)
 
 
 def _join(boxes: list[Box]) -> list[Box]:
