@@ -37,8 +37,8 @@ frame windowed to its own display range (8 bits), once across and once turned a 
 benchmarks/ocr.py (200 synthetic pairs each, 2026-12-03; benchmarks/README.md): every visible text
 pixel masked in 100% of the text images of the tuning corpus (seed 2024) and in 100%, 99.5%
 and 100% of three held-out corpora (seeds 2041, 2031, 2051); clean images altered 0.0% (0 of 200), and
-1.5%, 0.5%, 0.5% held out (an ultrasound fan's edge, a CT blob). Median OCR time 143 ms per
-512x512 frame. Still missed: text darker than a dark ground (or brighter than a bright one),
+1.5%, 0.5%, 0.5% held out (an ultrasound fan's edge, a CT blob). Median OCR time 79-91 ms per
+512x512 frame (idle, 2026-12-04). Still missed: text darker than a dark ground (or brighter than a bright one),
 clipped to its ground; 8-9 px text on speckle that no tile shows.
 
 The text read stays in memory (:class:`TextBox.text`, hidden from ``repr``): the caller may compare
