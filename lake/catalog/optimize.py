@@ -6,6 +6,9 @@ sit together, so DuckDB prunes row groups by min/max statistics), and writes it 
 ``overwrite`` commit with zstd, page statistics and a bloom filter on the table's key (so a lookup
 by SOPInstanceUID reads one row group). The old files stay on disk (readers holding the previous
 snapshot keep working; a Delta vacuum removes them later) and the run is recorded in ``runs``.
+Before ``instances`` is compacted, the small pixel arrays of each series are merged into one
+(:mod:`lake.pixels.merge`: what a crashed write left is removed first; the rows switch to the merged
+arrays in Delta commits of their own, which the compaction then folds in).
 After ``instances`` it rebuilds the tables derived from it: ``header_index`` (lookups by UID,
 :mod:`lake.catalog.header_index`) and ``series_summary`` (the ``series`` view materialised,
 :mod:`lake.catalog.series_summary`), each only when it does not cover the current files already.
@@ -35,6 +38,7 @@ from lake.crashpoints import crash_point
 from lake.headers.schema import TableSchema, load_table_schema, table_names
 from lake.interrupts import Interrupted, deferred, signal_of, signals_raise
 from lake.lock import write_lock
+from lake.pixels.merge import ArrayMerge, merge_small_arrays
 from lake.runs import append_run, new_run_id, utc_now
 
 logger = logging.getLogger(__name__)
@@ -63,9 +67,17 @@ class TableCompaction:
 class OptimizeSummary:
     run_id: str
     tables: list[TableCompaction] = field(default_factory=list)
+    arrays: ArrayMerge | None = None  # the small pixel arrays merged (with ``instances``)
 
     def to_dict(self) -> dict[str, Any]:
-        return {t.table: {k: v for k, v in vars(t).items() if k != "table"} for t in self.tables}
+        out: dict[str, Any] = {t.table: {k: v for k, v in vars(t).items() if k != "table"} for t in self.tables}
+        if self.arrays is not None:
+            out[PIXEL_ARRAYS] = self.arrays.to_dict()
+        return out
+
+
+#: The key of the arrays merged in :meth:`OptimizeSummary.to_dict` (and the progress label).
+PIXEL_ARRAYS = "pixel arrays"
 
 
 def parquet_options(
@@ -169,6 +181,19 @@ def rebuild_series_summary(
     return TableCompaction(series_summary.NAME, len(before), len(after), rows, _file_sizes(before), _file_sizes(after))
 
 
+def _merge_arrays(paths: LakePaths, run_id: str, on_frames: Callable[[int], None] | None) -> ArrayMerge:
+    """Remove what a crashed write left, then merge the small pixel arrays (:mod:`lake.pixels.merge`)."""
+    from lake.config import read_config
+    from lake.maintenance.orphans import committed_arrays, remove_orphans
+    from lake.pixels.store import PixelStore
+
+    settings = read_config(paths).pixels
+    store = PixelStore(paths.pixels, settings.shard_frames, settings.codec)
+    store.discard_unfinished()
+    remove_orphans(paths, committed_arrays(paths))
+    return merge_small_arrays(paths, store, run_id, on_frames)
+
+
 def optimize(
     root: str | os.PathLike[str],
     tables: list[str] | None = None,
@@ -196,6 +221,8 @@ def optimize(
         recorded = False
         try:
             written = [t for t in table_names() if t != "runs" and load_table_schema(t).built_by == "ingest"]
+            if "instances" in (tables or written):  # first: the switch of rows is a commit that compaction folds in
+                summary.arrays = _merge_arrays(paths, summary.run_id, rows_of(PIXEL_ARRAYS))
             # not deferred: a table's rewrite may take minutes, and each commit is one Delta commit anyway
             for name in tables or written:
                 summary.tables.append(compact_table(paths, name, force=force, on_rows=rows_of(name)))

@@ -1,4 +1,5 @@
-"""``lake optimize --lake LAKE [--force]``: compact and sort the tables (see lake.catalog.optimize)."""
+"""``lake optimize --lake LAKE [--force]``: merge small pixel arrays, compact and sort the tables (see
+lake.catalog.optimize)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from lake.interrupts import Interrupted
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "optimize",
-        help="compact small files into sorted zstd Parquet with statistics and a bloom filter on the key, "
-        "and rebuild the header index",
+        help="merge the small pixel arrays of each series, compact small files into sorted zstd Parquet with "
+        "statistics and a bloom filter on the key, and rebuild the header index",
     )
     add_lake_option(p)
     add_memory_option(p)
@@ -42,6 +43,15 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_code
     finally:
         progress.close()
+    merged = summary.arrays
+    if merged is not None and merged.arrays_before:
+        print(
+            f"pixel arrays: {merged.arrays_before} small arrays merged into {merged.arrays_after}, "
+            f"{merged.instances} instances, {merged.frames} frames"
+            + (f" ({merged.skipped_series} series left as they were: run lake verify)" if merged.skipped_series else "")
+        )
+    elif merged is not None:
+        print("pixel arrays: no small arrays to merge")
     for t in summary.tables:
         if t.skipped:
             print(f"{t.table}: already compact ({t.files_before} file(s))")

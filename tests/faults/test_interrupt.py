@@ -96,12 +96,15 @@ def test_an_interrupted_optimize_is_recorded_and_the_rerun_completes(tmp_path: P
     assert stderr.splitlines()[-1].startswith("lake optimize: interrupted;")
     assert "run the same command again to complete it" in stderr
     assert [(r["operation"], r["outcome"]) for r in _runs(root)] == [("ingest", "partial"), ("optimize", "interrupted")]
-    assert {t: table_rows(root, t) for t in reference.rows} == reference.rows
+    # the small pixel arrays were merged first: where frames sit may differ, not the frames (verified below)
+    assert {t: table_rows(root, t, layout=False) for t in reference.rows} == {
+        t: table_rows(reference.root, t, layout=False) for t in reference.rows
+    }
     with running(*args) as rerun:
         assert rerun.wait(timeout=120) == 0
     assert [r["outcome"] for r in _runs(root)][-1] == "ok"
     assert lake.open(root).sql("SELECT count(*) FROM header_index")[0, 0] == 12
-    assert_complete(root, reference)
+    assert_complete(root, reference, layout=False)
 
 
 def test_a_signal_during_a_deferred_section_is_raised_at_its_end() -> None:

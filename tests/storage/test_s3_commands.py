@@ -45,10 +45,14 @@ def test_init_on_s3_then_ingest(server: object, tmp_path: Path, capsys: pytest.C
 def test_optimize_on_s3_equals_the_folder(server: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     twins = _twins(tmp_path, "optimized")
     assert main(["optimize", "--lake", twins.url, "--no-progress"]) == 0
-    err = capsys.readouterr().err
-    assert "published to" in err and "fetched" not in err  # tables only: no shard read
+    captured = capsys.readouterr()
+    # the small arrays of a series are merged: their shards are read, the rest are not staged
+    assert "published to" in captured.err and "pixel arrays: 2 small arrays merged into 1" in captured.out
     assert main(["optimize", "--lake", str(twins.folder), "--no-progress"]) == 0
     _same_lake(twins)
+    assert main(["optimize", "--lake", twins.url, "--no-progress", "--force"]) == 0
+    captured = capsys.readouterr()  # nothing small is left: tables only, no shard read
+    assert "no small arrays to merge" in captured.out and "fetched" not in captured.err
     assert any(i.path.startswith("tables/header_index/") for i in open_storage(twins.url).list())
     sop = lake.open(twins.folder).sql("SELECT SOPInstanceUID FROM instances ORDER BY 1 LIMIT 1").item()
     assert lake.open(twins.url).header(sop) == lake.open(twins.folder).header(sop)
