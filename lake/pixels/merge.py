@@ -227,7 +227,7 @@ def _merge(
         for key, indices in wanted.items():
             ordered = sorted(indices)
             frames_of[key] = dict(zip(ordered, store.read_frames(key, ordered), strict=True))
-        attributes = store.attributes(plan.sources[0])
+        attributes = store.attributes(str(plan.rows[0]["pixel_array"]))  # of its first instance, as an ingest's
     except (NotInLakeError, OSError, ValueError):
         logger.warning("a series' small pixel arrays were not merged: one of them could not be read")
         summary.skipped_series += 1
