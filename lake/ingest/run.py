@@ -76,7 +76,7 @@ from lake.ingest.worker import Processed, Rejection, content_digest
 from lake.interrupts import Interrupted, deferred, signal_of, signals_raise
 from lake.keys import LakeKey
 from lake.lock import write_lock
-from lake.maintenance.orphans import remove_orphan_bulk, remove_orphans
+from lake.maintenance.orphans import remove_orphan_bulk, remove_orphans, retained_arrays
 from lake.review.held import hold_quarantined
 from lake.review.reread import reread_series_with_text
 from lake.runs import append_run, new_run_id, utc_now
@@ -813,8 +813,11 @@ def _discard_uncommitted(run: _Run) -> None:
     """Arrays workers wrote for files this run did not store (duplicates in the input, versions kept
     out, withdrawn patients...), and what dead workers left: nothing the lake does not use stays."""
     store = run.lk.pixel_store
-    for key in sorted(run.written - set(run.state.next_frame)):
-        store.discard(key)
+    unused = sorted(run.written - set(run.state.next_frame))
+    retained = retained_arrays(run.paths) if unused else set()  # an older version's, after optimize merged it
+    for key in unused:
+        if key not in retained:
+            store.discard(key)
     store.discard_unfinished()
     if run.lost_units:  # a dead worker's arrays are not known by name
         remove_orphans(run.paths, run.state.next_frame)

@@ -41,18 +41,46 @@ def _recover_fallback(pixels: Path) -> None:
 
 
 def orphan_arrays(paths: LakePaths, committed: Container[str]) -> list[str]:
-    """Array keys (``series/group``) under ``pixels/`` that are not in ``committed``."""
+    """Array keys (``series/group``) under ``pixels/`` that are neither in ``committed`` nor retained
+    (:func:`retained_arrays`)."""
     if not paths.pixels.is_dir():
         return []
-    return sorted(
+    found = sorted(
         p.relative_to(paths.pixels).as_posix()
         for p in paths.pixels.glob("*/*")
         if p.is_dir() and p.relative_to(paths.pixels).as_posix() not in committed
     )
+    if not found:
+        return []
+    retained = retained_arrays(paths)
+    return [key for key in found if key not in retained]
+
+
+def retained_arrays(paths: LakePaths) -> set[str]:
+    """The arrays that rows of any ``instances`` file still on disk point to: the current snapshot's,
+    and those of the older versions Delta keeps for time travel until ``lake vacuum`` removes their
+    files (``lake forget`` and corrections vacuum at once). A snapshot pinned to an older version (a
+    cohort's manifest) so reads its pixels after ``lake optimize`` merged its arrays, until the
+    retention ends. A file never committed (a killed writer's) counts too: the array it names is
+    kept until vacuum, and a rerun writing the same content finds it by its name."""
+    folder = paths.table("instances")
+    if not folder.is_dir():
+        return set()
+    files = sorted(str(p) for p in folder.rglob("*.parquet") if "_delta_log" not in p.relative_to(folder).parts)
+    if not files:
+        return set()
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    with memory.connect("arrays", ordered=False) as con:
+        rows = con.execute(
+            f"SELECT DISTINCT pixel_array FROM read_parquet([{listed}], union_by_name = true) "
+            "WHERE pixel_array IS NOT NULL"
+        ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def remove_orphans(paths: LakePaths, committed: Container[str]) -> list[str]:
-    """Delete arrays no committed row points to (call under the write lock); returns their keys.
+    """Delete arrays no committed row points to, nor a retained older version's (call under the
+    write lock); returns their keys.
 
     ``committed`` is the set of ``pixel_array`` values of the ``instances`` snapshot.
     """

@@ -72,10 +72,12 @@ def vacuum(root: str | os.PathLike[str], retention_hours: int = DEFAULT_RETENTIO
     started = utc_now()
     summary = VacuumSummary(new_run_id("M"))
     with write_lock(paths.lock):
-        summary.orphan_arrays = len(remove_orphans(paths, committed_arrays(paths)))
         summary.orphan_bulk_rows = remove_orphan_bulk(paths, None, summary.run_id)
         for table_dir in table_dirs(paths):
             summary.table_files[table_dir.name] = vacuum_table(table_dir, retention_hours)
+        # after the tables: an array only the versions just vacuumed pointed to (lake optimize merged
+        # it, a correction replaced it) is no longer retained (lake.maintenance.orphans.retained_arrays)
+        summary.orphan_arrays = len(remove_orphans(paths, committed_arrays(paths)))
         record_table_fixity(paths, summary.run_id)
         params = {"retention_hours": retention_hours}
         append_run(paths, summary.run_id, "vacuum", started, params, summary.to_dict(), "ok")

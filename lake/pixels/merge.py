@@ -12,12 +12,14 @@ ingest's (:func:`lake.pixels.store.frames_array_key`), built under ``pixels/.wri
 compared and checksummed before it is renamed into place.
 
 The rows then switch to it in one Delta ``MERGE`` of ``instances`` per :data:`COMMIT_ROWS` rows,
-matched on (SOPInstanceUID, pixel_array), and the old arrays are deleted after that commit. A crash
-or Ctrl-C before the commit leaves the new array unused (an orphan the next write removes) and the
-old ones in use; after it, the old arrays are orphans; the same command again finishes the job (the
-new array's name is the same, so it is not written twice). Frames no committed row points to (an
-instance of a unit that was not stored) are not copied. The stored values are unchanged: every
-instance's frames read the same before and after (``tests/pixels/test_merge.py``).
+matched on (SOPInstanceUID, pixel_array). The old arrays stay while an older version of the table
+that points to them is kept for time travel (a cohort pinned to it reads the same pixels), and go
+with the next write after ``lake vacuum`` removed those versions' files
+(:func:`lake.maintenance.orphans.retained_arrays`). A crash or Ctrl-C before the commit leaves the
+new array unused (an orphan the next write removes) and the old ones in use; the same command again
+finishes the job (the new array's name is the same, so it is not written twice). Frames no committed
+row points to (an instance of a unit that was not stored) are not copied. The stored values are
+unchanged: every instance's frames read the same before and after (``tests/pixels/test_merge.py``).
 """
 
 from __future__ import annotations
@@ -92,13 +94,12 @@ class _Plan:
 
 @dataclass
 class _Pending:
-    """Rows switched to new arrays, not committed yet, and the arrays they leave."""
+    """Rows switched to new arrays, not committed yet."""
 
     sops: list[str] = field(default_factory=list)
     old: list[str] = field(default_factory=list)
     new: list[str] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
 
 
 def merge_small_arrays(
@@ -140,9 +141,9 @@ def merge_small_arrays(
             _merge(store, plan, run_id, summary, pending, on_frames)
             plan.rows = []
             if len(pending.sops) >= commit_rows:
-                _commit(paths, store, pending, summary)
+                _commit(paths, pending, summary)
                 pending = _Pending()
-        _commit(paths, store, pending, summary)
+        _commit(paths, pending, summary)
     return summary
 
 
@@ -254,7 +255,6 @@ def _merge(
         pending.old.append(str(row["pixel_array"]))
         pending.new.append(key)
         pending.starts.append(start)
-    pending.sources.extend(plan.sources)
     summary.arrays_before += len(plan.sources)
     summary.arrays_after += 1
     summary.instances += len(plan.rows)
@@ -264,8 +264,9 @@ def _merge(
         on_frames(int(merged.shape[0]))
 
 
-def _commit(paths: LakePaths, store: PixelStore, pending: _Pending, summary: ArrayMerge) -> None:
-    """Switch the pending rows to their new arrays in one Delta commit, then delete the old arrays."""
+def _commit(paths: LakePaths, pending: _Pending, summary: ArrayMerge) -> None:
+    """Switch the pending rows to their new arrays in one Delta commit (the old arrays are retained
+    with the table's older versions, see the module docstring)."""
     if not pending.sops:
         return
     import pyarrow as pa
@@ -283,7 +284,7 @@ def _commit(paths: LakePaths, store: PixelStore, pending: _Pending, summary: Arr
     dt = open_table(paths.table("instances"))
     assert dt is not None
     crash_point("merge.before_commit")
-    with deferred():  # the commit and the removal of what it left unused, or neither (a signal waits)
+    with deferred():  # a signal waits for the commit
         dt.merge(
             source,
             predicate="t.SOPInstanceUID = s.SOPInstanceUID AND t.pixel_array = s.old_array",
@@ -292,9 +293,6 @@ def _commit(paths: LakePaths, store: PixelStore, pending: _Pending, summary: Arr
             commit_properties=_commit_properties(),
         ).when_matched_update(updates={"pixel_array": "s.new_array", "pixel_frame_start": "s.new_start"}).execute()
         summary.commits += 1
-        crash_point("merge.after_commit")
-        for key in pending.sources:
-            store.discard(key)
 
 
 def _commit_properties() -> Any:

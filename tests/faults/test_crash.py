@@ -59,7 +59,7 @@ NOT_KILLED_AT = {
     "ingest.worker_file": "in a worker process: tests/faults/test_orphans.py and test_interrupt.py pause there",
     **{
         f"merge.{step}": "the merge of small pixel arrays: tests/pixels/test_merge.py kills optimize there"
-        for step in ("after_array", "before_commit", "after_commit")
+        for step in ("after_array", "before_commit")
     },
 }
 
