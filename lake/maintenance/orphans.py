@@ -14,14 +14,15 @@ rerun writes them again once, as an uninterrupted run would have.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from pathlib import Path
 
 from lake import memory
-from lake.catalog.tables import delete_where, distinct_values, snapshot_files
+from lake.catalog.tables import delete_where, distinct_values, lake_snapshot, snapshot_files
 from lake.config import LakePaths
 from lake.fixity import record_table_fixity
 
@@ -57,16 +58,21 @@ def orphan_arrays(paths: LakePaths, committed: Container[str]) -> list[str]:
 
 
 def retained_arrays(paths: LakePaths) -> set[str]:
-    """The arrays that rows of any ``instances`` file still on disk point to: the current snapshot's,
-    and those of the older versions Delta keeps for time travel until ``lake vacuum`` removes their
-    files (``lake forget`` and corrections vacuum at once). A snapshot pinned to an older version (a
-    cohort's manifest) so reads its pixels after ``lake optimize`` merged its arrays, until the
-    retention ends. A file never committed (a killed writer's) counts too: the array it names is
-    kept until vacuum, and a rerun writing the same content finds it by its name."""
+    """The arrays that rows of a committed ``instances`` file still on disk point to: the current
+    snapshot's, and those of the older versions Delta keeps for time travel until ``lake vacuum``
+    removes their files (``lake forget`` and corrections vacuum at once). A snapshot pinned to an
+    older version (a cohort's manifest) so reads its pixels after ``lake optimize`` merged its
+    arrays, until the retention ends. A file no commit of the log adds (a killed writer's) does not
+    count: the arrays it names are orphans."""
+    if not paths.is_local:
+        return _retained_in_objects(paths)
     folder = paths.table("instances")
-    if not folder.is_dir():
+    log = folder / "_delta_log"
+    if not log.is_dir():
         return set()
-    files = sorted(str(p) for p in folder.rglob("*.parquet") if "_delta_log" not in p.relative_to(folder).parts)
+    added = _added_paths(entry.read_bytes() for entry in sorted(log.glob("*.json")))
+    files = sorted({str(folder / rel) for rel in added} | set(snapshot_files(folder)))
+    files = [f for f in files if os.path.isfile(f)]
     if not files:
         return set()
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
@@ -76,6 +82,43 @@ def retained_arrays(paths: LakePaths) -> set[str]:
             "WHERE pixel_array IS NOT NULL"
         ).fetchall()
     return {str(r[0]) for r in rows}
+
+
+def _added_paths(commits: Iterable[bytes]) -> set[str]:
+    """The data file paths (relative to the table) that the Delta commits' ``add`` actions name."""
+    from urllib.parse import unquote
+
+    added: set[str] = set()
+    for commit in commits:
+        for line in commit.splitlines():
+            if b'"add"' not in line:
+                continue
+            action = json.loads(line).get("add")
+            if isinstance(action, dict) and isinstance(action.get("path"), str):
+                added.add(unquote(action["path"]))
+    return added
+
+
+def _retained_in_objects(paths: LakePaths) -> set[str]:
+    """:func:`retained_arrays` of a lake in object storage (its Parquet files read through pyarrow's
+    filesystem, the one column only)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    storage = paths.storage
+    prefix = paths.table_key("instances")
+    listed = [i.path for i in storage.list(prefix)]
+    commits = (storage.read(path) for path in sorted(listed) if "/_delta_log/" in path and path.endswith(".json"))
+    added = {f"{prefix}/{rel}" for rel in _added_paths(commits)}
+    current = lake_snapshot(paths, "instances")[0]  # its files may be named by a checkpoint only
+    files = sorted({storage.uri(path) for path in listed if path in added} | set(current))
+    if not files:
+        return set()
+    fs, _root = storage.arrow_filesystem()
+    column = ds.dataset([f.split("://", 1)[-1] for f in files], format="parquet", filesystem=fs).to_table(
+        columns=["pixel_array"]
+    )["pixel_array"]
+    return {str(v) for v in pc.unique(column).drop_null().to_pylist()}
 
 
 def remove_orphans(paths: LakePaths, committed: Container[str]) -> list[str]:
