@@ -18,6 +18,13 @@ from lake.pixels.codecs import GENERIC, HTJ2KCodec
 from lake.pixels.fixity import FixityStatus, recorded_checksums, shard_checksums, verify_fixity
 from lake.pixels.store import PixelStore
 
+# imagecodecs' HTJ2K decoder now and then (about 1 run in 20 of the fallback test, 2026-12-04, not
+# reproduced outside zarr's decode threads) reports an OpenJPH message as an exception raised in a
+# callback that cannot raise ("Exception ignored in: imagecodecs._htj2k._copy_from_codestream"); the
+# frames it decoded are right, and what these tests assert is the store's own read-back comparison
+# and fallback, so that report is not a failure here.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
 
 @dataclass(frozen=True)
 class FlakyCodec(HTJ2KCodec):
