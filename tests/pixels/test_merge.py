@@ -17,6 +17,7 @@ from lake.catalog.optimize import PIXEL_ARRAYS, optimize
 from lake.catalog.tables import table_version
 from lake.cli import main
 from lake.ingest import ingest
+from lake.maintenance.forget import forget
 from lake.maintenance.vacuum import vacuum
 from lake.maintenance.verify import verify
 from lake.pixels import merge
@@ -199,5 +200,20 @@ def test_kill_minus_nine_while_merging_then_optimize_again(tmp_path: Path, point
     _same(before, _pixels(root))
     assert _arrays(root) == _arrays(reference)  # the same merged arrays, by the same names
     assert _array_folders(root) == _array_folders(reference)  # nothing the killed run wrote is left
+    report = verify(root, record=False)
+    assert report.ok, [str(p) for p in report.problems]
+
+
+def test_forget_after_a_merge_leaves_no_array_of_the_patient(tmp_path: Path) -> None:
+    """The arrays a merge retired (kept for the older versions) go with the patient at once."""
+    root, key = _lake(tmp_path)
+    layout = _arrays(root)
+    split = next(s for s, rows in layout.items() if len(rows) == 7)
+    optimize(root)
+    assert len(list((root / "pixels" / split).iterdir())) == 4  # the merged array and the 3 it replaced
+    query = "SELECT DISTINCT PatientID FROM instances WHERE SeriesInstanceUID = ?"
+    patient = lake.open(root).sql(query, [split]).item()
+    forget(root, patient=patient, key_file=key)
+    assert not (root / "pixels" / split).exists()  # neither the merged array nor the ones it replaced
     report = verify(root, record=False)
     assert report.ok, [str(p) for p in report.problems]
