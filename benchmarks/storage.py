@@ -16,6 +16,8 @@ and times the same work on both, in the same run:
   tables and array metadata only, shards fetched when read (:mod:`lake.storage.lazy`, the default),
   and the whole lake, every shard (``staged_lake(whole=True)``, what staging did before 2026-12-02);
   the bytes each copied from the store are printed with the times.
+- ``lake ingest --workers 1`` and ``--workers 2`` of a 12-patient archive into a new lake, in a
+  folder and on S3: files/s and the largest worker's peak resident memory (sampled);
 
 Prints the median of ``--repeat`` runs and the ratio S3 / folder. Moto is a Python server on the same
 machine: its latency is lower and its per-request cost higher than a real S3's, so the ratios say
@@ -135,6 +137,62 @@ def _ingest_into_copies(
     return {k: statistics.median(v) for k, v in times.items()}, staged
 
 
+class _ChildPeaks:
+    """Peak resident memory of each child process (the ingest's workers), sampled in a thread.
+
+    A benchmark's sampling: a worker's peak between two samples (every 50 ms) can be missed."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.05):
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self.peaks[child.pid] = max(self.peaks.get(child.pid, 0), child.memory_info().rss)
+
+    def __enter__(self) -> _ChildPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _throughput(url: str, src: Path, scratch: Path) -> list[tuple[str, int, float, float | None]]:
+    """Files/s of ``lake ingest --workers 1`` and ``2`` of ``src`` into a new folder lake and a new
+    lake on S3 (staged, then published), and the largest worker's peak RSS (MB) with 2 workers (one
+    worker runs in the ingest's own process)."""
+    from lake.cli import main
+
+    files = sum(1 for p in src.rglob("*") if p.is_file())
+    out = []
+    for workers in (1, 2):
+        for where in ("folder", "S3"):
+            n = len(out)
+            target = f"{url}-workers{n}" if where == "S3" else str(scratch / f"workers{n}" / "lake")
+            key = scratch / f"workers-key{n}.key"
+            args = ["ingest", str(src), "--lake", target, "--key-file", str(key), "--no-progress", "-q"]
+            args += ["--workers", str(workers)]
+            with _ChildPeaks() as peaks, contextlib.redirect_stdout(io.StringIO()):
+                t0 = time.perf_counter()
+                code = main(args)
+                took = time.perf_counter() - t0
+            if code != 0:
+                raise RuntimeError("the benchmark's ingest failed")
+            worker_mb = max(peaks.peaks.values()) / 1e6 if workers > 1 and peaks.peaks else None
+            out.append((where, workers, files / took, worker_mb))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=40)
@@ -170,6 +228,10 @@ def main() -> int:
             local = _measure(str(folder), args.repeat, small, work)
             remote = _measure(url, args.repeat, small, work)
             into, staged = _ingest_into_copies(folder, url, work / "demo.key", small, work, max(1, args.repeat // 2))
+            larger = work / "archive-12"
+            if not larger.exists():
+                write_archive(larger, ArchiveSpec(patients=12, seed=11))
+            rates = _throughput(url, larger, work)
         import lake
 
         info = lake.open(folder).info()
@@ -187,6 +249,21 @@ def main() -> int:
                 f"{into['folder'] * 1000:.1f}ms), staged {staged[f'{how} staged files']} files, "
                 f"{staged[f'{how} staged bytes'] / 1e6:.1f} MB"
             )
+        files = sum(1 for p in (work / "archive-12").rglob("*") if p.is_file())
+        print(f"ingest throughput, {files} files of a 12-patient archive into a new lake (S3: staged, then published)")
+        by = {(where, workers): (rate, mb) for where, workers, rate, mb in rates}
+        for workers in (1, 2):
+            folder_rate, s3_rate = by[("folder", workers)][0], by[("S3", workers)][0]
+            peak = [by[(w, workers)][1] for w in ("folder", "S3")]
+            memory = "in the ingest's process" if workers == 1 else " / ".join(f"{m or 0:.0f} MB" for m in peak)
+            print(
+                f"  {workers} worker(s): folder {folder_rate:6.1f} files/s, S3 {s3_rate:6.1f} files/s "
+                f"({s3_rate / folder_rate:.2f}x); largest worker's peak RSS (folder / S3): {memory}"
+            )
+        print(
+            f"  2 / 1 workers: folder {by[('folder', 2)][0] / by[('folder', 1)][0]:.2f}x, "
+            f"S3 {by[('S3', 2)][0] / by[('S3', 1)][0]:.2f}x"
+        )
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
