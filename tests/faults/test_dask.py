@@ -1,7 +1,8 @@
 """``lake ingest --scheduler``: a real ``dask scheduler`` and two ``dask worker`` processes on
 127.0.0.1 (free ports, chosen by the scheduler), the same lake as a single-process ingest (tables'
-content and pixels), also when one worker is killed by pid while it writes a pixel array (the moment
-chosen by a pause point, never a sleep)."""
+content and pixels), also when one worker is killed by pid while it writes a pixel array, and when
+the client (the ``lake ingest`` process) or the scheduler with its workers is killed after a
+commit and the same command runs again (the moments chosen by pause points, never a sleep)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,17 @@ from lake.errors import ClusterError, ConfigError
 from lake.ingest import ingest
 from lake.ingest.work import WorkerSpec
 from lake.keys import LakeKey
-from tests.faults.conftest import BATCH, Reference, assert_complete, pause_env, twin_lake, wait_for
+from tests.faults.conftest import (
+    BATCH,
+    Reference,
+    assert_complete,
+    pause_env,
+    running,
+    table_rows,
+    twin_lake,
+    wait_for,
+    wait_for_pause,
+)
 
 distributed = pytest.importorskip("distributed")
 DASK = Path(sys.executable).with_name("dask")
@@ -205,3 +216,59 @@ def test_the_costliest_unit_read_ahead_is_submitted_first_on_the_cluster(
     assert sorted(map(int, _SUBMITTED)) == list(range(12))
     assert all(unit == named for unit, named in choices), choices
     assert _SUBMITTED.index("11") < _SUBMITTED.index("3") and _SUBMITTED.index("7") < _SUBMITTED.index("4")
+
+
+def _cluster_args(root: Path, key: Path, corpus: Path, address: str) -> list[str]:
+    args = ["ingest", str(corpus), "--lake", str(root), "--key-file", str(key), "--batch-size", str(BATCH)]
+    return [*args, "--no-progress", "--scheduler", address]
+
+
+def _idle(address: str) -> bool:
+    """No task of the cluster is running or waiting (what a killed client submitted has ended)."""
+    with distributed.Client(address, timeout=60) as client:
+        return not any(client.processing().values())
+
+
+def test_the_client_killed_midway_then_the_same_command_gives_the_same_lake(
+    tmp_path: Path, reference: Reference
+) -> None:
+    root, key = twin_lake(tmp_path, "dask-client", reference)
+    marker = tmp_path / "paused"
+    with dask_cluster(tmp_path) as dask:
+        args = _cluster_args(root, key, reference.corpus, dask.address)
+        with running(*args, env=pause_env(marker, "ingest.after_instances:1")) as proc:
+            wait_for_pause(marker, proc)  # the client, after its first batch's commit
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+        committed = table_rows(root, "instances")
+        assert 0 < len(committed) < 12 and all(row in reference.rows["instances"] for row in committed)
+        wait_for(lambda: _idle(dask.address), "the tasks the killed client left have ended", timeout=120)
+        ingest(root, [reference.corpus], key_file=key, batch_size=BATCH, scheduler=dask.address)
+    assert_complete(root, reference)
+    assert_same_pixels(root, reference)
+
+
+def test_the_scheduler_killed_midway_then_the_same_command_gives_the_same_lake(
+    tmp_path: Path, reference: Reference
+) -> None:
+    root, key = twin_lake(tmp_path, "dask-scheduler", reference)
+    marker, err = tmp_path / "paused", tmp_path / "err.txt"
+    (tmp_path / "first").mkdir()
+    with dask_cluster(tmp_path / "first") as dask:
+        args = _cluster_args(root, key, reference.corpus, dask.address)
+        with running(*args, env=pause_env(marker, "ingest.after_instances:1"), stderr=err) as proc:
+            wait_for_pause(marker, proc)
+            for victim in [dask.scheduler, *dask.workers]:  # the whole cluster goes, by pid
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.wait(timeout=30)
+            marker.unlink()  # the client goes on, and finds no scheduler
+            assert proc.wait(timeout=300) not in (0, -signal.SIGKILL)
+    stderr = err.read_text()
+    assert "Traceback" not in stderr and "the Dask cluster failed" in stderr and "run the ingest again" in stderr
+    committed = table_rows(root, "instances")
+    assert 0 < len(committed) < 12 and all(row in reference.rows["instances"] for row in committed)
+    (tmp_path / "second").mkdir()
+    with dask_cluster(tmp_path / "second") as dask:  # a new cluster, the same command
+        ingest(root, [reference.corpus], key_file=key, batch_size=BATCH, scheduler=dask.address)
+    assert_complete(root, reference)
+    assert_same_pixels(root, reference)
