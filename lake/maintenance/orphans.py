@@ -22,6 +22,7 @@ from collections.abc import Container, Iterable
 from pathlib import Path
 
 from lake import memory
+from lake.catalog.ordered import parquet_source
 from lake.catalog.tables import delete_where, distinct_values, lake_snapshot, snapshot_files
 from lake.config import LakePaths
 from lake.fixity import record_table_fixity
@@ -73,15 +74,7 @@ def retained_arrays(paths: LakePaths) -> set[str]:
     added = _added_paths(entry.read_bytes() for entry in sorted(log.glob("*.json")))
     files = sorted({str(folder / rel) for rel in added} | set(snapshot_files(folder)))
     files = [f for f in files if os.path.isfile(f)]
-    if not files:
-        return set()
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    with memory.connect("arrays", ordered=False) as con:
-        rows = con.execute(
-            f"SELECT DISTINCT pixel_array FROM read_parquet([{listed}], union_by_name = true) "
-            "WHERE pixel_array IS NOT NULL"
-        ).fetchall()
-    return {str(r[0]) for r in rows}
+    return _arrays_in(files)
 
 
 def _added_paths(commits: Iterable[bytes]) -> set[str]:
@@ -143,13 +136,16 @@ def remove_orphans(paths: LakePaths, committed: Container[str]) -> list[str]:
 def committed_arrays(paths: LakePaths) -> set[str]:
     """The pixel arrays committed rows use (one DISTINCT in DuckDB, not the ingest state)."""
     inst = snapshot_files(paths.table("instances"))
-    if not inst:
+    return _arrays_in(inst)
+
+
+def _arrays_in(files: list[str]) -> set[str]:
+    """The distinct ``pixel_array`` values of the rows of ``files`` (one DISTINCT in DuckDB)."""
+    if not files:
         return set()
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in inst)
     with memory.connect("arrays", ordered=False) as con:
         rows = con.execute(
-            f"SELECT DISTINCT pixel_array FROM read_parquet([{listed}], union_by_name = true) "
-            "WHERE pixel_array IS NOT NULL"
+            f"SELECT DISTINCT pixel_array FROM {parquet_source(files)} WHERE pixel_array IS NOT NULL"
         ).fetchall()
     return {str(r[0]) for r in rows}
 

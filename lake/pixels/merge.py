@@ -27,13 +27,14 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from lake import memory
+from lake.catalog.ordered import parquet_source
 from lake.catalog.tables import open_table, snapshot_files
 from lake.config import LakePaths
 from lake.crashpoints import crash_point
@@ -115,7 +116,7 @@ def merge_small_arrays(
     if not files:
         return summary
     with memory.connect("merge", ordered=True) as con:
-        src = _source(files)
+        src = parquet_source(files)
         used = con.execute(
             f"SELECT pixel_array, sum(frame_count) FROM {src} WHERE pixel_array IS NOT NULL GROUP BY ALL"
         ).fetchall()
@@ -145,10 +146,6 @@ def merge_small_arrays(
                 pending = _Pending()
         _commit(paths, pending, summary)
     return summary
-
-
-def _source(files: Sequence[str]) -> str:
-    return "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "], union_by_name = true)"
 
 
 def _plans(store: PixelStore, used: dict[str, int]) -> Iterator[_Plan]:
